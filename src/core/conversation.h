@@ -1,0 +1,58 @@
+/*
+ * conversation.h: a chat conversation as the core sees it, and the pure
+ * operations on it behind the SQL conversation functions (validation, system
+ * merge, turn counting and truncation).
+ *
+ * The glue converts jsonb into an SftConversation (roles parsed, content parts
+ * already joined into one UTF-8 string per message) and converts results back;
+ * everything that decides what a valid conversation is lives here.
+ */
+#ifndef SFT_CORE_CONVERSATION_H
+#define SFT_CORE_CONVERSATION_H
+
+#include "common.h"
+
+typedef enum SftRole
+{
+	SFT_ROLE_SYSTEM = 0,
+	SFT_ROLE_USER,
+	SFT_ROLE_ASSISTANT
+} SftRole;
+
+typedef struct SftMessage
+{
+	SftRole		role;
+	const char *content;		/* UTF-8, not necessarily NUL-terminated */
+	size_t		len;			/* bytes of content */
+} SftMessage;
+
+typedef struct SftConversation
+{
+	SftMessage *messages;		/* [n] */
+	int			n;
+} SftConversation;
+
+/* How strictly a conversation is checked. */
+typedef enum SftConversationUse
+{
+	SFT_CONV_ANY = 0,			/* shape only: roles in order, non-empty */
+	SFT_CONV_GENERATION,		/* may end with a user message */
+	SFT_CONV_TRAINING			/* must end with an assistant message */
+} SftConversationUse;
+
+/* "system" / "user" / "assistant" (case-insensitive); -1 when unknown. */
+int			sft_role_parse(const char *name, size_t len);
+const char *sft_role_name(SftRole role);
+
+/*
+ * Structural checks shared by every function: at least one message; system
+ * messages only before the first user message; after that user and assistant
+ * alternate, starting with user.  Errors name the message index (0-based).
+ */
+SftStatus	sft_conversation_check(const SftConversation *conv,
+								   SftConversationUse use, SftError *err);
+
+/* Number of user messages answered by an assistant message. */
+int			sft_conversation_turns(const SftConversation *conv);
+
+#endif							/* SFT_CORE_CONVERSATION_H */
