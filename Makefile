@@ -36,6 +36,9 @@ PG_CFLAGS = -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
 	-Wno-cast-function-type $(OPTFLAGS)
 SHLIB_LINK = $(DEP_LIBS) -lm -lpthread
 
+# The JIT bitcode PGXS would also build is of no use for this code.
+override with_llvm = no
+
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)

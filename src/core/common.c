@@ -106,7 +106,7 @@ sft_calloc(size_t count, size_t size)
 		return NULL;
 	p = sft_alloc(count * size);
 	if (p)
-		memset(p, 0, count * size ? count * size : 1);
+		memset(p, 0, count * size);
 	return p;
 }
 
