@@ -1,0 +1,73 @@
+/*
+ * chat_template.h: built-in chat templates (no Jinja engine) and the
+ * assistant-only loss mask.
+ *
+ * A template renders a conversation into text with special tokens at fixed
+ * places; encoding splits the rendered text at the template's own special
+ * tokens only (user content that looks like a special token stays plain
+ * text), tokenizes the text runs between them exactly as Hugging Face would,
+ * and marks with 1 every token of assistant content plus the token that
+ * closes the assistant turn (<|im_end|>, <|eot_id|>, </s>); role headers,
+ * system and user text are 0.
+ */
+#ifndef SFT_CORE_CHAT_TEMPLATE_H
+#define SFT_CORE_CHAT_TEMPLATE_H
+
+#include "common.h"
+#include "conversation.h"
+#include "tokenizer.h"
+
+typedef enum SftTemplateKind
+{
+	SFT_TEMPLATE_CHATML = 0,	/* SmolLM2, Qwen */
+	SFT_TEMPLATE_LLAMA3,
+	SFT_TEMPLATE_LLAMA2
+} SftTemplateKind;
+
+typedef enum SftTrainOn
+{
+	SFT_TRAIN_ALL_ASSISTANT = 0,
+	SFT_TRAIN_LAST_ASSISTANT
+} SftTrainOn;
+
+typedef struct SftChatTemplate
+{
+	SftTemplateKind kind;
+	const char *default_system;	/* inserted when no system message; NULL: none */
+	size_t		default_system_len;
+} SftChatTemplate;
+
+/* "chatml" / "llama3" / "llama2"; unknown is SFT_ERR_INVALID listing the names. */
+SftStatus	sft_template_from_name(const char *name, SftTemplateKind *out, SftError *err);
+const char *sft_template_name(SftTemplateKind kind);
+
+/*
+ * Recognise a tokenizer_config.json Jinja chat_template.  Returns 1 and sets
+ * kind (and, for templates that embed one, the default system prompt as a
+ * newly allocated string in *default_system, else NULL) when recognised.
+ */
+int			sft_template_detect(const char *jinja, size_t len, SftTemplateKind *kind,
+								char **default_system);
+
+SftStatus	sft_chat_render(const SftChatTemplate *tpl, const SftTokenizer *tok,
+							const SftConversation *conv, int add_generation_prompt,
+							SftBuf *out, SftError *err);
+
+typedef struct SftEncoded
+{
+	SftIntVec	ids;			/* [T] token ids */
+	SftIntVec	mask;			/* [T] 1 = token counts in the loss */
+	int			truncated;		/* 1 when max_length cut tokens off */
+	int			n_masked;		/* number of 1s in mask */
+} SftEncoded;
+
+void		sft_encoded_init(SftEncoded *enc);
+void		sft_encoded_free(SftEncoded *enc);
+
+/* max_length <= 0: no limit.  Conversation checked for the given use. */
+SftStatus	sft_chat_encode(const SftChatTemplate *tpl, const SftTokenizer *tok,
+							const SftConversation *conv, SftTrainOn train_on,
+							int add_generation_prompt, int max_length,
+							SftEncoded *out, SftError *err);
+
+#endif							/* SFT_CORE_CHAT_TEMPLATE_H */

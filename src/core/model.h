@@ -1,0 +1,158 @@
+/*
+ * model.h: a Llama-architecture causal language model as Hugging Face's
+ * LlamaForCausalLM computes it, with training (forward, backward, AdamW) and
+ * KV-cached inference.
+ *
+ * Dimension legend used in shape comments throughout the core:
+ *   L  layers            C  hidden size         NH  query heads
+ *   NKV key/value heads  HD head dim            F   FFN (SwiGLU) width
+ *   V  vocabulary        T  tokens in a packed micro-batch   S  one sequence
+ *
+ * Parameters live in one slab (model->params) with a table of named tensors
+ * (HF names: "model.embed_tokens.weight", "model.layers.3.self_attn.q_proj.weight",
+ * ..., "lm_head.weight" only when embeddings are untied) pointing into it, so
+ * a checkpoint is one write and AdamW is one loop.
+ */
+#ifndef SFT_CORE_MODEL_H
+#define SFT_CORE_MODEL_H
+
+#include "common.h"
+#include "llama_config.h"
+
+#define SFT_TENSOR_NAME_MAX 96
+
+typedef struct SftParamTensor
+{
+	char		name[SFT_TENSOR_NAME_MAX];	/* HF tensor name */
+	int			ndim;			/* 1 or 2 */
+	int64_t		shape[2];		/* HF (PyTorch) shape: [out, in] for linear weights */
+	size_t		numel;
+	size_t		offset;			/* into the parameter slab, in floats */
+	int			weight_decay;	/* 1 for matrices, 0 for norms */
+} SftParamTensor;
+
+typedef struct SftModel SftModel;	/* defined in model.c */
+
+SftStatus	sft_model_new(const SftLlamaConfig *cfg, SftModel **out, SftError *err);
+void		sft_model_free(SftModel *model);
+/* HF's initialisation: weights normal(0, 0.02), RMSNorm weights 1. */
+void		sft_model_init_random(SftModel *model, uint64_t seed);
+
+const SftLlamaConfig *sft_model_config(const SftModel *model);
+float	   *sft_model_params(SftModel *model);	/* the slab [n_params] */
+size_t		sft_model_num_params(const SftModel *model);
+int			sft_model_tensor_count(const SftModel *model);
+const SftParamTensor *sft_model_tensor(const SftModel *model, int i);
+const SftParamTensor *sft_model_find_tensor(const SftModel *model, const char *hf_name);
+
+/* ---------------------------------------------------------------------------
+ * Training
+ * ------------------------------------------------------------------------- */
+
+/*
+ * A micro-batch: n_seqs sequences packed back to back (positions restart at 0
+ * for every sequence; attention never crosses a sequence boundary).
+ * mask[t] = 1 means token t is a training target: the loss includes
+ * -log p(tokens[t] | tokens[start..t-1]).  mask of a sequence's first token is
+ * ignored (nothing predicts it).
+ */
+typedef struct SftBatch
+{
+	int			n_seqs;
+	const int  *seq_lens;		/* [n_seqs] */
+	const int32_t *tokens;		/* [T = sum of seq_lens] */
+	const int32_t *mask;		/* [T] 0/1 */
+} SftBatch;
+
+typedef enum SftLrSchedule
+{
+	SFT_LR_COSINE = 0,			/* linear warmup, cosine decay to min_lr_ratio * lr */
+	SFT_LR_LINEAR,				/* linear warmup, linear decay to min_lr_ratio * lr */
+	SFT_LR_CONSTANT				/* linear warmup, then constant */
+} SftLrSchedule;
+
+/* Learning rate at optimizer step (0-based) of total_steps. */
+double		sft_lr_at(SftLrSchedule schedule, double peak_lr, int64_t step,
+					  int64_t total_steps, int64_t warmup_steps, double min_lr_ratio);
+
+typedef struct SftAdamWConfig
+{
+	double		beta1;			/* 0.9 */
+	double		beta2;			/* 0.999 */
+	double		eps;			/* 1e-8 */
+	double		weight_decay;	/* decoupled, matrices only */
+	double		max_grad_norm;	/* global-norm clipping; <= 0 disables */
+} SftAdamWConfig;
+
+typedef struct SftTrainer SftTrainer;	/* gradients, AdamW moments, activations */
+
+/*
+ * max_tokens bounds T of any micro-batch (activations are sized for it once).
+ * dropout is the residual dropout probability (0 disables), seeded.
+ */
+SftStatus	sft_trainer_new(SftModel *model, int max_tokens, float dropout,
+							uint64_t seed, SftTrainer **out, SftError *err);
+void		sft_trainer_free(SftTrainer *trainer);
+
+/* Bytes sft_trainer_new + the model would allocate: for memory limits. */
+size_t		sft_trainer_memory_estimate(const SftLlamaConfig *cfg, int max_tokens);
+
+/*
+ * Forward + backward of one micro-batch; gradients are SUMMED into the
+ * gradient slab (not averaged).  Returns the summed loss and target count.
+ */
+SftStatus	sft_trainer_accumulate(SftTrainer *trainer, const SftBatch *batch,
+								   double *loss_sum, int64_t *n_targets, SftError *err);
+
+/*
+ * One optimizer step: gradients divided by n_targets (the targets of every
+ * micro-batch accumulated since the last step), clipped to max_grad_norm,
+ * AdamW update with learning rate lr, gradients zeroed.  grad_norm receives
+ * the norm before clipping.
+ */
+SftStatus	sft_trainer_step(SftTrainer *trainer, int64_t n_targets,
+							 const SftAdamWConfig *adamw, double lr,
+							 double *grad_norm, SftError *err);
+
+/* Forward only, no dropout: summed loss and target count (evaluation). */
+SftStatus	sft_trainer_evaluate(SftTrainer *trainer, const SftBatch *batch,
+								 double *loss_sum, int64_t *n_targets, SftError *err);
+
+/* AdamW state for checkpoints: moments [n_params] each and steps taken. */
+float	   *sft_trainer_adam_m(SftTrainer *trainer);
+float	   *sft_trainer_adam_v(SftTrainer *trainer);
+int64_t    *sft_trainer_step_count(SftTrainer *trainer);
+float	   *sft_trainer_grads(SftTrainer *trainer);	/* [n_params], for tests */
+
+/* ---------------------------------------------------------------------------
+ * Inference: batch 1, KV cache
+ * ------------------------------------------------------------------------- */
+
+typedef struct SftDecoder SftDecoder;
+
+SftStatus	sft_decoder_new(const SftModel *model, int max_seq, SftDecoder **out,
+							SftError *err);
+void		sft_decoder_free(SftDecoder *dec);
+void		sft_decoder_reset(SftDecoder *dec);
+int			sft_decoder_position(const SftDecoder *dec);
+
+/*
+ * Append n tokens to the cache (n >= 1) and write the logits [V] of the last
+ * one.  Exceeding max_seq is SFT_ERR_LIMIT.
+ */
+SftStatus	sft_decoder_feed(SftDecoder *dec, const int32_t *tokens, int n,
+							 float *logits, SftError *err);
+
+typedef struct SftSamplerConfig
+{
+	double		temperature;	/* 0: greedy (argmax, lowest id on ties) */
+	int			top_k;			/* 0: off */
+	double		top_p;			/* 1: off */
+} SftSamplerConfig;
+
+/* Sample one id from logits [V]; scratch holds at least V floats + V ints. */
+int32_t		sft_sample(const float *logits, int V, const SftSamplerConfig *cfg,
+					   SftRng *rng, void *scratch);
+size_t		sft_sample_scratch_bytes(int V);
+
+#endif							/* SFT_CORE_MODEL_H */
