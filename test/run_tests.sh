@@ -58,7 +58,7 @@ mkdir -p "$regress_dir"
 "$($PG_CONFIG --pgxs | xargs dirname)/../test/regress/pg_regress" \
 	--inputdir=. --outputdir="$regress_dir" --bindir="$PGBIN" \
 	--host="$PGHOST" --port="$PGPORT" --user=postgres \
-	--dbname=sft_regression $tests >"$regress_dir/out.txt" 2>&1
+	--dbname=sft_regression --load-extension=sft $tests >"$regress_dir/out.txt" 2>&1
 cat "$regress_dir/out.txt" | grep -E '^(test|ok|not ok|     )' | sed 's/^/  /'
 ok=$(grep -cE '^(ok|test) .* ok( |$)|\.\.\. ok' "$regress_dir/out.txt")
 bad=$(grep -cE 'FAILED|failed \(ignored\)' "$regress_dir/out.txt")

@@ -55,4 +55,23 @@ SftStatus	sft_conversation_check(const SftConversation *conv,
 /* Number of user messages answered by an assistant message. */
 int			sft_conversation_turns(const SftConversation *conv);
 
+/*
+ * Fold every system message (in order, joined by separator) into the first
+ * user message: "<system>" + separator + "<user>".  out->messages is newly
+ * allocated; *merged holds the new first-user text (NULL when there was no
+ * system message).  The caller frees both with sft_free.  A system prompt with
+ * no user message to fold it into is SFT_ERR_INVALID.
+ */
+SftStatus	sft_conversation_merge_system(const SftConversation *conv,
+										  const char *separator, size_t separator_len,
+										  SftConversation *out, char **merged,
+										  SftError *err);
+
+/*
+ * Length of the prefix that keeps the leading system messages and the first
+ * max_turns user->assistant exchanges (max_turns >= 0).  A trailing user
+ * message inside the limit is kept, so a prompt awaiting its answer survives.
+ */
+int			sft_conversation_truncate_turns(const SftConversation *conv, int max_turns);
+
 #endif							/* SFT_CORE_CONVERSATION_H */
