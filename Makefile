@@ -72,7 +72,7 @@ deps:
 test: all unit-tests
 	@bash test/run_tests.sh
 
-demo: all
+demo: deps all
 	@bash test/run_demo.sh
 
 bench: all $(BENCH_BINS)
