@@ -54,7 +54,7 @@ UNIT_BINS = $(UNIT_SRCS:.c=)
 BENCH_SRCS = $(sort $(wildcard test/bench/bench_*.c))
 BENCH_BINS = $(BENCH_SRCS:.c=)
 CORE_PROG_CFLAGS = -std=gnu11 -O2 -g -Wall -Wextra -Wno-unused-parameter \
-	-Wno-sign-compare $(OPTFLAGS) -Isrc/core -Itest/unit $(DEP_CFLAGS)
+	-Wno-sign-compare -Wno-format-truncation $(OPTFLAGS) -Isrc/core -Itest/unit $(DEP_CFLAGS)
 CORE_PROG_LIBS = $(DEP_LIBS) -lm -lpthread
 
 test/unit/test_%: test/unit/test_%.c $(CORE_OBJS) test/unit/tap.h

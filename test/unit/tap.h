@@ -22,10 +22,12 @@ tap_ok(int cond, const char *what)
 	return cond;
 }
 
+/* The condition is evaluated first, so the description may show its effects. */
 #define TAP_OK(cond, ...) do { \
-	char tap_what_[512]; \
+	int tap_cond_ = (cond); \
+	char tap_what_[1024]; \
 	snprintf(tap_what_, sizeof(tap_what_), __VA_ARGS__); \
-	tap_ok((cond), tap_what_); \
+	tap_ok(tap_cond_, tap_what_); \
 } while (0)
 
 /* Exit status: non-zero when any check failed. */
