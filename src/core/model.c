@@ -38,6 +38,9 @@
  * flash attention does), so activation memory is linear in T.
  */
 #include "model_internal.h"
+#include "kernels.h"
+#include "optim.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -277,4 +280,588 @@ sft_model_find_tensor(const SftModel *model, const char *hf_name)
 		if (strcmp(model->tensors[i].name, hf_name) == 0)
 			return &model->tensors[i];
 	return NULL;
+}
+
+/* ---------------------------------------------------------------------------
+ * RoPE tables
+ * ------------------------------------------------------------------------- */
+
+void
+sft_rope_tables(float *cos_tab, float *sin_tab, int n_pos, int head_dim, float theta)
+{
+	int			half = head_dim / 2;
+
+	for (int i = 0; i < half; i++)
+	{
+		/* HF: 1.0 / (base ** (arange(0, dim, 2).float() / dim)), all fp32 */
+		float		expo = (float) (2 * i) / (float) head_dim;
+		float		inv_freq = 1.0f / powf(theta, expo);
+
+		for (int p = 0; p < n_pos; p++)
+		{
+			float		angle = (float) p * inv_freq;
+
+			cos_tab[(size_t) p * half + i] = cosf(angle);
+			sin_tab[(size_t) p * half + i] = sinf(angle);
+		}
+	}
+}
+
+/* ---------------------------------------------------------------------------
+ * Trainer
+ *
+ * Buffers (T = max_tokens, QKV = (NH + 2 NKV) HD, QH = NH HD, R = LM-head rows
+ * per chunk):
+ *
+ *   grads, adam_m, adam_v   [n_params] each, same layout as the parameters
+ *   acts slab, per layer l (saved for backward):
+ *     res_in   [T, C]    input of the layer (residual stream)
+ *     rstd1    [T]       1/rms of res_in
+ *     qkv      [T, QKV]  q and k after RoPE, v
+ *     lse      [T, NH]   attention softmax log-sum-exp per row and head
+ *     att      [T, QH]   attention output (input of o_proj)
+ *     res_mid  [T, C]    residual after the attention block
+ *     rstd2    [T]       1/rms of res_mid
+ *     gu       [T, 2F]   gate | up projections (pre-activation)
+ *   then, shared by all layers:
+ *     res_final [T, C]   output of the last layer
+ *     xg       [T, C]    rows of res_final that predict a target (gathered)
+ *     rstdf    [T]       their 1/rms
+ *     xf       [T, C]    their final-normed values (LM-head input)
+ *     dxf      [T, C]    gradient of xf
+ *     logits   [R, V]    one chunk of LM-head rows: logits -> probs -> dlogits
+ *     xn       [T, C]    normed block input (recomputed in backward)
+ *     h        [T, F]    silu(gate) * up (recomputed in backward)
+ *     proj     [T, C]    o_proj / down_proj output before dropout
+ *     dres     [T, C]    gradient of the residual stream
+ *     dproj    [T, C]    gradient of proj (through dropout)
+ *     dxn      [T, C]
+ *     dh       [T, F]
+ *     dgu      [T, 2F]
+ *     datt     [T, QH]
+ *     dqkv     [T, QKV]
+ *     attn_scratch [attention_scratch_floats(T)]
+ *     cos, sin [P, HD/2] RoPE tables, P = min(T, max_position)
+ *   keep slab (only with dropout): [L, 2, T, C] bytes, the dropout draws
+ *   index slab: pos [T], tgt_row [T], tgt_id [T] (int32)
+ * ------------------------------------------------------------------------- */
+
+#define SFT_LM_HEAD_ROWS 256
+
+typedef struct LayerActs
+{
+	float	   *res_in;			/* [T, C] */
+	float	   *rstd1;			/* [T] */
+	float	   *qkv;			/* [T, QKV] */
+	float	   *lse;			/* [T, NH] */
+	float	   *att;			/* [T, QH] */
+	float	   *res_mid;		/* [T, C] */
+	float	   *rstd2;			/* [T] */
+	float	   *gu;				/* [T, 2F] */
+	uint8_t    *keep_att;		/* [T, C] or NULL */
+	uint8_t    *keep_mlp;		/* [T, C] or NULL */
+} LayerActs;
+
+struct SftTrainer
+{
+	SftModel   *model;
+	int			max_tokens;		/* T */
+	float		dropout;
+	SftRng		rng;			/* dropout draws */
+	int64_t		step;			/* optimizer steps taken */
+
+	float	   *grads;			/* [n_params] */
+	float	   *adam_m;			/* [n_params] */
+	float	   *adam_v;			/* [n_params] */
+
+	float	   *acts;			/* the activation slab (see above) */
+	uint8_t    *keep;			/* [L, 2, T, C] or NULL */
+	int32_t    *index;			/* [3, T] */
+	LayerActs  *layers;			/* [L] */
+
+	float	   *res_final, *xg, *rstdf, *xf, *dxf, *logits;
+	float	   *xn, *h, *proj, *dres, *dproj, *dxn, *dh, *dgu, *datt, *dqkv;
+	float	   *attn_scratch;
+	float	   *cos_tab, *sin_tab;	/* [n_rope, HD/2] */
+	int			n_rope;
+	int32_t    *pos;			/* [T] position of each token in its sequence */
+	int32_t    *tgt_row;		/* [T] rows predicting a target */
+	int32_t    *tgt_id;			/* [T] their target token ids */
+};
+
+/*
+ * Walks the activation slab: with base NULL only counts floats, otherwise
+ * also sets the trainer's pointers.  Keeping one function for both is what
+ * keeps sft_trainer_memory_estimate honest.
+ */
+static size_t
+layout_acts(const SftLlamaConfig *c, int T, SftTrainer *tr, float *base)
+{
+	size_t		C = c->hidden_size, F = c->intermediate_size, V = c->vocab_size;
+	size_t		NH = c->n_heads, HD = c->head_dim;
+	size_t		QH = NH * HD, QKV = (NH + 2 * (size_t) c->n_kv_heads) * HD;
+	size_t		n_rope = T < c->max_position ? T : c->max_position;
+	size_t		off = 0;
+
+#define TAKE(ptr, count) do { \
+		if (base) (ptr) = base + off; \
+		off += (size_t) (count); \
+	} while (0)
+
+	for (int l = 0; l < c->n_layers; l++)
+	{
+		LayerActs	dummy,
+				   *a = base ? &tr->layers[l] : &dummy;
+
+		TAKE(a->res_in, T * C);
+		TAKE(a->rstd1, T);
+		TAKE(a->qkv, T * QKV);
+		TAKE(a->lse, T * NH);
+		TAKE(a->att, T * QH);
+		TAKE(a->res_mid, T * C);
+		TAKE(a->rstd2, T);
+		TAKE(a->gu, T * 2 * F);
+	}
+	{
+		SftTrainer	dummy,
+				   *t = base ? tr : &dummy;
+
+		TAKE(t->res_final, T * C);
+		TAKE(t->xg, T * C);
+		TAKE(t->rstdf, T);
+		TAKE(t->xf, T * C);
+		TAKE(t->dxf, T * C);
+		TAKE(t->logits, (size_t) SFT_LM_HEAD_ROWS * V);
+		TAKE(t->xn, T * C);
+		TAKE(t->h, T * F);
+		TAKE(t->proj, T * C);
+		TAKE(t->dres, T * C);
+		TAKE(t->dproj, T * C);
+		TAKE(t->dxn, T * C);
+		TAKE(t->dh, T * F);
+		TAKE(t->dgu, T * 2 * F);
+		TAKE(t->datt, T * QH);
+		TAKE(t->dqkv, T * QKV);
+		TAKE(t->attn_scratch, attention_scratch_floats(T));
+		TAKE(t->cos_tab, n_rope * HD / 2);
+		TAKE(t->sin_tab, n_rope * HD / 2);
+	}
+#undef TAKE
+	return off;
+}
+
+size_t
+sft_trainer_memory_estimate(const SftLlamaConfig *cfg, int max_tokens)
+{
+	SftModel	m;
+	size_t		n_params;
+
+	memset(&m, 0, sizeof(m));
+	m.cfg = *cfg;
+	if (sft_model_check_config(cfg, NULL) != SFT_OK || max_tokens <= 0)
+		return 0;
+	n_params = (size_t) layout_model(&m);
+	/* parameters, gradients, two AdamW moments; activations; dropout draws;
+	 * int32 indexes; small tables */
+	return 4 * n_params * sizeof(float)
+		+ layout_acts(cfg, max_tokens, NULL, NULL) * sizeof(float)
+		+ (size_t) cfg->n_layers * 2 * max_tokens * cfg->hidden_size
+		+ 3 * (size_t) max_tokens * sizeof(int32_t)
+		+ (size_t) cfg->n_layers * (sizeof(LayerActs) + sizeof(SftLayerOffsets))
+		+ (size_t) m.n_tensors * sizeof(SftParamTensor) + sizeof(SftTrainer) + sizeof(SftModel);
+}
+
+SftStatus
+sft_trainer_new(SftModel *model, int max_tokens, float dropout, uint64_t seed,
+				SftTrainer **out, SftError *err)
+{
+	const SftLlamaConfig *c = &model->cfg;
+	SftTrainer *tr;
+	size_t		n_acts;
+	size_t		T = (size_t) max_tokens;
+	size_t		C = c->hidden_size;
+
+	*out = NULL;
+	if (max_tokens <= 0 || max_tokens > (1 << 24))
+		return sft_error(err, SFT_ERR_INVALID, "max_tokens %d is out of range (1..%d)",
+						 max_tokens, 1 << 24);
+	if (!(dropout >= 0.0f && dropout < 1.0f))
+		return sft_error(err, SFT_ERR_INVALID, "dropout %g must be in [0, 1)", dropout);
+	tr = sft_calloc(1, sizeof(SftTrainer));
+	if (tr == NULL)
+		return sft_error(err, SFT_ERR_NOMEM, "out of memory for the trainer");
+	tr->model = model;
+	tr->max_tokens = max_tokens;
+	tr->dropout = dropout;
+	sft_rng_seed(&tr->rng, seed);
+	tr->n_rope = max_tokens < c->max_position ? max_tokens : c->max_position;
+
+	n_acts = layout_acts(c, max_tokens, NULL, NULL);
+	tr->layers = sft_calloc(c->n_layers, sizeof(LayerActs));
+	tr->grads = sft_calloc(model->n_params, sizeof(float));
+	tr->adam_m = sft_calloc(model->n_params, sizeof(float));
+	tr->adam_v = sft_calloc(model->n_params, sizeof(float));
+	/* not zeroed: untouched pages of a large block cost no resident memory */
+	tr->acts = n_acts <= SIZE_MAX / sizeof(float) ? sft_alloc(n_acts * sizeof(float)) : NULL;
+	tr->index = sft_calloc(3 * T, sizeof(int32_t));
+	if (dropout > 0.0f)
+		tr->keep = sft_calloc((size_t) c->n_layers * 2 * T, C);
+	if (tr->layers == NULL || tr->grads == NULL || tr->adam_m == NULL ||
+		tr->adam_v == NULL || tr->acts == NULL || tr->index == NULL ||
+		(dropout > 0.0f && tr->keep == NULL))
+	{
+		sft_trainer_free(tr);
+		return sft_error(err, SFT_ERR_NOMEM,
+						 "out of memory for the trainer (about %zu MB for max_tokens %d)",
+						 sft_trainer_memory_estimate(c, max_tokens) >> 20, max_tokens);
+	}
+	layout_acts(c, max_tokens, tr, tr->acts);
+	for (int l = 0; l < c->n_layers; l++)
+	{
+		tr->layers[l].keep_att = tr->keep ? tr->keep + ((size_t) l * 2) * T * C : NULL;
+		tr->layers[l].keep_mlp = tr->keep ? tr->keep + ((size_t) l * 2 + 1) * T * C : NULL;
+	}
+	tr->pos = tr->index;
+	tr->tgt_row = tr->index + T;
+	tr->tgt_id = tr->index + 2 * T;
+	sft_rope_tables(tr->cos_tab, tr->sin_tab, tr->n_rope, c->head_dim, c->rope_theta);
+	*out = tr;
+	return SFT_OK;
+}
+
+void
+sft_trainer_free(SftTrainer *tr)
+{
+	if (tr == NULL)
+		return;
+	sft_free(tr->grads);
+	sft_free(tr->adam_m);
+	sft_free(tr->adam_v);
+	sft_free(tr->acts);
+	sft_free(tr->keep);
+	sft_free(tr->index);
+	sft_free(tr->layers);
+	sft_free(tr);
+}
+
+float *
+sft_trainer_adam_m(SftTrainer *tr)
+{
+	return tr->adam_m;
+}
+
+float *
+sft_trainer_adam_v(SftTrainer *tr)
+{
+	return tr->adam_v;
+}
+
+int64_t *
+sft_trainer_step_count(SftTrainer *tr)
+{
+	return &tr->step;
+}
+
+float *
+sft_trainer_grads(SftTrainer *tr)
+{
+	return tr->grads;
+}
+
+/*
+ * Checks a micro-batch and fills pos, tgt_row and tgt_id.  Returns the number
+ * of tokens in *T_out and of targets in *N_out.
+ */
+static SftStatus
+prepare_batch(SftTrainer *tr, const SftBatch *b, int *T_out, int *N_out, SftError *err)
+{
+	const SftLlamaConfig *c = &tr->model->cfg;
+	int64_t		T = 0;
+	int			N = 0;
+
+	if (b == NULL || b->n_seqs <= 0 || b->seq_lens == NULL || b->tokens == NULL ||
+		b->mask == NULL)
+		return sft_error(err, SFT_ERR_INVALID, "empty or incomplete micro-batch");
+	for (int s = 0; s < b->n_seqs; s++)
+	{
+		int			len = b->seq_lens[s];
+
+		if (len <= 0)
+			return sft_error(err, SFT_ERR_INVALID, "sequence %d of the micro-batch is empty", s);
+		if (len > tr->n_rope)
+			return sft_error(err, SFT_ERR_LIMIT,
+							 "sequence %d has %d tokens, more than the model's %d positions",
+							 s, len, c->max_position);
+		T += len;
+		if (T > tr->max_tokens)
+			return sft_error(err, SFT_ERR_LIMIT,
+							 "micro-batch has more than max_tokens = %d tokens", tr->max_tokens);
+	}
+	T = 0;
+	for (int s = 0; s < b->n_seqs; s++)
+	{
+		for (int i = 0; i < b->seq_lens[s]; i++, T++)
+		{
+			int32_t		tok = b->tokens[T];
+
+			if (tok < 0 || tok >= c->vocab_size)
+				return sft_error(err, SFT_ERR_INVALID,
+								 "token id %d at position %lld is outside the vocabulary (%d)",
+								 (int) tok, (long long) T, c->vocab_size);
+			if (b->mask[T] != 0 && b->mask[T] != 1)
+				return sft_error(err, SFT_ERR_INVALID, "loss mask value %d at position %lld is not 0 or 1",
+								 (int) b->mask[T], (long long) T);
+			tr->pos[T] = i;
+			if (i > 0 && b->mask[T])
+			{
+				tr->tgt_row[N] = (int32_t) T - 1;
+				tr->tgt_id[N] = tok;
+				N++;
+			}
+		}
+	}
+	*T_out = (int) T;
+	*N_out = N;
+	return SFT_OK;
+}
+
+static void
+add_inplace(float *x, const float *y, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		x[i] += y[i];
+}
+
+/*
+ * Forward pass; with train, also dropout and the LM-head part of the
+ * backward pass (dlogits -> dxf and the LM-head weight gradient), done chunk
+ * by chunk so the [N, V] logits never exist at once.  Returns the summed loss.
+ */
+static double
+forward(SftTrainer *tr, const SftBatch *b, int T, int N, int train)
+{
+	SftModel   *m = tr->model;
+	const SftLlamaConfig *c = &m->cfg;
+	int			C = c->hidden_size, F = c->intermediate_size, V = c->vocab_size;
+	int			NH = c->n_heads, NKV = c->n_kv_heads, HD = c->head_dim;
+	int			QH = NH * HD, KVH = NKV * HD, QKV = QH + 2 * KVH;
+	int			drop = train && tr->dropout > 0.0f;
+	float	   *x = tr->layers[0].res_in;
+	const float *lm_head = m->params + m->lm_head;
+	double		loss = 0.0;
+
+	embedding_forward(x, b->tokens, m->params + m->embed, T, C);
+	for (int l = 0; l < c->n_layers; l++)
+	{
+		LayerActs  *a = &tr->layers[l];
+		SftLayerPtrs w = sft_layer_ptrs(m, m->params, l);
+		float	   *res_out = l + 1 < c->n_layers ? tr->layers[l + 1].res_in : tr->res_final;
+		int			start = 0;
+
+		/* attention block */
+		rmsnorm_forward(tr->xn, a->rstd1, a->res_in, w.attn_norm, T, C, c->rms_norm_eps);
+		matmul_forward(a->qkv, tr->xn, w.wqkv, T, C, QKV);
+		rope_forward(a->qkv, tr->pos, tr->cos_tab, tr->sin_tab, T, QKV, NH + NKV, HD);
+		for (int s = 0; s < b->n_seqs; s++)
+		{
+			const float *qkv = a->qkv + (size_t) start * QKV;
+
+			attention_forward(a->att + (size_t) start * QH, QH, a->lse + (size_t) start * NH,
+							  qkv, QKV, qkv + QH, qkv + QH + KVH, QKV,
+							  b->seq_lens[s], b->seq_lens[s], NH, NKV, HD, tr->attn_scratch);
+			start += b->seq_lens[s];
+		}
+		matmul_forward(tr->proj, a->att, w.wo, T, QH, C);
+		if (drop)
+			dropout_forward(tr->proj, a->keep_att, tr->dropout, &tr->rng, (size_t) T * C);
+		for (size_t i = 0; i < (size_t) T * C; i++)
+			a->res_mid[i] = a->res_in[i] + tr->proj[i];
+
+		/* MLP block */
+		rmsnorm_forward(tr->xn, a->rstd2, a->res_mid, w.mlp_norm, T, C, c->rms_norm_eps);
+		matmul_forward(a->gu, tr->xn, w.wgu, T, C, 2 * F);
+		swiglu_forward(tr->h, a->gu, T, F);
+		matmul_forward(tr->proj, tr->h, w.wdown, T, F, C);
+		if (drop)
+			dropout_forward(tr->proj, a->keep_mlp, tr->dropout, &tr->rng, (size_t) T * C);
+		for (size_t i = 0; i < (size_t) T * C; i++)
+			res_out[i] = a->res_mid[i] + tr->proj[i];
+	}
+
+	/* final norm and LM head, only on the rows that predict a target */
+	for (int i = 0; i < N; i++)
+		memcpy(tr->xg + (size_t) i * C, tr->res_final + (size_t) tr->tgt_row[i] * C,
+			   sizeof(float) * C);
+	rmsnorm_forward(tr->xf, tr->rstdf, tr->xg, m->params + m->final_norm, N, C,
+					c->rms_norm_eps);
+	for (int r0 = 0; r0 < N; r0 += SFT_LM_HEAD_ROWS)
+	{
+		int			nr = N - r0 < SFT_LM_HEAD_ROWS ? N - r0 : SFT_LM_HEAD_ROWS;
+		const float *xf = tr->xf + (size_t) r0 * C;
+
+		matmul_forward(tr->logits, xf, lm_head, nr, C, V);
+		loss += crossentropy_forward(tr->logits, tr->tgt_id + r0, nr, V);
+		if (train)
+		{
+			crossentropy_backward_inplace(tr->logits, tr->tgt_id + r0, nr, V);
+			memset(tr->dxf + (size_t) r0 * C, 0, sizeof(float) * nr * C);
+			matmul_backward(tr->dxf + (size_t) r0 * C, tr->grads + m->lm_head,
+							tr->logits, xf, lm_head, nr, C, V);
+		}
+	}
+	return loss;
+}
+
+static void
+backward(SftTrainer *tr, const SftBatch *b, int T, int N)
+{
+	SftModel   *m = tr->model;
+	const SftLlamaConfig *c = &m->cfg;
+	int			C = c->hidden_size, F = c->intermediate_size;
+	int			NH = c->n_heads, NKV = c->n_kv_heads, HD = c->head_dim;
+	int			QH = NH * HD, KVH = NKV * HD, QKV = QH + 2 * KVH;
+	int			drop = tr->dropout > 0.0f;
+	size_t		TC = (size_t) T * C;
+
+	/* final norm: dxf -> gradient of the gathered rows -> scatter into dres */
+	memset(tr->dxn, 0, sizeof(float) * (size_t) N * C);
+	rmsnorm_backward(tr->dxn, tr->grads + m->final_norm, tr->dxf, tr->xg,
+					 m->params + m->final_norm, tr->rstdf, N, C);
+	memset(tr->dres, 0, sizeof(float) * TC);
+	for (int i = 0; i < N; i++)
+		add_inplace(tr->dres + (size_t) tr->tgt_row[i] * C, tr->dxn + (size_t) i * C, C);
+
+	for (int l = c->n_layers - 1; l >= 0; l--)
+	{
+		LayerActs  *a = &tr->layers[l];
+		SftLayerPtrs w = sft_layer_ptrs(m, m->params, l);
+		SftLayerPtrs g = sft_layer_ptrs(m, tr->grads, l);
+		const float *dproj = tr->dres;
+		int			start = 0;
+
+		/* MLP block: res_out = res_mid + dropout(down(swiglu(gate_up(norm(res_mid))))) */
+		if (drop)
+		{
+			memset(tr->dproj, 0, sizeof(float) * TC);
+			dropout_backward(tr->dproj, tr->dres, a->keep_mlp, tr->dropout, TC);
+			dproj = tr->dproj;
+		}
+		rmsnorm_forward(tr->xn, a->rstd2, a->res_mid, w.mlp_norm, T, C, c->rms_norm_eps);
+		swiglu_forward(tr->h, a->gu, T, F);
+		memset(tr->dh, 0, sizeof(float) * (size_t) T * F);
+		matmul_backward(tr->dh, g.wdown, dproj, tr->h, w.wdown, T, F, C);
+		memset(tr->dgu, 0, sizeof(float) * (size_t) T * 2 * F);
+		swiglu_backward(tr->dgu, tr->dh, a->gu, T, F);
+		memset(tr->dxn, 0, sizeof(float) * TC);
+		matmul_backward(tr->dxn, g.wgu, tr->dgu, tr->xn, w.wgu, T, C, 2 * F);
+		rmsnorm_backward(tr->dres, g.mlp_norm, tr->dxn, a->res_mid, w.mlp_norm, a->rstd2, T, C);
+
+		/* attention block: res_mid = res_in + dropout(o(attention(rope(qkv(norm(res_in)))))) */
+		dproj = tr->dres;
+		if (drop)
+		{
+			memset(tr->dproj, 0, sizeof(float) * TC);
+			dropout_backward(tr->dproj, tr->dres, a->keep_att, tr->dropout, TC);
+			dproj = tr->dproj;
+		}
+		memset(tr->datt, 0, sizeof(float) * (size_t) T * QH);
+		matmul_backward(tr->datt, g.wo, dproj, a->att, w.wo, T, QH, C);
+		memset(tr->dqkv, 0, sizeof(float) * (size_t) T * QKV);
+		for (int s = 0; s < b->n_seqs; s++)
+		{
+			size_t		o = (size_t) start * QKV;
+
+			attention_backward(tr->dqkv + o, QKV, tr->dqkv + o + QH, tr->dqkv + o + QH + KVH, QKV,
+							   tr->datt + (size_t) start * QH, QH,
+							   a->qkv + o, QKV, a->qkv + o + QH, a->qkv + o + QH + KVH, QKV,
+							   a->att + (size_t) start * QH, a->lse + (size_t) start * NH,
+							   b->seq_lens[s], b->seq_lens[s], NH, NKV, HD, tr->attn_scratch);
+			start += b->seq_lens[s];
+		}
+		rope_backward(tr->dqkv, tr->pos, tr->cos_tab, tr->sin_tab, T, QKV, NH + NKV, HD);
+		rmsnorm_forward(tr->xn, a->rstd1, a->res_in, w.attn_norm, T, C, c->rms_norm_eps);
+		memset(tr->dxn, 0, sizeof(float) * TC);
+		matmul_backward(tr->dxn, g.wqkv, tr->dqkv, tr->xn, w.wqkv, T, C, QKV);
+		rmsnorm_backward(tr->dres, g.attn_norm, tr->dxn, a->res_in, w.attn_norm, a->rstd1, T, C);
+	}
+	embedding_backward(tr->grads + m->embed, tr->dres, b->tokens, T, C);
+}
+
+SftStatus
+sft_trainer_accumulate(SftTrainer *tr, const SftBatch *batch, double *loss_sum,
+					   int64_t *n_targets, SftError *err)
+{
+	int			T = 0,
+				N = 0;
+	SftStatus	st;
+
+	if ((st = prepare_batch(tr, batch, &T, &N, err)) != SFT_OK)
+		return st;
+	*loss_sum = forward(tr, batch, T, N, 1);
+	backward(tr, batch, T, N);
+	*n_targets = N;
+	return SFT_OK;
+}
+
+SftStatus
+sft_trainer_evaluate(SftTrainer *tr, const SftBatch *batch, double *loss_sum,
+					 int64_t *n_targets, SftError *err)
+{
+	int			T = 0,
+				N = 0;
+	SftStatus	st;
+
+	if ((st = prepare_batch(tr, batch, &T, &N, err)) != SFT_OK)
+		return st;
+	*loss_sum = forward(tr, batch, T, N, 0);
+	*n_targets = N;
+	return SFT_OK;
+}
+
+SftStatus
+sft_trainer_step(SftTrainer *tr, int64_t n_targets, const SftAdamWConfig *adamw,
+				 double lr, double *grad_norm, SftError *err)
+{
+	SftModel   *m = tr->model;
+	double		scale,
+				norm,
+				clip = 1.0;
+
+	if (n_targets <= 0)
+		return sft_error(err, SFT_ERR_INVALID,
+						 "optimizer step over %lld target tokens: every token of the step was masked out",
+						 (long long) n_targets);
+	if (!(adamw->beta1 >= 0.0 && adamw->beta1 < 1.0 && adamw->beta2 >= 0.0 &&
+		  adamw->beta2 < 1.0 && adamw->eps >= 0.0 && adamw->weight_decay >= 0.0 &&
+		  isfinite(lr) && lr >= 0.0))
+		return sft_error(err, SFT_ERR_INVALID,
+						 "AdamW settings out of range (betas in [0, 1), eps, weight decay and lr >= 0)");
+	scale = 1.0 / (double) n_targets;
+	norm = sqrt(sft_sum_squares(tr->grads, m->n_params)) * scale;
+	if (grad_norm)
+		*grad_norm = norm;
+	if (!isfinite(norm))
+	{
+		memset(tr->grads, 0, sizeof(float) * m->n_params);
+		return sft_error(err, SFT_ERR_INVALID,
+						 "the gradient norm is not finite (training diverged; try a lower learning rate)");
+	}
+	/* torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6), at most 1 */
+	if (adamw->max_grad_norm > 0.0)
+	{
+		clip = adamw->max_grad_norm / (norm + 1e-6);
+		if (clip > 1.0)
+			clip = 1.0;
+	}
+	tr->step++;
+	for (int i = 0; i < m->n_tensors; i++)
+	{
+		const SftParamTensor *t = &m->tensors[i];
+
+		sft_adamw_update(m->params + t->offset, tr->grads + t->offset,
+						 tr->adam_m + t->offset, tr->adam_v + t->offset, t->numel,
+						 (float) (scale * clip), adamw, lr,
+						 t->weight_decay ? adamw->weight_decay : 0.0, tr->step);
+	}
+	return SFT_OK;
 }

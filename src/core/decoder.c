@@ -1,0 +1,198 @@
+/*
+ * decoder.c: batch-1 inference with a KV cache.
+ *
+ * sft_decoder_feed appends n tokens: it runs them through the model in
+ * chunks of up to SFT_DECODE_CHUNK tokens (a prompt prefill is then a few
+ * sgemms; a single generated token is a series of sgemv calls, which is
+ * what makes decode memory-bound rather than compute-bound), stores each
+ * layer's k (after RoPE) and v in the cache, and writes the logits of the
+ * last token only.  The attention kernel is the trainer's: query i of the
+ * chunk sits at position pos + i and sees cache rows 0 .. pos + i.
+ *
+ * Buffers (CH = SFT_DECODE_CHUNK, S = max_seq):
+ *   kcache, vcache [L, S, NKV HD]   keys after RoPE, values
+ *   x [CH, C] residual stream; xn [CH, C]; qkv [CH, QKV]; att [CH, NH HD];
+ *   proj [CH, C]; gu [CH, 2F]; h [CH, F]; lse [CH, NH]; rstd [CH];
+ *   attn_scratch [attention_scratch_floats(S)]; cos, sin [S, HD/2]; pos [CH]
+ */
+#include "model_internal.h"
+#include "kernels.h"
+
+#include <cblas.h>
+#include <string.h>
+
+#define SFT_DECODE_CHUNK 128
+
+struct SftDecoder
+{
+	const SftModel *model;
+	int			max_seq;		/* S */
+	int			pos;			/* tokens in the cache */
+	float	   *kcache;			/* [L, S, NKV HD] */
+	float	   *vcache;			/* [L, S, NKV HD] */
+	float	   *work;			/* the rest, one block */
+	float	   *x, *xn, *qkv, *att, *proj, *gu, *h, *lse, *rstd, *attn_scratch;
+	float	   *cos_tab, *sin_tab;	/* [S, HD/2] */
+	int32_t    *posv;			/* [CH] */
+};
+
+SftStatus
+sft_decoder_new(const SftModel *model, int max_seq, SftDecoder **out, SftError *err)
+{
+	const SftLlamaConfig *c = &model->cfg;
+	size_t		C = c->hidden_size, F = c->intermediate_size, HD = c->head_dim;
+	size_t		QH = c->n_heads * HD, KVH = c->n_kv_heads * HD;
+	size_t		QKV = QH + 2 * KVH, CH = SFT_DECODE_CHUNK;
+	size_t		cache, n_work;
+	SftDecoder *d;
+	float	   *p;
+
+	*out = NULL;
+	if (max_seq <= 0 || max_seq > c->max_position)
+		return sft_error(err, SFT_ERR_INVALID,
+						 "decoder length %d is out of range (1..%d, the model's max_position_embeddings)",
+						 max_seq, c->max_position);
+	d = sft_calloc(1, sizeof(SftDecoder));
+	if (d == NULL)
+		return sft_error(err, SFT_ERR_NOMEM, "out of memory for the decoder");
+	d->model = model;
+	d->max_seq = max_seq;
+	cache = (size_t) c->n_layers * max_seq * KVH;
+	n_work = CH * (3 * C + QKV + QH + 2 * F + F + c->n_heads + 1)
+		+ attention_scratch_floats(max_seq) + 2 * (size_t) max_seq * (HD / 2);
+	d->kcache = sft_alloc(cache * sizeof(float));
+	d->vcache = sft_alloc(cache * sizeof(float));
+	d->work = sft_alloc(n_work * sizeof(float));
+	d->posv = sft_alloc(CH * sizeof(int32_t));
+	if (d->kcache == NULL || d->vcache == NULL || d->work == NULL || d->posv == NULL)
+	{
+		sft_decoder_free(d);
+		return sft_error(err, SFT_ERR_NOMEM, "out of memory for a KV cache of %d tokens", max_seq);
+	}
+	p = d->work;
+	d->x = p, p += CH * C;
+	d->xn = p, p += CH * C;
+	d->proj = p, p += CH * C;
+	d->qkv = p, p += CH * QKV;
+	d->att = p, p += CH * QH;
+	d->gu = p, p += CH * 2 * F;
+	d->h = p, p += CH * F;
+	d->lse = p, p += CH * c->n_heads;
+	d->rstd = p, p += CH;
+	d->attn_scratch = p, p += attention_scratch_floats(max_seq);
+	d->cos_tab = p, p += (size_t) max_seq * (HD / 2);
+	d->sin_tab = p;
+	sft_rope_tables(d->cos_tab, d->sin_tab, max_seq, c->head_dim, c->rope_theta);
+	*out = d;
+	return SFT_OK;
+}
+
+void
+sft_decoder_free(SftDecoder *d)
+{
+	if (d == NULL)
+		return;
+	sft_free(d->kcache);
+	sft_free(d->vcache);
+	sft_free(d->work);
+	sft_free(d->posv);
+	sft_free(d);
+}
+
+void
+sft_decoder_reset(SftDecoder *d)
+{
+	d->pos = 0;
+}
+
+int
+sft_decoder_position(const SftDecoder *d)
+{
+	return d->pos;
+}
+
+/* y[n, OUT] = x[n, IN] W[OUT, IN]^T; a single row is a (memory-bound) sgemv. */
+static void
+linear(float *y, const float *x, const float *w, int n, int IN, int OUT)
+{
+	if (n == 1)
+		cblas_sgemv(CblasRowMajor, CblasNoTrans, OUT, IN, 1.0f, w, IN, x, 1, 0.0f, y, 1);
+	else
+		matmul_forward(y, x, w, n, IN, OUT);
+}
+
+/* Runs n <= SFT_DECODE_CHUNK tokens at positions d->pos.. through the model. */
+static void
+feed_chunk(SftDecoder *d, const int32_t *tokens, int n, float *logits)
+{
+	const SftModel *m = d->model;
+	const SftLlamaConfig *c = &m->cfg;
+	int			C = c->hidden_size, F = c->intermediate_size, V = c->vocab_size;
+	int			NH = c->n_heads, NKV = c->n_kv_heads, HD = c->head_dim;
+	int			QH = NH * HD, KVH = NKV * HD, QKV = QH + 2 * KVH;
+	int			p0 = d->pos;
+	float	   *params = m->params;
+
+	for (int i = 0; i < n; i++)
+		d->posv[i] = p0 + i;
+	embedding_forward(d->x, tokens, params + m->embed, n, C);
+	for (int l = 0; l < c->n_layers; l++)
+	{
+		SftLayerPtrs w = sft_layer_ptrs(m, params, l);
+		float	   *kc = d->kcache + (size_t) l * d->max_seq * KVH;
+		float	   *vc = d->vcache + (size_t) l * d->max_seq * KVH;
+
+		rmsnorm_forward(d->xn, d->rstd, d->x, w.attn_norm, n, C, c->rms_norm_eps);
+		linear(d->qkv, d->xn, w.wqkv, n, C, QKV);
+		rope_forward(d->qkv, d->posv, d->cos_tab, d->sin_tab, n, QKV, NH + NKV, HD);
+		for (int i = 0; i < n; i++)
+		{
+			memcpy(kc + (size_t) (p0 + i) * KVH, d->qkv + (size_t) i * QKV + QH, sizeof(float) * KVH);
+			memcpy(vc + (size_t) (p0 + i) * KVH, d->qkv + (size_t) i * QKV + QH + KVH,
+				   sizeof(float) * KVH);
+		}
+		attention_forward(d->att, QH, d->lse, d->qkv, QKV, kc, vc, KVH, n, p0 + n,
+						  NH, NKV, HD, d->attn_scratch);
+		linear(d->proj, d->att, w.wo, n, QH, C);
+		for (size_t i = 0; i < (size_t) n * C; i++)
+			d->x[i] += d->proj[i];
+		rmsnorm_forward(d->xn, d->rstd, d->x, w.mlp_norm, n, C, c->rms_norm_eps);
+		linear(d->gu, d->xn, w.wgu, n, C, 2 * F);
+		swiglu_forward(d->h, d->gu, n, F);
+		linear(d->proj, d->h, w.wdown, n, F, C);
+		for (size_t i = 0; i < (size_t) n * C; i++)
+			d->x[i] += d->proj[i];
+	}
+	d->pos += n;
+	if (logits)
+	{
+		/* only the last token's logits are asked for */
+		rmsnorm_forward(d->xn, d->rstd, d->x + (size_t) (n - 1) * C, params + m->final_norm,
+						1, C, c->rms_norm_eps);
+		linear(logits, d->xn, params + m->lm_head, 1, C, V);
+	}
+}
+
+SftStatus
+sft_decoder_feed(SftDecoder *d, const int32_t *tokens, int n, float *logits, SftError *err)
+{
+	int			V = d->model->cfg.vocab_size;
+
+	if (n <= 0 || tokens == NULL)
+		return sft_error(err, SFT_ERR_INVALID, "no tokens to feed the decoder");
+	if (n > d->max_seq - d->pos)
+		return sft_error(err, SFT_ERR_LIMIT,
+						 "the sequence would reach %lld tokens, more than the decoder's %d",
+						 (long long) d->pos + n, d->max_seq);
+	for (int i = 0; i < n; i++)
+		if (tokens[i] < 0 || tokens[i] >= V)
+			return sft_error(err, SFT_ERR_INVALID,
+							 "token id %d is outside the vocabulary (%d)", (int) tokens[i], V);
+	for (int i = 0; i < n; i += SFT_DECODE_CHUNK)
+	{
+		int			k = n - i < SFT_DECODE_CHUNK ? n - i : SFT_DECODE_CHUNK;
+
+		feed_chunk(d, tokens + i, k, i + k == n ? logits : NULL);
+	}
+	return SFT_OK;
+}

@@ -1,0 +1,589 @@
+/*
+ * kernels.c: forward/backward kernel pairs of the Llama model (see
+ * kernels.h for the conventions).  Matrix products are cblas_sgemm calls;
+ * the rest are plain loops written so gcc -O3 vectorises them.
+ */
+/*
+ * Without -fno-trapping-math gcc will not if-convert the float comparisons
+ * in these loops (exp's input clamp, dropout's select), so they would stay
+ * scalar.  Nothing in the core enables floating-point traps.
+ */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
+#include "kernels.h"
+
+#include <cblas.h>
+#include <math.h>
+
+/*
+ * exp(x) in float, branch-free so loops over it vectorise: 2^n * e^r with
+ * n = round(x / ln2), r = x - n ln2 (two-constant split of ln2) and a degree-7
+ * Taylor polynomial on |r| <= ln2/2 (truncation error < 6e-9 relative).
+ * Measured max relative error vs libm expf: ~2e-7 (tested).  Inputs are
+ * clamped to [-87, 88]: below, the result is ~1.6e-38 instead of a smaller
+ * denormal, which the callers (softmax, sigmoid) cannot tell from 0.
+ */
+static inline float
+sft_expf(float x)
+{
+	float		n,
+				r,
+				p,
+				scale;
+	int32_t		ni,
+				bits;
+
+	x = x < -87.0f ? -87.0f : x;
+	x = x > 88.0f ? 88.0f : x;
+	/* round(x / ln2): the operand of the cast is positive, so truncation floors */
+	ni = (int32_t) (x * 1.44269504088896341f + 127.5f) - 127;
+	n = (float) ni;
+	r = x - n * 0.693359375f;
+	r = r + n * 2.12194440e-4f;
+	p = 1.0f / 5040.0f;
+	p = p * r + 1.0f / 720.0f;
+	p = p * r + 1.0f / 120.0f;
+	p = p * r + 1.0f / 24.0f;
+	p = p * r + 1.0f / 6.0f;
+	p = p * r + 0.5f;
+	p = p * r + 1.0f;
+	p = p * r + 1.0f;
+	bits = (ni + 127) << 23;
+	memcpy(&scale, &bits, sizeof(scale));
+	return p * scale;
+}
+
+void
+sft_vec_exp(float *y, const float *x, int n)
+{
+	for (int i = 0; i < n; i++)
+		y[i] = sft_expf(x[i]);
+}
+
+
+/* ---------------------------------------------------------------------------
+ * Vector helpers: eight partial sums so the loop vectorises without
+ * -ffast-math (the summation order is fixed, so results are deterministic).
+ * ------------------------------------------------------------------------- */
+
+float
+sft_vec_sum(const float *x, int n)
+{
+	float		acc[8] = {0};
+	float		s = 0.0f;
+	int			i = 0;
+
+	for (; i + 8 <= n; i += 8)
+		for (int j = 0; j < 8; j++)
+			acc[j] += x[i + j];
+	for (; i < n; i++)
+		s += x[i];
+	for (int j = 0; j < 8; j++)
+		s += acc[j];
+	return s;
+}
+
+float
+sft_vec_dot(const float *a, const float *b, int n)
+{
+	float		acc[8] = {0};
+	float		s = 0.0f;
+	int			i = 0;
+
+	for (; i + 8 <= n; i += 8)
+		for (int j = 0; j < 8; j++)
+			acc[j] += a[i + j] * b[i + j];
+	for (; i < n; i++)
+		s += a[i] * b[i];
+	for (int j = 0; j < 8; j++)
+		s += acc[j];
+	return s;
+}
+
+float
+sft_vec_max(const float *x, int n)
+{
+	float		acc[8];
+	float		m = -INFINITY;
+	int			i = 0;
+
+	for (int j = 0; j < 8; j++)
+		acc[j] = -INFINITY;
+	for (; i + 8 <= n; i += 8)
+		for (int j = 0; j < 8; j++)
+			acc[j] = x[i + j] > acc[j] ? x[i + j] : acc[j];
+	for (; i < n; i++)
+		m = x[i] > m ? x[i] : m;
+	for (int j = 0; j < 8; j++)
+		m = acc[j] > m ? acc[j] : m;
+	return m;
+}
+
+/* ---------------------------------------------------------------------------
+ * Matrix product
+ * ------------------------------------------------------------------------- */
+
+void
+matmul_forward(float *out, const float *x, const float *w, int T, int IN, int OUT)
+{
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, OUT, IN,
+				1.0f, x, IN, w, IN, 0.0f, out, OUT);
+}
+
+void
+matmul_backward(float *dx, float *dw, const float *dout, const float *x,
+				const float *w, int T, int IN, int OUT)
+{
+	if (dx)
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, IN, OUT,
+					1.0f, dout, OUT, w, IN, 1.0f, dx, IN);
+	if (dw)
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OUT, IN, T,
+					1.0f, dout, OUT, x, IN, 1.0f, dw, IN);
+}
+
+/* ---------------------------------------------------------------------------
+ * Embedding
+ * ------------------------------------------------------------------------- */
+
+void
+embedding_forward(float *out, const int32_t *tokens, const float *wte, int T, int C)
+{
+	for (int t = 0; t < T; t++)
+		memcpy(out + (size_t) t * C, wte + (size_t) tokens[t] * C, sizeof(float) * C);
+}
+
+void
+embedding_backward(float *dwte, const float *dout, const int32_t *tokens, int T, int C)
+{
+	for (int t = 0; t < T; t++)
+	{
+		float	   *d = dwte + (size_t) tokens[t] * C;
+		const float *g = dout + (size_t) t * C;
+
+		for (int i = 0; i < C; i++)
+			d[i] += g[i];
+	}
+}
+
+/* ---------------------------------------------------------------------------
+ * RMSNorm
+ * ------------------------------------------------------------------------- */
+
+void
+rmsnorm_forward(float *out, float *rstd, const float *x, const float *w,
+				int T, int C, float eps)
+{
+	for (int t = 0; t < T; t++)
+	{
+		const float *xt = x + (size_t) t * C;
+		float	   *ot = out + (size_t) t * C;
+		float		r = 1.0f / sqrtf(sft_vec_dot(xt, xt, C) / (float) C + eps);
+
+		rstd[t] = r;
+		for (int i = 0; i < C; i++)
+			ot[i] = (xt[i] * r) * w[i];
+	}
+}
+
+/*
+ * y_i = w_i x_i r with r = (mean(x^2) + eps)^-1/2, so
+ *   dx_i = r w_i dy_i - x_i r^3 / C * sum_j (dy_j w_j x_j)
+ *   dw_i = sum_t dy_i x_i r
+ */
+void
+rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
+				 const float *w, const float *rstd, int T, int C)
+{
+	for (int t = 0; t < T; t++)
+	{
+		const float *xt = x + (size_t) t * C;
+		const float *dy = dout + (size_t) t * C;
+		float	   *dxt = dx + (size_t) t * C;
+		float		r = rstd[t];
+		float		acc[8] = {0};
+		float		s = 0.0f;
+		float		coef;
+		int			i = 0;
+
+		for (; i + 8 <= C; i += 8)
+			for (int j = 0; j < 8; j++)
+				acc[j] += dy[i + j] * w[i + j] * xt[i + j];
+		for (; i < C; i++)
+			s += dy[i] * w[i] * xt[i];
+		for (int j = 0; j < 8; j++)
+			s += acc[j];
+		coef = s * r * r * r / (float) C;
+		for (i = 0; i < C; i++)
+		{
+			dxt[i] += r * w[i] * dy[i] - xt[i] * coef;
+			dw[i] += dy[i] * xt[i] * r;
+		}
+	}
+}
+
+/* ---------------------------------------------------------------------------
+ * Rotary position embedding
+ * ------------------------------------------------------------------------- */
+
+/* sign = +1 rotates forward by the angle, -1 applies the transpose. */
+static void
+rope_rotate(float *x, const int32_t *pos, const float *cos_tab, const float *sin_tab,
+			int T, int ld, int n_heads, int HD, float sign)
+{
+	int			half = HD / 2;
+
+	for (int t = 0; t < T; t++)
+	{
+		const float *c = cos_tab + (size_t) pos[t] * half;
+		const float *s = sin_tab + (size_t) pos[t] * half;
+
+		for (int h = 0; h < n_heads; h++)
+		{
+			float	   *x1 = x + (size_t) t * ld + (size_t) h * HD;
+			float	   *x2 = x1 + half;
+
+			for (int i = 0; i < half; i++)
+			{
+				float		a = x1[i],
+							b = x2[i],
+							si = sign * s[i];
+
+				x1[i] = a * c[i] - b * si;
+				x2[i] = b * c[i] + a * si;
+			}
+		}
+	}
+}
+
+void
+rope_forward(float *x, const int32_t *pos, const float *cos_tab, const float *sin_tab,
+			 int T, int ld, int n_heads, int HD)
+{
+	rope_rotate(x, pos, cos_tab, sin_tab, T, ld, n_heads, HD, 1.0f);
+}
+
+/*
+ * The rotation is linear and orthogonal: the gradient of its input is the
+ * transposed rotation of the output gradient.  Done in place (dx is the
+ * buffer that holds dy), which is why this backward does not accumulate.
+ */
+void
+rope_backward(float *dx, const int32_t *pos, const float *cos_tab, const float *sin_tab,
+			  int T, int ld, int n_heads, int HD)
+{
+	rope_rotate(dx, pos, cos_tab, sin_tab, T, ld, n_heads, HD, -1.0f);
+}
+
+/* ---------------------------------------------------------------------------
+ * Attention
+ *
+ * Per head, query rows go in blocks of SFT_ATTN_BLOCK.  A block of rows
+ * [r0, r1) only sees keys [0, off + r1) (off = nkv - nq), so its score
+ * matrix is [r1 - r0, off + r1] instead of [.., nkv]: at nq = nkv = 512 the
+ * blocks compute 62% of the full square, and the sgemms stay large enough to
+ * run at full speed.  Inside a block, entries right of the diagonal are set
+ * to zero probability.
+ * ------------------------------------------------------------------------- */
+
+size_t
+attention_scratch_floats(int nkv)
+{
+	/* scores/probabilities and their gradient, one block each */
+	return 2 * (size_t) SFT_ATTN_BLOCK * (size_t) nkv;
+}
+
+/*
+ * Scores of query rows [r0, r1) of head h against keys [0, ncol):
+ * P[r1 - r0, ncol] = softmax(scale q k^T) with the causal mask, using the
+ * given lse (backward) or computing it (forward, lse_out).
+ */
+static void
+attention_probs(float *P, float *lse_out, const float *lse_in, int NH,
+				const float *qh, int ldq, const float *kg, int ldkv,
+				int r0, int r1, int off, int ncol, int HD, float scale)
+{
+	int			nr = r1 - r0;
+
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, ncol, HD,
+				scale, qh + (size_t) r0 * ldq, ldq, kg, ldkv, 0.0f, P, ncol);
+	for (int i = 0; i < nr; i++)
+	{
+		float	   *p = P + (size_t) i * ncol;
+		int			nvis = off + r0 + i + 1;	/* keys this query sees */
+		float		lse;
+
+		if (lse_out)
+		{
+			float		m = sft_vec_max(p, nvis);
+			float		sum;
+
+			for (int j = 0; j < nvis; j++)
+				p[j] = sft_expf(p[j] - m);
+			sum = sft_vec_sum(p, nvis);
+			lse = m + logf(sum);
+			lse_out[(size_t) (r0 + i) * NH] = lse;
+			for (int j = 0; j < nvis; j++)
+				p[j] = p[j] * (1.0f / sum);
+		}
+		else
+		{
+			lse = lse_in[(size_t) (r0 + i) * NH];
+			for (int j = 0; j < nvis; j++)
+				p[j] = sft_expf(p[j] - lse);
+		}
+		for (int j = nvis; j < ncol; j++)
+			p[j] = 0.0f;
+	}
+}
+
+void
+attention_forward(float *out, int ldo, float *lse, const float *q, int ldq,
+				  const float *k, const float *v, int ldkv, int nq, int nkv,
+				  int NH, int NKV, int HD, float *scratch)
+{
+	int			group = NH / NKV;
+	int			off = nkv - nq;
+	float		scale = 1.0f / sqrtf((float) HD);
+	float	   *P = scratch;	/* [BLOCK, nkv] */
+
+	for (int h = 0; h < NH; h++)
+	{
+		const float *qh = q + (size_t) h * HD;
+		const float *kg = k + (size_t) (h / group) * HD;
+		const float *vg = v + (size_t) (h / group) * HD;
+
+		for (int r0 = 0; r0 < nq; r0 += SFT_ATTN_BLOCK)
+		{
+			int			r1 = r0 + SFT_ATTN_BLOCK < nq ? r0 + SFT_ATTN_BLOCK : nq;
+			int			ncol = off + r1;
+
+			attention_probs(P, lse + h, NULL, NH, qh, ldq, kg, ldkv,
+							r0, r1, off, ncol, HD, scale);
+			/* out rows [r0, r1) of head h = P @ v[0:ncol] */
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, HD, ncol,
+						1.0f, P, ncol, vg, ldkv, 0.0f,
+						out + (size_t) r0 * ldo + (size_t) h * HD, ldo);
+		}
+	}
+}
+
+/*
+ * With O = P V and P = softmax(S), S = scale Q K^T:
+ *   dV += P^T dO;  dP = dO V^T;  dS = P * (dP - D) with D_i = sum_d dO_id O_id
+ *   (= sum_j P_ij dP_ij);  dQ += scale dS K;  dK += scale dS^T Q.
+ */
+void
+attention_backward(float *dq, int ld_dq, float *dk, float *dv, int ld_dkv,
+				   const float *dout, int ldo, const float *q, int ldq,
+				   const float *k, const float *v, int ldkv, const float *out,
+				   const float *lse, int nq, int nkv, int NH, int NKV, int HD,
+				   float *scratch)
+{
+	int			group = NH / NKV;
+	int			off = nkv - nq;
+	float		scale = 1.0f / sqrtf((float) HD);
+	float	   *P = scratch;	/* [BLOCK, nkv] */
+	float	   *dP = scratch + (size_t) SFT_ATTN_BLOCK * nkv;	/* [BLOCK, nkv] */
+
+	for (int h = 0; h < NH; h++)
+	{
+		const float *qh = q + (size_t) h * HD;
+		const float *kg = k + (size_t) (h / group) * HD;
+		const float *vg = v + (size_t) (h / group) * HD;
+		const float *doh = dout + (size_t) h * HD;
+		const float *oh = out + (size_t) h * HD;
+		float	   *dqh = dq + (size_t) h * HD;
+		float	   *dkg = dk + (size_t) (h / group) * HD;
+		float	   *dvg = dv + (size_t) (h / group) * HD;
+
+		for (int r0 = 0; r0 < nq; r0 += SFT_ATTN_BLOCK)
+		{
+			int			r1 = r0 + SFT_ATTN_BLOCK < nq ? r0 + SFT_ATTN_BLOCK : nq;
+			int			nr = r1 - r0;
+			int			ncol = off + r1;
+			const float *do_b = doh + (size_t) r0 * ldo;
+
+			attention_probs(P, NULL, lse + h, NH, qh, ldq, kg, ldkv,
+							r0, r1, off, ncol, HD, scale);
+			/* dV[0:ncol] += P^T dO_b */
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ncol, HD, nr,
+						1.0f, P, ncol, do_b, ldo, 1.0f, dvg, ld_dkv);
+			/* dP = dO_b V^T */
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, ncol, HD,
+						1.0f, do_b, ldo, vg, ldkv, 0.0f, dP, ncol);
+			for (int i = 0; i < nr; i++)
+			{
+				const float *p = P + (size_t) i * ncol;
+				float	   *ds = dP + (size_t) i * ncol;
+				int			nvis = off + r0 + i + 1;
+				float		D = sft_vec_dot(do_b + (size_t) i * ldo,
+											oh + (size_t) (r0 + i) * ldo, HD);
+
+				for (int j = 0; j < nvis; j++)
+					ds[j] = p[j] * (ds[j] - D);
+				for (int j = nvis; j < ncol; j++)
+					ds[j] = 0.0f;
+			}
+			/* dQ_b += scale dS K[0:ncol] */
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, HD, ncol,
+						scale, dP, ncol, kg, ldkv, 1.0f, dqh + (size_t) r0 * ld_dq, ld_dq);
+			/* dK[0:ncol] += scale dS^T Q_b */
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ncol, HD, nr,
+						scale, dP, ncol, qh + (size_t) r0 * ldq, ldq, 1.0f, dkg, ld_dkv);
+		}
+	}
+}
+
+/* scale * q_i . k_j in double */
+static double
+ref_score(const float *q, int ldq, const float *k, int ldkv, int i, int j, int h, int g,
+		  int HD, double scale)
+{
+	double		d = 0.0;
+
+	for (int c = 0; c < HD; c++)
+		d += (double) q[(size_t) i * ldq + h * HD + c] * k[(size_t) j * ldkv + g * HD + c];
+	return d * scale;
+}
+
+void
+attention_forward_ref(float *out, int ldo, float *lse, const float *q, int ldq,
+					  const float *k, const float *v, int ldkv, int nq, int nkv,
+					  int NH, int NKV, int HD)
+{
+	int			group = NH / NKV;
+	double		scale = 1.0 / sqrt((double) HD);
+
+	for (int h = 0; h < NH; h++)
+	{
+		int			g = h / group;
+
+		for (int i = 0; i < nq; i++)
+		{
+			int			nvis = nkv - nq + i + 1;
+			double		m = -INFINITY,
+						sum = 0.0;
+
+			for (int j = 0; j < nvis; j++)
+				m = fmax(m, ref_score(q, ldq, k, ldkv, i, j, h, g, HD, scale));
+			for (int j = 0; j < nvis; j++)
+				sum += exp(ref_score(q, ldq, k, ldkv, i, j, h, g, HD, scale) - m);
+			lse[(size_t) i * NH + h] = (float) (m + log(sum));
+			for (int c = 0; c < HD; c++)
+				out[(size_t) i * ldo + h * HD + c] = 0.0f;
+			for (int j = 0; j < nvis; j++)
+			{
+				double		p = exp(ref_score(q, ldq, k, ldkv, i, j, h, g, HD, scale) - m) / sum;
+
+				for (int c = 0; c < HD; c++)
+					out[(size_t) i * ldo + h * HD + c] += (float) (p * v[(size_t) j * ldkv + g * HD + c]);
+			}
+		}
+	}
+}
+
+/* ---------------------------------------------------------------------------
+ * SwiGLU
+ * ------------------------------------------------------------------------- */
+
+void
+swiglu_forward(float *h, const float *gu, int T, int F)
+{
+	for (int t = 0; t < T; t++)
+	{
+		const float *g = gu + (size_t) t * 2 * F;
+		const float *u = g + F;
+		float	   *ht = h + (size_t) t * F;
+
+		for (int i = 0; i < F; i++)
+			ht[i] = g[i] / (1.0f + sft_expf(-g[i])) * u[i];
+	}
+}
+
+/*
+ * h = g s(g) u with s the logistic sigmoid:
+ *   dg = dh u s (1 + g (1 - s)),   du = dh g s
+ */
+void
+swiglu_backward(float *dgu, const float *dh, const float *gu, int T, int F)
+{
+	for (int t = 0; t < T; t++)
+	{
+		const float *g = gu + (size_t) t * 2 * F;
+		const float *u = g + F;
+		const float *d = dh + (size_t) t * F;
+		float	   *dg = dgu + (size_t) t * 2 * F;
+		float	   *du = dg + F;
+
+		for (int i = 0; i < F; i++)
+		{
+			float		s = 1.0f / (1.0f + sft_expf(-g[i]));
+
+			dg[i] += d[i] * u[i] * s * (1.0f + g[i] * (1.0f - s));
+			du[i] += d[i] * g[i] * s;
+		}
+	}
+}
+
+/* ---------------------------------------------------------------------------
+ * Dropout
+ * ------------------------------------------------------------------------- */
+
+void
+dropout_forward(float *x, uint8_t *keep, float p, SftRng *rng, size_t n)
+{
+	float		scale = 1.0f / (1.0f - p);
+
+	for (size_t i = 0; i < n; i++)
+		keep[i] = sft_rng_uniform(rng) >= p;
+	for (size_t i = 0; i < n; i++)
+		x[i] = keep[i] ? x[i] * scale : 0.0f;
+}
+
+void
+dropout_backward(float *dx, const float *dout, const uint8_t *keep, float p, size_t n)
+{
+	float		scale = 1.0f / (1.0f - p);
+
+	for (size_t i = 0; i < n; i++)
+		dx[i] += keep[i] ? dout[i] * scale : 0.0f;
+}
+
+/* ---------------------------------------------------------------------------
+ * Cross-entropy
+ * ------------------------------------------------------------------------- */
+
+double
+crossentropy_forward(float *probs, const int32_t *targets, int N, int V)
+{
+	double		loss = 0.0;
+
+	for (int i = 0; i < N; i++)
+	{
+		float	   *p = probs + (size_t) i * V;
+		float		m = sft_vec_max(p, V);
+		float		target_logit = p[targets[i]];
+		float		sum,
+					inv;
+
+		for (int j = 0; j < V; j++)
+			p[j] = sft_expf(p[j] - m);
+		sum = sft_vec_sum(p, V);
+		/* -log softmax = log-sum-exp - logit */
+		loss += (double) m + log((double) sum) - (double) target_logit;
+		inv = 1.0f / sum;
+		for (int j = 0; j < V; j++)
+			p[j] *= inv;
+	}
+	return loss;
+}
+
+void
+crossentropy_backward_inplace(float *probs, const int32_t *targets, int N, int V)
+{
+	for (int i = 0; i < N; i++)
+		probs[(size_t) i * V + targets[i]] -= 1.0f;
+}

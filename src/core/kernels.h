@@ -1,0 +1,155 @@
+/*
+ * kernels.h: the numerical kernels of the Llama model, in forward/backward
+ * pairs.
+ *
+ * Conventions (as in llm.c):
+ *   - arguments: outputs first, then inputs and saved activations, then sizes;
+ *   - backward kernels ACCUMULATE (+=) into every gradient they produce, so the
+ *     caller zeroes a gradient buffer once and several consumers of the same
+ *     tensor add their share;
+ *   - matrices are row-major; linear weights have PyTorch's [out, in] shape;
+ *   - a row stride argument (ld*) lets a kernel work on a column block of a
+ *     wider matrix (the q | k | v columns of the fused projection output).
+ *
+ * Dimension legend: T tokens, C hidden, NH query heads, NKV key/value heads,
+ * HD head dim, F FFN width, V vocabulary, N target rows.
+ *
+ * The matrix products go through cblas_sgemm; everything else is plain C the
+ * compiler vectorises (-O3 -march=native).  Sums use eight independent
+ * partial accumulators, because without -ffast-math the compiler may not
+ * reorder a single float accumulator into vector lanes.
+ */
+#ifndef SFT_CORE_KERNELS_H
+#define SFT_CORE_KERNELS_H
+
+#include "common.h"
+
+#include <stdint.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------------------
+ * Vector helpers
+ * ------------------------------------------------------------------------- */
+
+/* y[i] = exp(x[i]) to ~2e-7 relative (a vectorised polynomial; y may be x). */
+void		sft_vec_exp(float *y, const float *x, int n);
+float		sft_vec_sum(const float *x, int n);
+float		sft_vec_dot(const float *a, const float *b, int n);
+float		sft_vec_max(const float *x, int n);
+
+/* ---------------------------------------------------------------------------
+ * Matrix product (linear layer without bias)
+ * ------------------------------------------------------------------------- */
+
+/* out[T, OUT] = x[T, IN] @ w[OUT, IN]^T */
+void		matmul_forward(float *out, const float *x, const float *w,
+						   int T, int IN, int OUT);
+/* dx[T, IN] += dout @ w; dw[OUT, IN] += dout^T @ x.  dx or dw may be NULL. */
+void		matmul_backward(float *dx, float *dw, const float *dout,
+							const float *x, const float *w, int T, int IN, int OUT);
+
+/* ---------------------------------------------------------------------------
+ * Embedding
+ * ------------------------------------------------------------------------- */
+
+/* out[T, C] = wte[tokens[t]] */
+void		embedding_forward(float *out, const int32_t *tokens, const float *wte,
+							  int T, int C);
+/* dwte[tokens[t]] += dout[t] */
+void		embedding_backward(float *dwte, const float *dout, const int32_t *tokens,
+							   int T, int C);
+
+/* ---------------------------------------------------------------------------
+ * RMSNorm: out = x * rstd * w, rstd = 1 / sqrt(mean(x^2) + eps), fp32
+ * ------------------------------------------------------------------------- */
+
+/* out[T, C], rstd[T] (saved for backward) from x[T, C], w[C] */
+void		rmsnorm_forward(float *out, float *rstd, const float *x, const float *w,
+							int T, int C, float eps);
+/* dx[T, C] += ..., dw[C] += ... from dout[T, C] and the forward's x, w, rstd */
+void		rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
+							 const float *w, const float *rstd, int T, int C);
+
+/* ---------------------------------------------------------------------------
+ * Rotary position embedding, HF layout (rotate_half): for i < HD/2
+ *   y[i]        = x[i] cos - x[i + HD/2] sin
+ *   y[i + HD/2] = x[i + HD/2] cos + x[i] sin
+ * with cos/sin tables [n_pos, HD/2] and the token's position pos[t].
+ * ------------------------------------------------------------------------- */
+
+/* In place on n_heads consecutive heads of each row: x[T, ld], heads at 0.. */
+void		rope_forward(float *x, const int32_t *pos, const float *cos_tab,
+						 const float *sin_tab, int T, int ld, int n_heads, int HD);
+/* In place: dx = R^T dy (the rotation's transpose), same layout. */
+void		rope_backward(float *dx, const int32_t *pos, const float *cos_tab,
+						  const float *sin_tab, int T, int ld, int n_heads, int HD);
+
+/* ---------------------------------------------------------------------------
+ * Causal grouped-query attention for one sequence.
+ *
+ * nq queries attend to nkv >= nq keys; query i sits at position nkv - nq + i
+ * and sees keys 0 .. nkv - nq + i (training: nq == nkv; KV-cached decode:
+ * nq new tokens after nkv - nq cached ones).  Query head h reads kv head
+ * h / (NH / NKV).  q[nq, ldq] holds heads at columns h*HD, k and v [nkv, ldkv]
+ * hold kv heads at g*HD, out[nq, ldo] receives heads at h*HD, lse[nq, NH] the
+ * log-sum-exp of each softmax row (scaled scores), saved for backward.
+ * Scratch: attention_scratch_floats(nkv) floats.
+ * ------------------------------------------------------------------------- */
+
+#define SFT_ATTN_BLOCK 128		/* query rows per block: skips the masked tail */
+
+size_t		attention_scratch_floats(int nkv);
+void		attention_forward(float *out, int ldo, float *lse,
+							  const float *q, int ldq, const float *k, const float *v,
+							  int ldkv, int nq, int nkv, int NH, int NKV, int HD,
+							  float *scratch);
+/*
+ * dq[nq, ld_dq] += ..., dk/dv[nkv, ld_dkv] += ... from dout[nq, ldo] and the
+ * forward's q, k, v, out and lse (probabilities are recomputed, not stored).
+ */
+void		attention_backward(float *dq, int ld_dq, float *dk, float *dv, int ld_dkv,
+							   const float *dout, int ldo,
+							   const float *q, int ldq, const float *k, const float *v,
+							   int ldkv, const float *out, const float *lse,
+							   int nq, int nkv, int NH, int NKV, int HD, float *scratch);
+/* The same forward in plain loops (double sums): the tests' reference. */
+void		attention_forward_ref(float *out, int ldo, float *lse,
+								  const float *q, int ldq, const float *k, const float *v,
+								  int ldkv, int nq, int nkv, int NH, int NKV, int HD);
+
+/* ---------------------------------------------------------------------------
+ * SwiGLU: h = silu(gate) * up, gate and up side by side in gu[T, 2F]
+ * ------------------------------------------------------------------------- */
+
+void		swiglu_forward(float *h, const float *gu, int T, int F);
+/* dgu[T, 2F] += ... from dh[T, F] and the forward's gu */
+void		swiglu_backward(float *dgu, const float *dh, const float *gu, int T, int F);
+
+/* ---------------------------------------------------------------------------
+ * Inverted dropout: keep with probability 1 - p, scale kept values 1/(1-p)
+ * ------------------------------------------------------------------------- */
+
+/* In place on x[n]; keep[n] records the draw (1 kept, 0 dropped). */
+void		dropout_forward(float *x, uint8_t *keep, float p, SftRng *rng, size_t n);
+/* dx[n] += dout * keep / (1 - p) */
+void		dropout_backward(float *dx, const float *dout, const uint8_t *keep,
+							 float p, size_t n);
+
+/* ---------------------------------------------------------------------------
+ * Softmax cross-entropy over N rows of V logits
+ * ------------------------------------------------------------------------- */
+
+/*
+ * In place: logits[N, V] become probabilities; returns the summed
+ * -log p(target[i]) in double.
+ */
+double		crossentropy_forward(float *probs, const int32_t *targets, int N, int V);
+/*
+ * In place, the one exception to "backward accumulates": probs[N, V] becomes
+ * dlogits = probs - onehot(target).  [N, V] is the largest activation, and
+ * keeping a second copy for the gradient would double it.
+ */
+void		crossentropy_backward_inplace(float *probs, const int32_t *targets,
+										  int N, int V);
+
+#endif							/* SFT_CORE_KERNELS_H */
