@@ -544,6 +544,12 @@ sft_trainer_free(SftTrainer *tr)
 	sft_free(tr);
 }
 
+void
+sft_trainer_set_dropout_seed(SftTrainer *tr, uint64_t seed)
+{
+	sft_rng_seed(&tr->rng, seed);
+}
+
 float *
 sft_trainer_adam_m(SftTrainer *tr)
 {
@@ -798,7 +804,8 @@ sft_trainer_accumulate(SftTrainer *tr, const SftBatch *batch, double *loss_sum,
 	if ((st = prepare_batch(tr, batch, &T, &N, err)) != SFT_OK)
 		return st;
 	*loss_sum = forward(tr, batch, T, N, 1);
-	backward(tr, batch, T, N);
+	if (N > 0)					/* no target: every gradient is zero */
+		backward(tr, batch, T, N);
 	*n_targets = N;
 	return SFT_OK;
 }

@@ -118,6 +118,13 @@ SftStatus	sft_trainer_step(SftTrainer *trainer, int64_t n_targets,
 SftStatus	sft_trainer_evaluate(SftTrainer *trainer, const SftBatch *batch,
 								 double *loss_sum, int64_t *n_targets, SftError *err);
 
+/*
+ * Restart the dropout random stream (sft_trainer_new seeds it once).  A
+ * resumed run can reseed with (run seed, step) to get draws independent of
+ * where it was interrupted; tests reseed to replay identical draws.
+ */
+void		sft_trainer_set_dropout_seed(SftTrainer *trainer, uint64_t seed);
+
 /* AdamW state for checkpoints: moments [n_params] each and steps taken. */
 float	   *sft_trainer_adam_m(SftTrainer *trainer);
 float	   *sft_trainer_adam_v(SftTrainer *trainer);
