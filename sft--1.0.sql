@@ -61,3 +61,21 @@ COMMENT ON FUNCTION sft_from_pair(text, text, text) IS
 
 -- ==== section: generation and evaluation ====
 -- ==== end section: generation and evaluation ====
+
+-- ==== section: charts and demo ====
+-- Seeing training: a sparkline for psql and an SVG chart for a browser.
+
+CREATE FUNCTION sft_sparkline(vals float8[]) RETURNS text
+    AS 'MODULE_PATHNAME', 'sft_sparkline'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION sft_sparkline(float8[]) IS
+'one block character (U+2581..U+2588) per value, scaled between the smallest and largest finite value; a space for NULL, NaN and infinity';
+
+CREATE FUNCTION sft_loss_chart(step float8[], loss float8[], epoch_step float8[] DEFAULT NULL,
+                               validation_loss float8[] DEFAULT NULL, title text DEFAULT NULL)
+    RETURNS text
+    AS 'MODULE_PATHNAME', 'sft_loss_chart_arrays'
+    LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION sft_loss_chart(float8[], float8[], float8[], float8[], text) IS
+'an SVG document (no scripts) of train loss per step, epoch ends, and validation loss per epoch (placed at the step where each epoch ended)';
+-- ==== end section: charts and demo ====
