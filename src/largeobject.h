@@ -1,0 +1,39 @@
+/*
+ * largeobject.h: model weights and checkpoints as large objects.
+ *
+ * The core writes and reads checkpoints through SftWriteFn/SftReadFn streams
+ * (src/core/weights.h); here those streams are backed by the server's large
+ * object API, so weights never pass through a file or a bytea.  Large
+ * objects are created as the current user (who thereby owns them) and opened
+ * with the ordinary privilege checks, so reading a model someone else owns
+ * needs SELECT on its large object.
+ */
+#ifndef SFT_LARGEOBJECT_H
+#define SFT_LARGEOBJECT_H
+
+#include "postgres.h"
+
+#include "core/model.h"
+#include "core/weights.h"
+
+/*
+ * Write model (+ optional optimizer state) as a checkpoint into a new large
+ * object owned by the current user.  Returns its OID; *size_bytes receives
+ * the bytes written.
+ */
+Oid			SftLoWriteCheckpoint(const SftModel *model, const SftCheckpointState *state,
+								 int64 *size_bytes);
+
+/*
+ * Read a checkpoint from a large object.  adam_m/adam_v/step/meta_json may be
+ * NULL when the caller wants the weights only.  The model and moments are
+ * core allocations (sft_free / sft_model_free); ERROR on any problem, with
+ * what, when not NULL, naming the object in the message ("model \"x\"").
+ */
+SftModel   *SftLoReadCheckpoint(Oid oid, const char *what, float **adam_m, float **adam_v,
+								int64 *step, char **meta_json);
+
+/* Unlink a large object if it exists (no error when it is already gone). */
+void		SftLoUnlink(Oid oid);
+
+#endif							/* SFT_LARGEOBJECT_H */

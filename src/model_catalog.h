@@ -1,0 +1,68 @@
+/*
+ * model_catalog.h: the sft_models catalog for the other glue files
+ * (generation, evaluation, training): look a model up, check who may do
+ * what with it, load its weights.
+ *
+ * A model row never changes after it is inserted (training writes a new
+ * model); dropping and re-creating a name gives a new weights OID.  So
+ * (name, weights) identifies a model's content: a cache keyed by it is
+ * invalidated exactly when the model changes.
+ */
+#ifndef SFT_MODEL_CATALOG_H
+#define SFT_MODEL_CATALOG_H
+
+#include "postgres.h"
+
+#include "core/llama_config.h"
+#include "core/model.h"
+
+typedef struct SftModelRow
+{
+	char	   *name;
+	char	   *tokenizer;		/* name in sft_tokenizers */
+	char	   *dtype;
+	char	   *parent;			/* NULL for imported/created models */
+	int64		run_id;			/* 0 when not produced by a run */
+	Oid			owner;
+	Oid			weights;		/* large object, sft checkpoint format */
+	int64		parameters;
+	int64		size_bytes;
+	char	   *config_json;	/* HF config.json text */
+	SftLlamaConfig config;		/* parsed */
+} SftModelRow;
+
+/*
+ * Look a model up (a fresh snapshot; usable inside or outside an SPI
+ * connection).  Not found: ERROR "model ... does not exist", or false when
+ * missing_ok.  Strings are allocated in the current memory context.
+ */
+bool		SftModelFetch(const char *name, SftModelRow *row, bool missing_ok);
+
+/* ERROR unless the current user owns the model or is a superuser. */
+void		SftModelCheckOwner(const SftModelRow *row, const char *action);
+
+/*
+ * Read the model's weights as the current user (SELECT on the large object
+ * is checked by the server).  The model is a core allocation: free it with
+ * sft_model_free.
+ */
+SftModel   *SftModelLoadWeights(const SftModelRow *row);
+
+/*
+ * ERROR unless name is free for a new model: no model has it and no run
+ * other than except_run (0: none) will produce it.
+ */
+void		SftModelCheckNameFree(const char *name, int64 except_run);
+
+/*
+ * Insert a model row for model, whose weights the caller already wrote into
+ * the large object weights (size_bytes long) as the current user, who
+ * becomes the row's owner.  parent may be NULL and run_id 0.
+ */
+void		SftModelInsert(const char *name, const char *tokenizer, const SftModel *model,
+						   const char *parent, int64 run_id, Oid weights, int64 size_bytes);
+
+/* Parameters a model of this config has (without allocating it). */
+int64		SftConfigParameterCount(const SftLlamaConfig *cfg);
+
+#endif							/* SFT_MODEL_CATALOG_H */

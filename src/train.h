@@ -1,0 +1,100 @@
+/*
+ * train.h: what the caller side of training (train.c: sft_train, sft_wait,
+ * sft_cancel, sft_resume ...) and the background worker (train_worker.c)
+ * share: the validated run options, the GUCs, and acting as the catalog
+ * tables' owner.
+ */
+#ifndef SFT_TRAIN_H
+#define SFT_TRAIN_H
+
+#include "postgres.h"
+
+#include "utils/jsonb.h"
+
+#include "core/chat_template.h"
+#include "core/model.h"
+
+/* Schema of the extension's tables (control file: schema = public, not relocatable). */
+#define SFT_SCHEMA "public"
+
+/* GUCs (defined in SftTrainInit). */
+extern int	sft_max_concurrent_runs;
+extern int	sft_max_memory_mb;
+extern int	sft_threads;
+
+/* Called from _PG_init: GUCs and shared memory hooks. */
+void		SftTrainInit(void);
+
+/*
+ * Everything that decides what a run does.  The effective options (every key,
+ * defaults filled in) are stored as jsonb with the run; the worker parses
+ * that stored copy with the same code, so what runs is what the row says.
+ */
+typedef struct SftTrainOptions
+{
+	int			epochs;
+	double		learning_rate;
+	int			max_length;		/* tokens per sequence */
+	int			batch_size;		/* sequences per micro-batch */
+	int			grad_accum;		/* micro-batches per optimizer step */
+	SftLrSchedule lr_schedule;
+	double		warmup_ratio;	/* fraction of all steps spent warming up */
+	double		min_lr_ratio;	/* floor of the decay, times learning_rate */
+	double		weight_decay;
+	double		dropout;
+	double		max_grad_norm;	/* 0: no clipping */
+	int64		seed;
+	char	   *validation;		/* qualified relation name, or NULL */
+	double		validation_fraction;	/* of the source held out, 0: none */
+	char	   *messages_column;
+	char	   *template_name;	/* NULL: the tokenizer's own template */
+	SftTrainOn	train_on;
+	bool		truncate;		/* too_long = truncate (else drop) */
+	bool		keep_best;		/* keep = best (else last) */
+	int			log_every;		/* optimizer steps between log rows */
+} SftTrainOptions;
+
+/*
+ * Fill opts from the four SQL arguments and the options object.  Every
+ * unknown key and every bad value is an ERROR naming it.  relation names are
+ * taken as given (the caller resolves them).
+ */
+void		SftTrainOptionsParse(SftTrainOptions *opts, int epochs, double learning_rate,
+								 int max_length, int batch_size, Jsonb *options);
+
+/* The effective options as jsonb (every key). */
+Jsonb	   *SftTrainOptionsToJsonb(const SftTrainOptions *opts);
+
+/*
+ * Run catalog writes as the owner of the extension's tables (users may only
+ * read them), then switch back.  Nest-safe; the user is also restored by
+ * transaction abort.
+ */
+typedef struct SftUserSwitch
+{
+	Oid			saved_user;
+	int			saved_context;
+} SftUserSwitch;
+
+void		SftBecomeCatalogOwner(SftUserSwitch *sw);
+void		SftRestoreUser(const SftUserSwitch *sw);
+
+/* ERROR unless the current user is role or a superuser. */
+void		SftCheckOwnership(Oid role, const char *kind, const char *name,
+							  const char *action);
+
+/* Background worker entry point (bgw_function_name). */
+PGDLLEXPORT void SftTrainWorkerMain(Datum main_arg);
+
+/* What the caller hands the worker in bgw_extra. */
+typedef struct SftWorkerArgs
+{
+	Oid			dboid;
+	Oid			run_role;		/* privileges and RLS of this role */
+	Oid			login_role;		/* role the connection is made as */
+	TransactionId creator_xid;	/* the worker starts once this commits */
+	int			slot;			/* progress slot reserved for the run */
+	bool		resume;
+} SftWorkerArgs;
+
+#endif							/* SFT_TRAIN_H */

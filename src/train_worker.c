@@ -1,0 +1,1142 @@
+/*
+ * train_worker.c: the background worker that runs one training run.
+ *
+ * Life of a worker (one per run and attempt; sft_resume starts a new one):
+ *
+ *   1. attach to the progress slot the caller reserved; connect to the
+ *      caller's database as the run's role (see train.c); wait for the
+ *      transaction that queued the run to end; no row then means it rolled
+ *      back, and the worker leaves quietly.
+ *   2. mark the run running; load the starting weights: the last epoch
+ *      checkpoint (weights + AdamW state + step) when resuming, else the base
+ *      model.
+ *   3. read the source with a cursor, as the run's role (privileges and
+ *      row-level security apply), render + tokenize + mask every row; drop or
+ *      truncate rows over max_length and count what was dropped.  The rows
+ *      are then put in a canonical order (by a hash of their tokens), so the
+ *      run does not depend on the order a scan happens to return them in:
+ *      a resumed run sees the same data in the same order.
+ *   4. train: every epoch a permutation seeded by (seed, epoch); micro-batches
+ *      of batch_size sequences packed back to back; grad_accum micro-batches
+ *      per optimizer step; learning rate from the schedule.  Interrupts and
+ *      the cancel flag are checked between micro-batches.  Progress goes to
+ *      shared memory every step and to sft_run_log every log_every steps, in
+ *      short transactions of their own.
+ *   5. after every epoch: validation loss, a checkpoint large object
+ *      (weights + AdamW state), an sft_run_epochs row; older checkpoints are
+ *      unlinked (keep = best keeps the best one too).
+ *   6. at the end: the output model (the last epoch's weights, or the best
+ *      epoch's with keep = best) as a new sft_models row owned by the role.
+ *
+ * Failure.  Any ERROR is caught at the top, copied and logged, the
+ * transaction is aborted, and the message is written into the run row in a
+ * fresh transaction; the worker then exits normally (it is never
+ * restarted).  A FATAL (pg_terminate_backend, shutdown) or a crash leaves the
+ * row running without a slot, which the sft_runs view shows as interrupted.
+ *
+ * Resuming from a checkpoint restores the weights, both AdamW moments and the
+ * step count bit for bit, and the data order is a function of (seed, epoch),
+ * so a resumed run computes exactly what the uninterrupted run would have,
+ * provided the source returns the same rows, sft.threads is the same (it is
+ * stored with the run) and dropout is 0 (the dropout draws come from the
+ * trainer's own generator, which a checkpoint does not hold).
+ */
+#include "postgres.h"
+
+#include <math.h>
+#include <cblas.h>
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "storage/lmgr.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "conversation.h"
+#include "core/chat_template.h"
+#include "core/model.h"
+#include "core/weights.h"
+#include "largeobject.h"
+#include "model_catalog.h"
+#include "progress.h"
+#include "sft.h"
+#include "tokenizer.h"
+#include "train.h"
+
+/* ---------------------------------------------------------------------------
+ * Tokenized data
+ * ------------------------------------------------------------------------- */
+
+/* n sequences stored back to back. */
+typedef struct SftDataset
+{
+	int64		n;				/* sequences */
+	int64		n_cap;
+	int64	   *offsets;		/* [n + 1] start of each sequence in tokens */
+	int32	   *tokens;			/* [total] token ids */
+	int32	   *mask;			/* [total] 1 = training target */
+	int64		total;			/* tokens */
+	int64		cap;
+	int64		targets;		/* targets that count (a sequence's first token never does) */
+} SftDataset;
+
+typedef struct SftLoadCounts
+{
+	int64		read;			/* rows the cursor returned */
+	int64		null;			/* NULL conversation */
+	int64		too_long;		/* dropped: over max_length (too_long = drop) */
+	int64		truncated;		/* kept, cut to max_length (too_long = truncate) */
+	int64		no_assistant;	/* no target token left */
+} SftLoadCounts;
+
+typedef enum SftRunOutcome
+{
+	SFT_RUN_GONE = 0,			/* the row vanished (the queuing transaction rolled back) */
+	SFT_RUN_SUCCEEDED,
+	SFT_RUN_CANCELLED
+} SftRunOutcome;
+
+typedef struct SftRun
+{
+	int64		id;
+	SftWorkerArgs args;
+	SftTrainOptions opts;
+	char	   *source;			/* qualified, quoted */
+	char	   *base;
+	char	   *output;
+	char	   *tokenizer;
+	int			threads;
+	MemoryContext cxt;			/* lives as long as the run */
+
+	/* where this attempt starts */
+	int			start_epoch;	/* 1-based */
+	int64		start_step;		/* optimizer steps already taken */
+	Oid			resume_checkpoint;	/* InvalidOid: start from the base model */
+	int			best_epoch;		/* keep = best: epoch with the lowest validation loss so far */
+	double		best_loss;
+	Oid			best_checkpoint;
+
+	SftDataset	train;
+	SftDataset	valid;
+	SftLoadCounts counts;
+
+	SftModel   *model;
+	SftTrainer *trainer;
+	float	   *resume_m;		/* [n_params] AdamW moments from the checkpoint */
+	float	   *resume_v;
+
+	SftRunProgress progress;	/* what we publish */
+} SftRun;
+
+static int	SftWorkerSlot = -1;
+
+static void
+SftDatasetAppend(SftDataset *ds, MemoryContext cxt, const int32 *ids, const int32 *mask,
+				 int64 len, int64 targets)
+{
+	if (ds->n + 2 > ds->n_cap)
+	{
+		int64		cap = Max(1024, ds->n_cap * 2);
+
+		ds->offsets = ds->offsets ?
+			repalloc_huge(ds->offsets, cap * sizeof(int64)) :
+			MemoryContextAllocHuge(cxt, cap * sizeof(int64));
+		ds->n_cap = cap;
+		if (ds->n == 0)
+			ds->offsets[0] = 0;
+	}
+	if (ds->total + len > ds->cap)
+	{
+		int64		cap = Max(Max(65536, ds->cap * 2), ds->total + len);
+
+		ds->tokens = ds->tokens ?
+			repalloc_huge(ds->tokens, cap * sizeof(int32)) :
+			MemoryContextAllocHuge(cxt, cap * sizeof(int32));
+		ds->mask = ds->mask ?
+			repalloc_huge(ds->mask, cap * sizeof(int32)) :
+			MemoryContextAllocHuge(cxt, cap * sizeof(int32));
+		ds->cap = cap;
+	}
+	memcpy(ds->tokens + ds->total, ids, len * sizeof(int32));
+	memcpy(ds->mask + ds->total, mask, len * sizeof(int32));
+	ds->total += len;
+	ds->n++;
+	ds->offsets[ds->n] = ds->total;
+	ds->targets += targets;
+}
+
+static inline int64
+SftSeqLen(const SftDataset *ds, int64 i)
+{
+	return ds->offsets[i + 1] - ds->offsets[i];
+}
+
+/* FNV-1a over a sequence's ids and mask: its place in the canonical order. */
+static uint64
+SftSeqHash(const SftDataset *ds, int64 i)
+{
+	uint64		h = UINT64CONST(0xcbf29ce484222325);
+
+	for (int64 t = ds->offsets[i]; t < ds->offsets[i + 1]; t++)
+	{
+		uint32		x = (uint32) ds->tokens[t] * 2u + (uint32) (ds->mask[t] != 0);
+
+		for (int b = 0; b < 4; b++)
+		{
+			h ^= (x >> (8 * b)) & 0xff;
+			h *= UINT64CONST(0x100000001b3);
+		}
+	}
+	return h;
+}
+
+typedef struct SftSeqKey
+{
+	uint64		hash;
+	int64		len;
+	int64		index;
+} SftSeqKey;
+
+static const SftDataset *SftCompareDataset;	/* for ties in qsort */
+
+static int
+SftSeqKeyCompare(const void *a, const void *b)
+{
+	const SftSeqKey *x = a;
+	const SftSeqKey *y = b;
+
+	if (x->hash != y->hash)
+		return x->hash < y->hash ? -1 : 1;
+	if (x->len != y->len)
+		return x->len < y->len ? -1 : 1;
+	/* equal hash and length: compare contents so even collisions order the same */
+	{
+		const SftDataset *ds = SftCompareDataset;
+		int			c = memcmp(ds->tokens + ds->offsets[x->index],
+							   ds->tokens + ds->offsets[y->index], x->len * sizeof(int32));
+
+		if (c == 0)
+			c = memcmp(ds->mask + ds->offsets[x->index],
+					   ds->mask + ds->offsets[y->index], x->len * sizeof(int32));
+		return c;
+	}
+}
+
+/*
+ * Rebuild ds from a subset of its sequences (selected[i] true), in canonical
+ * order, into a new dataset.
+ */
+static void
+SftDatasetSelect(const SftDataset *ds, const SftSeqKey *order, const bool *selected,
+				 MemoryContext cxt, SftDataset *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (int64 k = 0; k < ds->n; k++)
+	{
+		int64		i = order[k].index;
+		int64		targets = 0;
+
+		if (selected && !selected[i])
+			continue;
+		for (int64 t = ds->offsets[i] + 1; t < ds->offsets[i + 1]; t++)
+			targets += ds->mask[t] != 0;
+		SftDatasetAppend(out, cxt, ds->tokens + ds->offsets[i], ds->mask + ds->offsets[i],
+						 SftSeqLen(ds, i), targets);
+	}
+}
+
+static SftSeqKey *
+SftCanonicalOrder(const SftDataset *ds)
+{
+	SftSeqKey  *keys = palloc_extended(Max(ds->n, 1) * sizeof(SftSeqKey), MCXT_ALLOC_HUGE);
+
+	for (int64 i = 0; i < ds->n; i++)
+	{
+		keys[i].hash = SftSeqHash(ds, i);
+		keys[i].len = SftSeqLen(ds, i);
+		keys[i].index = i;
+	}
+	SftCompareDataset = ds;
+	qsort(keys, ds->n, sizeof(SftSeqKey), SftSeqKeyCompare);
+	return keys;
+}
+
+static void
+SftDatasetFree(SftDataset *ds)
+{
+	if (ds->offsets)
+		pfree(ds->offsets);
+	if (ds->tokens)
+		pfree(ds->tokens);
+	if (ds->mask)
+		pfree(ds->mask);
+	memset(ds, 0, sizeof(*ds));
+}
+
+/* Fisher-Yates with the run's generator: the same (seed, stream) gives the same order. */
+static void
+SftShuffle(int64 *perm, int64 n, int64 seed, uint64 stream)
+{
+	SftRng		rng;
+
+	sft_rng_seed(&rng, (uint64) seed ^ (stream * UINT64CONST(0x9E3779B97F4A7C15)));
+	for (int64 i = 0; i < n; i++)
+		perm[i] = i;
+	for (int64 i = n - 1; i > 0; i--)
+	{
+		int64		j = (int64) (sft_rng_next(&rng) % (uint64) (i + 1));
+		int64		tmp = perm[i];
+
+		perm[i] = perm[j];
+		perm[j] = tmp;
+	}
+}
+
+/* Streams of the generator (the epoch number is the stream of its shuffle). */
+#define SFT_STREAM_VALIDATION_SPLIT UINT64CONST(0xFFFFFFFF)
+
+/* ---------------------------------------------------------------------------
+ * Catalog access in short transactions
+ * ------------------------------------------------------------------------- */
+
+static void
+SftBeginTransaction(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+static void
+SftCommitTransaction(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+/* Execute a catalog statement as the tables' owner. */
+static void
+SftCatalogExec(const char *sql, int nargs, Oid *argtypes, Datum *values, const char *nulls,
+			   int expected)
+{
+	SftUserSwitch sw;
+	int			rc;
+
+	SftBecomeCatalogOwner(&sw);
+	rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls, false, 0);
+	SftRestoreUser(&sw);
+	if (rc != expected)
+		elog(ERROR, "catalog statement failed (%d): %s", rc, sql);
+}
+
+static void
+SftPublish(SftRun *run, SftRunPhase phase)
+{
+	run->progress.phase = phase;
+	SftProgressPublish(SftWorkerSlot, &run->progress);
+}
+
+/* ---------------------------------------------------------------------------
+ * 1-2. The run row, the starting weights
+ * ------------------------------------------------------------------------- */
+
+/* Read and claim the run row.  False when it is not there to run. */
+static bool
+SftRunClaim(SftRun *run)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(run->id)};
+	SftUserSwitch sw;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	MemoryContext old;
+	int			rc;
+
+	SftBeginTransaction();
+	SftBecomeCatalogOwner(&sw);
+	rc = SPI_execute_with_args("SELECT status, source, base, output, tokenizer, threads, epochs, "
+							   "learning_rate, max_length, batch_size, options "
+							   "FROM " SFT_SCHEMA ".sft_run_table WHERE id = $1 FOR UPDATE",
+							   1, argtypes, values, NULL, false, 1);
+	SftRestoreUser(&sw);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read training run %lld", (long long) run->id);
+	if (SPI_processed != 1 || strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "queued") != 0)
+	{
+		SftCommitTransaction();
+		return false;
+	}
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	old = MemoryContextSwitchTo(run->cxt);
+	run->source = pstrdup(SPI_getvalue(tup, desc, 2));
+	run->base = pstrdup(SPI_getvalue(tup, desc, 3));
+	run->output = pstrdup(SPI_getvalue(tup, desc, 4));
+	run->tokenizer = pstrdup(SPI_getvalue(tup, desc, 5));
+	run->threads = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
+	SftTrainOptionsParse(&run->opts,
+						 DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull)),
+						 DatumGetFloat8(SPI_getbinval(tup, desc, 8, &isnull)),
+						 DatumGetInt32(SPI_getbinval(tup, desc, 9, &isnull)),
+						 DatumGetInt32(SPI_getbinval(tup, desc, 10, &isnull)),
+						 DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 11, &isnull)));
+	MemoryContextSwitchTo(old);
+
+	/* Where to start: the newest epoch that still has its checkpoint. */
+	run->start_epoch = 1;
+	run->start_step = 0;
+	run->resume_checkpoint = InvalidOid;
+	run->best_epoch = 0;
+	run->best_loss = INFINITY;
+	run->best_checkpoint = InvalidOid;
+	if (run->args.resume)
+	{
+		if (SPI_execute_with_args("SELECT epoch, step, checkpoint FROM " SFT_SCHEMA ".sft_run_epochs "
+								  "WHERE run_id = $1 AND checkpoint IS NOT NULL "
+								  "ORDER BY epoch DESC LIMIT 1",
+								  1, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read sft_run_epochs");
+		if (SPI_processed == 1)
+		{
+			tup = SPI_tuptable->vals[0];
+			desc = SPI_tuptable->tupdesc;
+			run->start_epoch = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull)) + 1;
+			run->start_step = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+			run->resume_checkpoint = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
+		}
+		if (run->opts.keep_best &&
+			SPI_execute_with_args("SELECT epoch, validation_loss, checkpoint FROM " SFT_SCHEMA ".sft_run_epochs "
+								  "WHERE run_id = $1 AND checkpoint IS NOT NULL AND validation_loss IS NOT NULL "
+								  "ORDER BY validation_loss, epoch LIMIT 1",
+								  1, argtypes, values, NULL, false, 1) == SPI_OK_SELECT &&
+			SPI_processed == 1)
+		{
+			tup = SPI_tuptable->vals[0];
+			desc = SPI_tuptable->tupdesc;
+			run->best_epoch = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+			run->best_loss = DatumGetFloat8(SPI_getbinval(tup, desc, 2, &isnull));
+			run->best_checkpoint = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
+		}
+		/* What came after the checkpoint is redone: forget its log and epochs. */
+		{
+			Oid			types2[2] = {INT8OID, INT8OID};
+			Datum		vals2[2] = {Int64GetDatum(run->id), Int64GetDatum(run->start_step)};
+
+			SftCatalogExec("DELETE FROM " SFT_SCHEMA ".sft_run_log WHERE run_id = $1 AND step > $2",
+						   2, types2, vals2, NULL, SPI_OK_DELETE);
+			vals2[1] = Int64GetDatum(run->start_epoch - 1);
+			SftCatalogExec("DELETE FROM " SFT_SCHEMA ".sft_run_epochs WHERE run_id = $1 AND epoch > $2",
+						   2, types2, vals2, NULL, SPI_OK_DELETE);
+		}
+	}
+	SftCatalogExec("UPDATE " SFT_SCHEMA ".sft_run_table SET status = 'running', started = now(), "
+				   "finished = NULL, error = NULL, attempts = attempts + 1, "
+				   "steps_done = $2, epochs_done = $3 WHERE id = $1",
+				   3, (Oid[]) {INT8OID, INT8OID, INT4OID},
+				   (Datum[]) {Int64GetDatum(run->id), Int64GetDatum(run->start_step),
+					   Int32GetDatum(run->start_epoch - 1)}, NULL, SPI_OK_UPDATE);
+	SftCommitTransaction();
+	return true;
+}
+
+static void
+SftLoadStartingWeights(SftRun *run)
+{
+	SftBeginTransaction();
+	if (OidIsValid(run->resume_checkpoint))
+	{
+		int64		step;
+
+		run->model = SftLoReadCheckpoint(run->resume_checkpoint,
+										 psprintf("checkpoint of training run %lld", (long long) run->id),
+										 &run->resume_m, &run->resume_v, &step, NULL);
+		if (step != run->start_step || run->resume_m == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("checkpoint of training run %lld does not match its epoch row (step %lld, expected %lld, optimizer state %s)",
+							(long long) run->id, (long long) step, (long long) run->start_step,
+							run->resume_m ? "present" : "missing")));
+	}
+	else
+	{
+		SftModelRow row;
+
+		SftModelFetch(run->base, &row, false);
+		run->model = SftModelLoadWeights(&row);
+	}
+	SftCommitTransaction();
+}
+
+/* ---------------------------------------------------------------------------
+ * 3. Reading the source
+ * ------------------------------------------------------------------------- */
+
+static void
+SftReadRelation(SftRun *run, const char *relation, const SftTokenizerEntry *entry,
+				const SftChatTemplate *tpl, SftDataset *ds, SftLoadCounts *counts)
+{
+	char	   *query = psprintf("SELECT %s FROM %s", quote_identifier(run->opts.messages_column),
+								 relation);
+	MemoryContext row_cxt = AllocSetContextCreate(CurrentMemoryContext, "sft row",
+												  ALLOCSET_DEFAULT_SIZES);
+	Portal		portal;
+	SftEncoded	enc;
+	int			max_length = run->opts.max_length;
+
+	sft_encoded_init(&enc);
+	portal = SPI_cursor_open_with_args(NULL, query, 0, NULL, NULL, NULL, true, 0);
+	PG_TRY();
+	{
+		for (;;)
+		{
+			SPI_cursor_fetch(portal, true, 256);
+			if (SPI_processed == 0)
+				break;
+			for (uint64 r = 0; r < SPI_processed; r++)
+			{
+				bool		isnull;
+				Datum		d = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull);
+				MemoryContext old;
+				SftConversation *conv;
+				char	   *problem = NULL;
+				SftError	err = {0};
+				int64		targets = 0;
+
+				counts->read++;
+				if ((counts->read & 63) == 0)
+				{
+					CHECK_FOR_INTERRUPTS();
+					run->progress.rows_read = counts->read;
+					SftPublish(run, SFT_PHASE_LOADING);
+				}
+				if (isnull)
+				{
+					counts->null++;
+					continue;
+				}
+				old = MemoryContextSwitchTo(row_cxt);
+				conv = SftConversationTryFromJsonb(DatumGetJsonbP(d), SFT_CONV_TRAINING, &problem);
+				if (conv == NULL)
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("row %lld of %s is not a training conversation: %s",
+									(long long) counts->read, relation, problem),
+							 errhint("Filter the rows in a view, e.g. WHERE sft_is_conversation(%s).",
+									 quote_identifier(run->opts.messages_column))));
+				if (sft_chat_encode(tpl, entry->tok, conv, run->opts.train_on, 0,
+									run->opts.truncate ? max_length : 0, &enc, &err) != SFT_OK)
+					SftReportCoreError(&err, psprintf("row %lld of %s", (long long) counts->read, relation));
+				MemoryContextSwitchTo(old);
+				MemoryContextReset(row_cxt);
+
+				if ((int64) enc.ids.len > max_length)
+				{
+					counts->too_long++;
+					continue;
+				}
+				if (enc.truncated)
+					counts->truncated++;
+				/* a sequence's first token is never a target (nothing predicts it) */
+				for (size_t t = 1; t < enc.ids.len; t++)
+					targets += enc.mask.data[t] != 0;
+				if (targets == 0)
+				{
+					counts->no_assistant++;
+					continue;
+				}
+				SftDatasetAppend(ds, run->cxt, enc.ids.data, enc.mask.data, (int64) enc.ids.len, targets);
+			}
+			SPI_freetuptable(SPI_tuptable);
+			if (SftProgressCancelRequested(SftWorkerSlot))
+				break;
+		}
+	}
+	PG_FINALLY();
+	{
+		sft_encoded_free(&enc);
+	}
+	PG_END_TRY();
+	SPI_cursor_close(portal);
+	MemoryContextDelete(row_cxt);
+}
+
+static void
+SftLoadData(SftRun *run)
+{
+	const SftTokenizerEntry *entry;
+	SftChatTemplate tpl;
+	SftDataset	all = {0};
+	SftDataset	valid_all = {0};
+	SftLoadCounts vcounts = {0};
+	SftSeqKey  *order;
+
+	SftPublish(run, SFT_PHASE_LOADING);
+	SftBeginTransaction();
+	entry = SftTokenizerLookup(run->tokenizer);
+	if (run->opts.template_name)
+	{
+		SftError	err = {0};
+		SftTemplateKind kind;
+
+		if (sft_template_from_name(run->opts.template_name, &kind, &err) != SFT_OK)
+			SftReportCoreError(&err, "template");
+		if (entry->has_template && entry->template.kind == kind)
+			tpl = entry->template;
+		else
+		{
+			memset(&tpl, 0, sizeof(tpl));
+			tpl.kind = kind;
+		}
+		if (sft_template_check_tokenizer(kind, entry->tok, &err) != SFT_OK)
+			SftReportCoreError(&err, psprintf("tokenizer \"%s\"", run->tokenizer));
+	}
+	else
+		tpl = *SftTokenizerRequireTemplate(entry);
+
+	/* As the run's role: its privileges and row-level security decide what it sees. */
+	SftReadRelation(run, run->source, entry, &tpl, &all, &run->counts);
+	if (run->opts.validation && !SftProgressCancelRequested(SftWorkerSlot))
+		SftReadRelation(run, run->opts.validation, entry, &tpl, &valid_all, &vcounts);
+	SftCommitTransaction();
+	if (SftProgressCancelRequested(SftWorkerSlot))
+		return;
+
+	/* Canonical order, then the held-out split (both functions of the data and the seed). */
+	order = SftCanonicalOrder(&all);
+	if (run->opts.validation_fraction > 0 && all.n > 0)
+	{
+		int64		n_valid = (int64) floor(run->opts.validation_fraction * all.n + 0.5);
+		int64	   *perm = palloc_extended(all.n * sizeof(int64), MCXT_ALLOC_HUGE);
+		bool	   *is_train = palloc_extended(all.n * sizeof(bool), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+		bool	   *is_valid = palloc_extended(all.n * sizeof(bool), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+
+		if (n_valid < 1)
+			n_valid = 1;
+		if (n_valid >= all.n)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("validation_fraction %g leaves no training rows out of %lld usable rows",
+							run->opts.validation_fraction, (long long) all.n)));
+		/* perm is over canonical positions, so the split does not depend on scan order */
+		SftShuffle(perm, all.n, run->opts.seed, SFT_STREAM_VALIDATION_SPLIT);
+		for (int64 k = 0; k < all.n; k++)
+		{
+			int64		i = order[perm[k]].index;
+
+			if (k < n_valid)
+				is_valid[i] = true;
+			else
+				is_train[i] = true;
+		}
+		SftDatasetSelect(&all, order, is_train, run->cxt, &run->train);
+		SftDatasetSelect(&all, order, is_valid, run->cxt, &run->valid);
+		pfree(perm);
+		pfree(is_train);
+		pfree(is_valid);
+	}
+	else
+	{
+		SftDatasetSelect(&all, order, NULL, run->cxt, &run->train);
+		if (run->opts.validation)
+		{
+			SftSeqKey  *vorder = SftCanonicalOrder(&valid_all);
+
+			SftDatasetSelect(&valid_all, vorder, NULL, run->cxt, &run->valid);
+			pfree(vorder);
+		}
+	}
+	pfree(order);
+	SftDatasetFree(&all);
+	SftDatasetFree(&valid_all);
+
+	if (run->train.n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("no usable training rows in %s", run->source),
+				 errdetail("%lld rows read: %lld NULL, %lld longer than max_length %d, %lld without assistant tokens.",
+						   (long long) run->counts.read, (long long) run->counts.null,
+						   (long long) run->counts.too_long, run->opts.max_length,
+						   (long long) run->counts.no_assistant),
+				 errhint("Check the source's rows (and its privileges and row-level security for the role), raise max_length, or set the \"too_long\" option to \"truncate\".")));
+	if (run->opts.validation && run->valid.n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("no usable validation rows in %s", run->opts.validation),
+				 errdetail("%lld rows read: %lld NULL, %lld longer than max_length %d, %lld without assistant tokens.",
+						   (long long) vcounts.read, (long long) vcounts.null,
+						   (long long) vcounts.too_long, run->opts.max_length,
+						   (long long) vcounts.no_assistant)));
+}
+
+/* ---------------------------------------------------------------------------
+ * 4-5. Training
+ * ------------------------------------------------------------------------- */
+
+typedef struct SftBatchBuffers
+{
+	int		   *seq_lens;		/* [batch_size] */
+	int32	   *tokens;			/* [batch_size * max_length] */
+	int32	   *mask;			/* [batch_size * max_length] */
+} SftBatchBuffers;
+
+/* Pack sequences perm[from .. to) of ds into one micro-batch. */
+static void
+SftFillBatch(const SftDataset *ds, const int64 *perm, int64 from, int64 to,
+			 SftBatchBuffers *buf, SftBatch *batch)
+{
+	int64		T = 0;
+
+	for (int64 k = from; k < to; k++)
+	{
+		int64		i = perm ? perm[k] : k;
+		int64		len = SftSeqLen(ds, i);
+
+		memcpy(buf->tokens + T, ds->tokens + ds->offsets[i], len * sizeof(int32));
+		memcpy(buf->mask + T, ds->mask + ds->offsets[i], len * sizeof(int32));
+		buf->seq_lens[k - from] = (int) len;
+		T += len;
+	}
+	batch->n_seqs = (int) (to - from);
+	batch->seq_lens = buf->seq_lens;
+	batch->tokens = buf->tokens;
+	batch->mask = buf->mask;
+}
+
+static double
+SftValidationLoss(SftRun *run, SftBatchBuffers *buf)
+{
+	double		loss_sum = 0;
+	int64		targets = 0;
+	int			B = run->opts.batch_size;
+
+	for (int64 from = 0; from < run->valid.n; from += B)
+	{
+		SftBatch	batch;
+		double		ls;
+		int64_t		nt;
+		SftError	err = {0};
+
+		SftFillBatch(&run->valid, NULL, from, Min(from + B, run->valid.n), buf, &batch);
+		if (sft_trainer_evaluate(run->trainer, &batch, &ls, &nt, &err) != SFT_OK)
+			SftReportCoreError(&err, "validation");
+		loss_sum += ls;
+		targets += nt;
+		CHECK_FOR_INTERRUPTS();
+	}
+	return targets > 0 ? loss_sum / targets : NAN;
+}
+
+static void
+SftLogStep(SftRun *run, int64 step, int epoch, double loss, double lr, double grad_norm,
+		   double tokens_per_s)
+{
+	SftBeginTransaction();
+	SftCatalogExec("INSERT INTO " SFT_SCHEMA ".sft_run_log "
+				   "(run_id, step, epoch, loss, learning_rate, grad_norm, tokens_per_s) "
+				   "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+				   7, (Oid[]) {INT8OID, INT8OID, INT4OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID},
+				   (Datum[]) {Int64GetDatum(run->id), Int64GetDatum(step), Int32GetDatum(epoch),
+					   Float8GetDatum(loss), Float8GetDatum(lr), Float8GetDatum(grad_norm),
+				   Float8GetDatum(tokens_per_s)}, NULL, SPI_OK_INSERT);
+	SftCatalogExec("UPDATE " SFT_SCHEMA ".sft_run_table SET steps_done = $2 WHERE id = $1",
+				   2, (Oid[]) {INT8OID, INT8OID},
+				   (Datum[]) {Int64GetDatum(run->id), Int64GetDatum(step)}, NULL, SPI_OK_UPDATE);
+	SftCommitTransaction();
+}
+
+/* Checkpoint OIDs of this run's epochs other than keep1/keep2, unlinked and forgotten. */
+static void
+SftPruneCheckpoints(SftRun *run, Oid keep1, Oid keep2)
+{
+	List	   *oids = NIL;
+	ListCell   *lc;
+
+	if (SPI_execute_with_args("SELECT checkpoint FROM " SFT_SCHEMA ".sft_run_epochs "
+							  "WHERE run_id = $1 AND checkpoint IS NOT NULL",
+							  1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(run->id)},
+							  NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read sft_run_epochs");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Oid			oid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+														 SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (oid != keep1 && oid != keep2)
+			oids = lappend_oid(oids, oid);
+	}
+	foreach(lc, oids)
+	{
+		Oid			oid = lfirst_oid(lc);
+
+		/* the run's role created (owns) them */
+		SftLoUnlink(oid);
+		SftCatalogExec("UPDATE " SFT_SCHEMA ".sft_run_epochs SET checkpoint = NULL "
+					   "WHERE run_id = $1 AND checkpoint = $2",
+					   2, (Oid[]) {INT8OID, OIDOID},
+					   (Datum[]) {Int64GetDatum(run->id), ObjectIdGetDatum(oid)}, NULL, SPI_OK_UPDATE);
+	}
+}
+
+static void
+SftEndEpoch(SftRun *run, int epoch, int64 step, double train_loss, double valid_loss)
+{
+	SftCheckpointState state;
+	char	   *meta = psprintf("{\"run\": %lld, \"epoch\": %d, \"step\": %lld}",
+								(long long) run->id, epoch, (long long) step);
+	Oid			checkpoint;
+	int64		size;
+
+	memset(&state, 0, sizeof(state));
+	state.adam_m = sft_trainer_adam_m(run->trainer);
+	state.adam_v = sft_trainer_adam_v(run->trainer);
+	state.step = step;
+	state.meta_json = meta;
+
+	SftPublish(run, SFT_PHASE_CHECKPOINTING);
+	SftBeginTransaction();
+	checkpoint = SftLoWriteCheckpoint(run->model, &state, &size);
+	SftCatalogExec("INSERT INTO " SFT_SCHEMA ".sft_run_epochs "
+				   "(run_id, epoch, step, train_loss, validation_loss, checkpoint) "
+				   "VALUES ($1, $2, $3, $4, $5, $6)",
+				   6, (Oid[]) {INT8OID, INT4OID, INT8OID, FLOAT8OID, FLOAT8OID, OIDOID},
+				   (Datum[]) {Int64GetDatum(run->id), Int32GetDatum(epoch), Int64GetDatum(step),
+					   Float8GetDatum(train_loss), Float8GetDatum(valid_loss),
+				   ObjectIdGetDatum(checkpoint)},
+				   isnan(valid_loss) ? "    n " : NULL, SPI_OK_INSERT);
+	if (run->opts.keep_best && !isnan(valid_loss) && valid_loss < run->best_loss)
+	{
+		run->best_loss = valid_loss;
+		run->best_epoch = epoch;
+		run->best_checkpoint = checkpoint;
+	}
+	/* Keep the newest (resume) and, with keep = best, the best one (output). */
+	SftPruneCheckpoints(run, checkpoint, run->opts.keep_best ? run->best_checkpoint : InvalidOid);
+	SftCatalogExec("UPDATE " SFT_SCHEMA ".sft_run_table SET epochs_done = $2, steps_done = $3, "
+				   "final_loss = $4 WHERE id = $1",
+				   4, (Oid[]) {INT8OID, INT4OID, INT8OID, FLOAT8OID},
+				   (Datum[]) {Int64GetDatum(run->id), Int32GetDatum(epoch), Int64GetDatum(step),
+				   Float8GetDatum(train_loss)}, NULL, SPI_OK_UPDATE);
+	SftCommitTransaction();
+}
+
+static bool
+SftTrainLoop(SftRun *run)
+{
+	const SftTrainOptions *o = &run->opts;
+	int64		n = run->train.n;
+	int64		n_micro = (n + o->batch_size - 1) / o->batch_size;
+	int64		steps_per_epoch = (n_micro + o->grad_accum - 1) / o->grad_accum;
+	int64		total_steps = steps_per_epoch * o->epochs;
+	int64		warmup_steps = (int64) ceil(o->warmup_ratio * (double) total_steps);
+	int64		step = run->start_step;
+	int64	   *perm = MemoryContextAllocHuge(run->cxt, Max(n, 1) * sizeof(int64));
+	SftBatchBuffers buf;
+	SftAdamWConfig adamw;
+	TimestampTz t0 = GetCurrentTimestamp();
+	double		train_seconds = 0;
+	int64		tokens_done = 0;
+	SftError	err = {0};
+
+	buf.seq_lens = MemoryContextAlloc(run->cxt, o->batch_size * sizeof(int));
+	buf.tokens = MemoryContextAllocHuge(run->cxt, (Size) o->batch_size * o->max_length * sizeof(int32));
+	buf.mask = MemoryContextAllocHuge(run->cxt, (Size) o->batch_size * o->max_length * sizeof(int32));
+	adamw.beta1 = 0.9;
+	adamw.beta2 = 0.999;
+	adamw.eps = 1e-8;
+	adamw.weight_decay = o->weight_decay;
+	adamw.max_grad_norm = o->max_grad_norm;
+
+	if (step != (run->start_epoch - 1) * steps_per_epoch)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("the source of training run %lld changed: the checkpoint is at step %lld, but %d epochs of %lld rows make %lld steps",
+						(long long) run->id, (long long) step, run->start_epoch - 1,
+						(long long) n, (long long) ((run->start_epoch - 1) * steps_per_epoch)),
+				 errhint("Resuming needs the same rows; start a new run instead.")));
+
+	run->progress.epochs = o->epochs;
+	run->progress.steps = total_steps;
+	run->progress.step = step;
+	run->progress.eta_seconds = -1;
+
+	SftBeginTransaction();
+	SftCatalogExec("UPDATE " SFT_SCHEMA ".sft_run_table SET rows_read = $2, rows_used = $3, "
+				   "rows_too_long = $4, rows_truncated = $5, rows_no_assistant = $6, rows_null = $7, "
+				   "validation_rows = $8, tokens = $9, target_tokens = $10, steps = $11 WHERE id = $1",
+				   11, (Oid[]) {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID,
+					   INT8OID, INT8OID, INT8OID, INT8OID},
+				   (Datum[]) {Int64GetDatum(run->id), Int64GetDatum(run->counts.read),
+					   Int64GetDatum(run->train.n), Int64GetDatum(run->counts.too_long),
+					   Int64GetDatum(run->counts.truncated), Int64GetDatum(run->counts.no_assistant),
+					   Int64GetDatum(run->counts.null), Int64GetDatum(run->valid.n),
+					   Int64GetDatum(run->train.total), Int64GetDatum(run->train.targets),
+				   Int64GetDatum(total_steps)}, NULL, SPI_OK_UPDATE);
+	SftCommitTransaction();
+
+	for (int epoch = run->start_epoch; epoch <= o->epochs; epoch++)
+	{
+		double		epoch_loss = 0;
+		int64		epoch_targets = 0;
+		double		valid_loss = NAN;
+
+		run->progress.epoch = epoch;
+		SftShuffle(perm, n, o->seed, (uint64) epoch);
+		for (int64 s = 0; s < steps_per_epoch; s++)
+		{
+			double		step_loss = 0;
+			int64		step_targets = 0;
+			double		lr;
+			double		grad_norm = 0;
+			TimestampTz ts = GetCurrentTimestamp();
+
+			for (int a = 0; a < o->grad_accum; a++)
+			{
+				int64		micro = s * o->grad_accum + a;
+				int64		from = micro * o->batch_size;
+				SftBatch	batch;
+				double		ls;
+				int64_t		nt;
+
+				if (micro >= n_micro)
+					break;
+				SftFillBatch(&run->train, perm, from, Min(from + o->batch_size, n), &buf, &batch);
+				if (sft_trainer_accumulate(run->trainer, &batch, &ls, &nt, &err) != SFT_OK)
+					SftReportCoreError(&err, psprintf("training step %lld", (long long) step + 1));
+				step_loss += ls;
+				step_targets += nt;
+				for (int i = 0; i < batch.n_seqs; i++)
+					tokens_done += batch.seq_lens[i];
+
+				CHECK_FOR_INTERRUPTS();
+				if (SftProgressCancelRequested(SftWorkerSlot))
+					return false;
+			}
+			lr = sft_lr_at(o->lr_schedule, o->learning_rate, step, total_steps,
+						   warmup_steps, o->min_lr_ratio);
+			if (sft_trainer_step(run->trainer, step_targets, &adamw, lr, &grad_norm, &err) != SFT_OK)
+				SftReportCoreError(&err, psprintf("optimizer step %lld", (long long) step + 1));
+			step++;
+			epoch_loss += step_loss;
+			epoch_targets += step_targets;
+
+			train_seconds += (double) (GetCurrentTimestamp() - ts) / USECS_PER_SEC;
+			run->progress.step = step;
+			run->progress.loss = step_targets > 0 ? step_loss / step_targets : NAN;
+			run->progress.lr = lr;
+			run->progress.grad_norm = grad_norm;
+			run->progress.tokens_per_s = train_seconds > 0 ? tokens_done / train_seconds : 0;
+			run->progress.eta_seconds = (double) (GetCurrentTimestamp() - t0) / USECS_PER_SEC /
+				(double) (step - run->start_step) * (double) (total_steps - step);
+			SftPublish(run, SFT_PHASE_TRAINING);
+			if (step % o->log_every == 0 || step == total_steps)
+				SftLogStep(run, step, epoch, run->progress.loss, lr, grad_norm,
+						   run->progress.tokens_per_s);
+		}
+		if (run->valid.n > 0)
+		{
+			SftPublish(run, SFT_PHASE_VALIDATING);
+			valid_loss = SftValidationLoss(run, &buf);
+		}
+		SftEndEpoch(run, epoch, step, epoch_targets > 0 ? epoch_loss / epoch_targets : NAN, valid_loss);
+		if (SftProgressCancelRequested(SftWorkerSlot) && epoch < o->epochs)
+			return false;
+	}
+	return true;
+}
+
+/* ---------------------------------------------------------------------------
+ * 6. The output model
+ * ------------------------------------------------------------------------- */
+
+static void
+SftSaveOutput(SftRun *run)
+{
+	SftModel   *volatile best = NULL;
+	Oid			weights;
+	int64		size;
+	volatile Oid last_checkpoint = InvalidOid;
+
+	SftPublish(run, SFT_PHASE_SAVING);
+	SftBeginTransaction();
+	if (run->opts.keep_best && OidIsValid(run->best_checkpoint) && run->best_epoch != run->opts.epochs)
+		best = SftLoReadCheckpoint(run->best_checkpoint, "best checkpoint", NULL, NULL, NULL, NULL);
+	PG_TRY();
+	{
+		weights = SftLoWriteCheckpoint(best ? best : run->model, NULL, &size);
+		SftModelInsert(run->output, run->tokenizer, best ? best : run->model, run->base,
+					   run->id, weights, size);
+	}
+	PG_FINALLY();
+	{
+		if (best)
+			sft_model_free(best);
+	}
+	PG_END_TRY();
+
+	/* The last epoch's checkpoint stays (sft_model_drop removes it with the model). */
+	if (SPI_execute_with_args("SELECT checkpoint FROM " SFT_SCHEMA ".sft_run_epochs "
+							  "WHERE run_id = $1 AND checkpoint IS NOT NULL ORDER BY epoch DESC LIMIT 1",
+							  1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(run->id)},
+							  NULL, false, 1) == SPI_OK_SELECT && SPI_processed == 1)
+	{
+		bool		isnull;
+
+		last_checkpoint = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+														 SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	SftPruneCheckpoints(run, last_checkpoint, InvalidOid);
+	SftCatalogExec("UPDATE " SFT_SCHEMA ".sft_run_table SET status = 'succeeded', finished = now() "
+				   "WHERE id = $1",
+				   1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(run->id)}, NULL, SPI_OK_UPDATE);
+	SftCommitTransaction();
+}
+
+/* ---------------------------------------------------------------------------
+ * The worker
+ * ------------------------------------------------------------------------- */
+
+static void
+SftRecordEnd(int64 run_id, const char *status, const char *error)
+{
+	SftBeginTransaction();
+	SftCatalogExec("UPDATE " SFT_SCHEMA ".sft_run_table SET status = $2, error = $3, finished = now() "
+				   "WHERE id = $1",
+				   3, (Oid[]) {INT8OID, TEXTOID, TEXTOID},
+				   (Datum[]) {Int64GetDatum(run_id), CStringGetTextDatum(status),
+				   error ? CStringGetTextDatum(error) : (Datum) 0},
+				   error ? NULL : "  n", SPI_OK_UPDATE);
+	SftCommitTransaction();
+}
+
+static SftRunOutcome
+SftRunMain(SftRun *run)
+{
+	SftError	err = {0};
+
+	if (!SftRunClaim(run))
+		return SFT_RUN_GONE;
+	run->progress.run_id = run->id;
+	run->progress.dboid = run->args.dboid;
+	run->progress.epochs = run->opts.epochs;
+	run->progress.epoch = run->start_epoch - 1;
+	run->progress.started = GetCurrentTimestamp();
+	run->progress.eta_seconds = -1;
+
+	/* BLAS threads belong to this process alone (never set in the postmaster). */
+	if (run->threads > 0)
+		openblas_set_num_threads(run->threads);
+
+	SftLoadStartingWeights(run);
+	SftLoadData(run);
+	if (SftProgressCancelRequested(SftWorkerSlot))
+		return SFT_RUN_CANCELLED;
+
+	if (sft_trainer_new(run->model, run->opts.batch_size * run->opts.max_length,
+						(float) run->opts.dropout, (uint64) run->opts.seed,
+						&run->trainer, &err) != SFT_OK)
+		SftReportCoreError(&err, "creating the trainer");
+	if (run->resume_m)
+	{
+		size_t		n = sft_model_num_params(run->model);
+
+		memcpy(sft_trainer_adam_m(run->trainer), run->resume_m, n * sizeof(float));
+		memcpy(sft_trainer_adam_v(run->trainer), run->resume_v, n * sizeof(float));
+		*sft_trainer_step_count(run->trainer) = run->start_step;
+		sft_free(run->resume_m);
+		sft_free(run->resume_v);
+		run->resume_m = run->resume_v = NULL;
+	}
+
+	if (run->start_epoch <= run->opts.epochs && !SftTrainLoop(run))
+		return SFT_RUN_CANCELLED;
+	SftSaveOutput(run);
+	return SFT_RUN_SUCCEEDED;
+}
+
+static void
+SftWorkerReleaseSlot(int code, Datum arg)
+{
+	SftProgressRelease(DatumGetInt32(arg));
+}
+
+void
+SftTrainWorkerMain(Datum main_arg)
+{
+	SftRun	   *run;
+	SftRunOutcome outcome = SFT_RUN_GONE;
+	MemoryContext cxt;
+
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	cxt = AllocSetContextCreate(TopMemoryContext, "sft training run", ALLOCSET_DEFAULT_SIZES);
+	run = MemoryContextAllocZero(cxt, sizeof(SftRun));
+	run->cxt = cxt;
+	run->id = DatumGetInt64(main_arg);
+	memcpy(&run->args, MyBgworkerEntry->bgw_extra, sizeof(SftWorkerArgs));
+
+	if (!SftProgressAttach(run->args.slot, run->id, run->args.dboid))
+		proc_exit(0);
+	SftWorkerSlot = run->args.slot;
+	before_shmem_exit(SftWorkerReleaseSlot, Int32GetDatum(run->args.slot));
+
+	BackgroundWorkerInitializeConnectionByOid(run->args.dboid, run->args.login_role, 0);
+	if (run->args.run_role != run->args.login_role)
+		SetUserIdAndSecContext(run->args.run_role, SECURITY_LOCAL_USERID_CHANGE);
+	pgstat_report_activity(STATE_RUNNING, psprintf("sft training run %lld", (long long) run->id));
+
+	/* The run row becomes visible when the transaction that queued it commits. */
+	if (TransactionIdIsValid(run->args.creator_xid))
+	{
+		StartTransactionCommand();
+		XactLockTableWait(run->args.creator_xid, NULL, NULL, XLTW_None);
+		CommitTransactionCommand();
+	}
+
+	PG_TRY();
+	{
+		outcome = SftRunMain(run);
+		if (outcome == SFT_RUN_CANCELLED)
+			SftRecordEnd(run->id, "cancelled", NULL);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		char	   *message;
+
+		HOLD_INTERRUPTS();
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		EmitErrorReport();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		RESUME_INTERRUPTS();
+
+		message = edata->detail ? psprintf("%s (%s)", edata->message, edata->detail)
+			: pstrdup(edata->message);
+		SftRecordEnd(run->id, "failed", message);
+	}
+	PG_END_TRY();
+
+	if (run->trainer)
+		sft_trainer_free(run->trainer);
+	if (run->model)
+		sft_model_free(run->model);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	proc_exit(0);
+}
