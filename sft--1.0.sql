@@ -57,6 +57,214 @@ COMMENT ON FUNCTION sft_from_pair(text, text, text) IS
 -- ==== end section: templates ====
 
 -- ==== section: models and training ====
+-- Models are rows of sft_models whose weights live in a large object owned by
+-- the model's owner.  Training runs are rows of sft_run_table (read them
+-- through the sft_runs view, which also shows runs a crash left behind as
+-- interrupted), with per-step rows in sft_run_log and per-epoch rows (losses,
+-- checkpoint large object) in sft_run_epochs.
+--
+-- Who may do what: everyone may read the catalog tables.  Only a model's
+-- owner (or a superuser) may drop it, export it, or train from it.  Reading
+-- the weights (generation, evaluation) needs SELECT on the weights large
+-- object, which its owner has and may grant:
+--   SELECT format('GRANT SELECT ON LARGE OBJECT %s TO alice', weights)
+--     FROM sft_models WHERE name = 'm' \gexec
+-- The tables are written only by the functions below (which act as the
+-- tables' owner for that), never directly by users.
+
+CREATE TABLE sft_models (
+    name        text PRIMARY KEY CHECK (name <> ''),
+    config      jsonb NOT NULL,
+    tokenizer   text NOT NULL REFERENCES sft_tokenizers (name),
+    dtype       text NOT NULL DEFAULT 'float32',
+    parent      text,
+    run_id      bigint,
+    owner       regrole NOT NULL,
+    created     timestamptz NOT NULL DEFAULT now(),
+    parameters  bigint NOT NULL,
+    size_bytes  bigint NOT NULL,
+    weights     oid NOT NULL
+);
+COMMENT ON TABLE sft_models IS
+'models: architecture config (HF config.json as jsonb), tokenizer, parent model and producing run; weights in the large object "weights" (sft checkpoint format), owned by "owner"';
+
+CREATE TABLE sft_run_table (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    owner           regrole NOT NULL,
+    source          text NOT NULL,
+    base            text NOT NULL,
+    output          text NOT NULL,
+    epochs          integer NOT NULL,
+    learning_rate   float8 NOT NULL,
+    max_length      integer NOT NULL,
+    batch_size      integer NOT NULL,
+    options         jsonb NOT NULL,
+    threads         integer NOT NULL,
+    tokenizer       text NOT NULL,
+    status          text NOT NULL DEFAULT 'queued'
+                    CHECK (status IN ('queued', 'running', 'succeeded', 'failed',
+                                      'cancelled', 'interrupted')),
+    attempts        integer NOT NULL DEFAULT 0,
+    created         timestamptz NOT NULL DEFAULT now(),
+    started         timestamptz,
+    finished        timestamptz,
+    rows_read       bigint,
+    rows_used       bigint,
+    rows_too_long   bigint,
+    rows_truncated  bigint,
+    rows_no_assistant bigint,
+    rows_null       bigint,
+    validation_rows bigint,
+    tokens          bigint,
+    target_tokens   bigint,
+    steps           bigint,
+    steps_done      bigint NOT NULL DEFAULT 0,
+    epochs_done     integer NOT NULL DEFAULT 0,
+    final_loss      float8,
+    error           text
+);
+COMMENT ON TABLE sft_run_table IS
+'training runs as stored; read them through the sft_runs view';
+-- A run holds its output name until it succeeds or is dropped.
+CREATE UNIQUE INDEX sft_run_table_output ON sft_run_table (output) WHERE status <> 'succeeded';
+
+CREATE TABLE sft_run_log (
+    run_id      bigint NOT NULL REFERENCES sft_run_table (id) ON DELETE CASCADE,
+    step        bigint NOT NULL,
+    epoch       integer NOT NULL,
+    loss        float8 NOT NULL,
+    learning_rate float8 NOT NULL,
+    grad_norm   float8 NOT NULL,
+    tokens_per_s float8 NOT NULL,
+    logged      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (run_id, step)
+);
+COMMENT ON TABLE sft_run_log IS
+'one row every log_every optimizer steps: mean loss per target token of that step, learning rate, gradient norm before clipping, training tokens/s';
+
+CREATE TABLE sft_run_epochs (
+    run_id          bigint NOT NULL REFERENCES sft_run_table (id) ON DELETE CASCADE,
+    epoch           integer NOT NULL,
+    step            bigint NOT NULL,
+    train_loss      float8 NOT NULL,
+    validation_loss float8,
+    checkpoint      oid,
+    finished        timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (run_id, epoch)
+);
+COMMENT ON TABLE sft_run_epochs IS
+'one row per finished epoch: mean training loss per target token, validation loss, and the checkpoint large object (weights + AdamW state) while it is kept';
+
+SELECT pg_catalog.pg_extension_config_dump('sft_models', '');
+SELECT pg_catalog.pg_extension_config_dump('sft_run_table', '');
+SELECT pg_catalog.pg_extension_config_dump('sft_run_log', '');
+SELECT pg_catalog.pg_extension_config_dump('sft_run_epochs', '');
+SELECT pg_catalog.pg_extension_config_dump('sft_run_table_id_seq', '');
+
+REVOKE ALL ON sft_models, sft_run_table, sft_run_log, sft_run_epochs FROM PUBLIC;
+GRANT SELECT ON sft_models, sft_run_table, sft_run_log, sft_run_epochs TO PUBLIC;
+
+CREATE FUNCTION sft_run_active(run bigint) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'sft_run_active'
+    LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION sft_run_active(bigint) IS
+'true while a background worker owns the run in this database (false after the run ended, or after a crash or restart)';
+
+CREATE VIEW sft_runs AS
+SELECT r.id, r.owner, r.source, r.base, r.output, r.epochs, r.learning_rate,
+       r.max_length, r.batch_size, r.options, r.threads, r.tokenizer,
+       CASE WHEN r.status IN ('queued', 'running') AND NOT sft_run_active(r.id)
+            THEN 'interrupted' ELSE r.status END AS status,
+       r.attempts, r.created, r.started, r.finished, r.rows_read, r.rows_used,
+       r.rows_too_long, r.rows_truncated, r.rows_no_assistant, r.rows_null,
+       r.validation_rows, r.tokens, r.target_tokens, r.steps, r.steps_done,
+       r.epochs_done, r.final_loss, r.error
+  FROM sft_run_table r;
+COMMENT ON VIEW sft_runs IS
+'training runs; status is interrupted for a run left queued/running by a crash, a restart or a terminated worker (resume it with sft_resume)';
+GRANT SELECT ON sft_runs TO PUBLIC;
+
+CREATE FUNCTION sft_progress_rows(
+    OUT run bigint, OUT pid integer, OUT phase text, OUT epoch integer,
+    OUT epochs integer, OUT step bigint, OUT steps bigint, OUT rows_read bigint,
+    OUT loss float8, OUT learning_rate float8, OUT grad_norm float8,
+    OUT tokens_per_s float8, OUT eta interval, OUT started timestamptz,
+    OUT updated timestamptz, OUT cancel_requested boolean)
+    RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'sft_progress_rows'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION sft_progress_rows() IS
+'live state of the training runs of this database, from shared memory (see the sft_progress view)';
+
+CREATE VIEW sft_progress AS
+SELECT p.run, r.output, r.owner, p.phase, p.epoch, p.epochs, p.step, p.steps,
+       p.rows_read, p.loss, p.learning_rate, p.grad_norm, p.tokens_per_s,
+       p.eta, p.started, p.updated, p.pid, p.cancel_requested
+  FROM sft_progress_rows() p
+  LEFT JOIN sft_run_table r ON r.id = p.run;
+COMMENT ON VIEW sft_progress IS
+'runs in flight: phase (starting, loading, training, validating, checkpointing, saving), epoch of epochs, optimizer step of steps, last loss, learning rate, tokens/s and estimated time left';
+GRANT SELECT ON sft_progress TO PUBLIC;
+
+CREATE FUNCTION sft_model_create(name text, tokenizer text, config jsonb,
+                                 seed bigint DEFAULT NULL) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'sft_model_create'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION sft_model_create(text, text, jsonb, bigint) IS
+'a freshly initialised model (HF initialisation, seeded) from an HF-style config; vocab_size must cover the tokenizer; returns the parameter count';
+
+CREATE FUNCTION sft_model_import(name text, directory text) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'sft_model_import'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION sft_model_import(text, text) IS
+'imports an HF model directory on the server (config.json, *.safetensors, sharded too, tokenizer files); the tokenizer is imported under the model''s name unless one of that name exists; superusers and pg_read_server_files only; returns the parameter count';
+
+CREATE FUNCTION sft_model_export(name text, directory text) RETURNS text[]
+    AS 'MODULE_PATHNAME', 'sft_model_export'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION sft_model_export(text, text) IS
+'writes model.safetensors (fp32), config.json and the tokenizer files into a server directory (created if missing); owner or superuser, and superusers and pg_write_server_files only; returns the files written';
+
+CREATE FUNCTION sft_model_drop(name text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'sft_model_drop'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION sft_model_drop(text) IS
+'removes a model, its weights large object and the checkpoints of the run that produced it; owner or superuser';
+
+CREATE FUNCTION sft_train(source text, base text, output text,
+                          epochs integer DEFAULT 2,
+                          learning_rate float8 DEFAULT 2e-5,
+                          max_length integer DEFAULT 512,
+                          batch_size integer DEFAULT 8,
+                          options jsonb DEFAULT '{}') RETURNS bigint
+    AS 'MODULE_PATHNAME', 'sft_train'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION sft_train(text, text, text, integer, float8, integer, integer, jsonb) IS
+'starts a background worker that fine-tunes base on the conversations of source (a table or view, read as the calling role) into a new model output; returns the run id at once (the worker starts when the calling transaction commits)';
+
+CREATE FUNCTION sft_wait(run bigint, timeout interval DEFAULT NULL) RETURNS text
+    AS 'MODULE_PATHNAME', 'sft_wait'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION sft_wait(bigint, interval) IS
+'waits until the run ends (or timeout passes) and returns its status, with a NOTICE every 5 seconds showing epoch, step, loss and tokens/s';
+
+CREATE FUNCTION sft_cancel(run bigint) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'sft_cancel'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION sft_cancel(bigint) IS
+'stops a run between two micro-batches and waits until it has stopped; it keeps its last epoch checkpoint for sft_resume; false when the run was not active';
+
+CREATE FUNCTION sft_resume(run bigint) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'sft_resume'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION sft_resume(bigint) IS
+'continues a cancelled, failed or interrupted run from its last epoch checkpoint (from the base model when no epoch finished); returns the run id';
+
+CREATE FUNCTION sft_run_drop(run bigint) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'sft_run_drop'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION sft_run_drop(bigint) IS
+'removes a run that is not active, its log and epoch rows and its checkpoint large objects (the model it produced stays); owner or superuser';
 -- ==== end section: models and training ====
 
 -- ==== section: generation and evaluation ====

@@ -10,6 +10,7 @@
 #include "utils/guc.h"
 
 #include "sft.h"
+#include "train.h"
 
 PG_MODULE_MAGIC;
 
@@ -19,6 +20,7 @@ void
 _PG_init(void)
 {
 	/* ---- section: GUCs and shared memory (models and training) ---- */
+	SftTrainInit();
 	/* ---- end section ---- */
 
 	MarkGUCPrefixReserved("sft");
