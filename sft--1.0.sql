@@ -51,9 +51,97 @@ COMMENT ON FUNCTION sft_from_pair(text, text, text) IS
 -- ==== end section: conversations ====
 
 -- ==== section: tokenizers ====
+-- One row per tokenizer: the source files as loaded plus what was derived
+-- from them.  Readable by everyone; written only through the functions below,
+-- which check that the caller owns the row (or is superuser) and then write it
+-- with the table owner's rights.  Marked for pg_dump.
+CREATE TABLE sft_tokenizers (
+    name text PRIMARY KEY CHECK (octet_length(name) BETWEEN 1 AND 63),
+    kind text NOT NULL,                 -- byte_bpe | sentencepiece_bpe
+    vocab_size integer NOT NULL,
+    special_tokens text[] NOT NULL,     -- added tokens marked special, in id order
+    chat_template text CHECK (chat_template IN ('chatml', 'llama3', 'llama2')),
+    default_system text,                -- inserted when a conversation has no system message
+    end_of_turn_token text GENERATED ALWAYS AS (
+        CASE chat_template WHEN 'chatml' THEN '<|im_end|>' WHEN 'llama3' THEN '<|eot_id|>'
+                           WHEN 'llama2' THEN '</s>' END) STORED,
+    bos_token text,                     -- as tokenizer_config.json says
+    eos_token text,
+    owner regrole NOT NULL DEFAULT current_user::regrole,
+    created timestamptz NOT NULL DEFAULT now(),
+    source text NOT NULL,               -- tokenizer.json, or vocab.json when merges is set
+    merges text,                        -- merges.txt (GPT-2 style import)
+    config jsonb,                       -- tokenizer_config.json
+    CHECK (default_system IS NULL OR chat_template IS NOT NULL)
+);
+COMMENT ON TABLE sft_tokenizers IS
+  'Tokenizers loaded with sft_tokenizer_load() or sft_tokenizer_import(); change them with sft_tokenizer_set_template() and sft_tokenizer_drop()';
+SELECT pg_catalog.pg_extension_config_dump('sft_tokenizers', '');
+REVOKE ALL ON sft_tokenizers FROM PUBLIC;
+GRANT SELECT ON sft_tokenizers TO PUBLIC;
+
+CREATE FUNCTION sft_tokenizer_load(name text, tokenizer_json text, tokenizer_config_json text DEFAULT NULL,
+    OUT tokenizer text, OUT kind text, OUT vocab_size integer, OUT chat_template text, OUT default_system text)
+RETURNS record
+AS 'MODULE_PATHNAME', 'sft_tokenizer_load' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION sft_tokenizer_load(text, text, text) IS
+  'Adds a tokenizer from tokenizer.json text (and tokenizer_config.json text); the chat template is detected from the config';
+
+CREATE FUNCTION sft_tokenizer_import(name text, directory text,
+    OUT tokenizer text, OUT kind text, OUT vocab_size integer, OUT chat_template text, OUT default_system text)
+RETURNS record
+AS 'MODULE_PATHNAME', 'sft_tokenizer_import' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION sft_tokenizer_import(text, text) IS
+  'Adds a tokenizer from a server directory: tokenizer.json (+ tokenizer_config.json), or vocab.json + merges.txt; superusers and pg_read_server_files members only';
+
+CREATE FUNCTION sft_tokenizer_drop(name text) RETURNS void
+AS 'MODULE_PATHNAME', 'sft_tokenizer_drop' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION sft_tokenizer_drop(text) IS
+  'Removes a tokenizer (its owner or a superuser)';
+
+CREATE FUNCTION sft_tokenize(tokenizer text, input text, split_special boolean DEFAULT false)
+RETURNS integer[]
+AS 'MODULE_PATHNAME', 'sft_tokenize' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION sft_tokenize(text, text, boolean) IS
+  'Token ids of a text; special-token text is plain text unless split_special';
+
+CREATE FUNCTION sft_detokenize(tokenizer text, ids integer[], skip_special boolean DEFAULT false)
+RETURNS text
+AS 'MODULE_PATHNAME', 'sft_detokenize' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION sft_detokenize(text, integer[], boolean) IS
+  'Text of token ids';
+
+CREATE FUNCTION sft_token_count(tokenizer text, input text) RETURNS integer
+AS 'MODULE_PATHNAME', 'sft_token_count' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION sft_token_count(text, text) IS
+  'Number of tokens of a text';
 -- ==== end section: tokenizers ====
 
 -- ==== section: templates ====
+CREATE FUNCTION sft_tokenizer_set_template(name text, template text, default_system text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'sft_tokenizer_set_template' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION sft_tokenizer_set_template(text, text, text) IS
+  'Chooses the chat template of a tokenizer (chatml, llama3, llama2, or NULL for none) and its default system prompt (NULL for none)';
+
+CREATE FUNCTION sft_token_count(tokenizer text, messages jsonb) RETURNS integer
+AS 'MODULE_PATHNAME', 'sft_token_count_messages' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION sft_token_count(text, jsonb) IS
+  'Number of tokens of a conversation rendered with the tokenizer''s chat template, as training sees it';
+
+CREATE FUNCTION sft_render(tokenizer text, messages jsonb, add_generation_prompt boolean DEFAULT false)
+RETURNS text
+AS 'MODULE_PATHNAME', 'sft_render' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION sft_render(text, jsonb, boolean) IS
+  'A conversation rendered with the tokenizer''s chat template';
+
+CREATE FUNCTION sft_encode(tokenizer text, messages jsonb, max_length integer DEFAULT NULL,
+    train_on text DEFAULT 'all_assistant',
+    OUT input_ids integer[], OUT loss_mask integer[], OUT truncated boolean)
+RETURNS record
+AS 'MODULE_PATHNAME', 'sft_encode' LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION sft_encode(text, jsonb, integer, text) IS
+  'Token ids and loss mask (1 on assistant replies and their end-of-turn token) of a training conversation; truncated tells whether max_length cut it';
 -- ==== end section: templates ====
 
 -- ==== section: models and training ====

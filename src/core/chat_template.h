@@ -40,6 +40,19 @@ typedef struct SftChatTemplate
 /* "chatml" / "llama3" / "llama2"; unknown is SFT_ERR_INVALID listing the names. */
 SftStatus	sft_template_from_name(const char *name, SftTemplateKind *out, SftError *err);
 const char *sft_template_name(SftTemplateKind kind);
+const char *sft_template_name_list(void);	/* "chatml, llama3, llama2" */
+
+/*
+ * The special token that closes an assistant turn (<|im_end|>, <|eot_id|>,
+ * </s>): generation stops there and its mask bit is 1.  The id is -1 when the
+ * tokenizer lacks it.
+ */
+const char *sft_template_end_of_turn_token(SftTemplateKind kind);
+int32_t		sft_template_end_of_turn_id(SftTemplateKind kind, const SftTokenizer *tok);
+
+/* SFT_ERR_INVALID naming the first special token of the template tok lacks. */
+SftStatus	sft_template_check_tokenizer(SftTemplateKind kind, const SftTokenizer *tok,
+										 SftError *err);
 
 /*
  * Recognise a tokenizer_config.json Jinja chat_template.  Returns 1 and sets
@@ -64,10 +77,23 @@ typedef struct SftEncoded
 void		sft_encoded_init(SftEncoded *enc);
 void		sft_encoded_free(SftEncoded *enc);
 
-/* max_length <= 0: no limit.  Conversation checked for the given use. */
+/*
+ * max_length <= 0: no limit (longer sequences are cut and truncated set).
+ * The conversation is checked for training (ends with an assistant message),
+ * or for generation when add_generation_prompt is set.  out is reset first;
+ * n_masked == 0 (possible only after truncation) is for the caller to report.
+ */
 SftStatus	sft_chat_encode(const SftChatTemplate *tpl, const SftTokenizer *tok,
 							const SftConversation *conv, SftTrainOn train_on,
 							int add_generation_prompt, int max_length,
 							SftEncoded *out, SftError *err);
+
+/*
+ * Number of tokens of the rendered conversation (any valid shape), exactly
+ * the ids sft_chat_encode would produce without a length limit.
+ */
+SftStatus	sft_chat_token_count(const SftChatTemplate *tpl, const SftTokenizer *tok,
+								 const SftConversation *conv, int add_generation_prompt,
+								 int64_t *count, SftError *err);
 
 #endif							/* SFT_CORE_CHAT_TEMPLATE_H */

@@ -1,0 +1,1352 @@
+/*
+ * tokenizer.c: the tokenizer catalog, its per-backend cache, and the SQL
+ * functions over tokenizers and chat templates (sft_tokenizer_load/import/
+ * drop/set_template, sft_tokenize, sft_detokenize, sft_token_count,
+ * sft_render, sft_encode).
+ *
+ * Catalog and privileges
+ * ----------------------
+ * sft_tokenizers holds one row per tokenizer: the source files as loaded
+ * (tokenizer.json text, or vocab.json + merges.txt; tokenizer_config.json as
+ * jsonb) plus columns derived from them when the row was written (kind,
+ * vocabulary size, special tokens, bos/eos) and the chat template chosen or
+ * detected.  Everybody may read it; nobody but the extension owner may write
+ * it directly.  The functions here check what the caller may do and then
+ * write the row with the table owner's rights (SetUserIdAndSecContext with
+ * SECURITY_RESTRICTED_OPERATION, search_path pinned to pg_catalog, every name
+ * and operator schema-qualified), the way SECURITY DEFINER functions do:
+ *   - loading from client text: whoever may EXECUTE sft_tokenizer_load (PUBLIC
+ *     by default; REVOKE it to restrict who may create tokenizers);
+ *   - importing from the server's file system: superusers and members of
+ *     pg_read_server_files only, as for pg_read_file() on absolute paths;
+ *   - changing or dropping a tokenizer: its owner (the loading role), members
+ *     of that role, and superusers.
+ * The table is marked for pg_dump, so a dump restores every tokenizer.
+ *
+ * Cache
+ * -----
+ * Parsing a large tokenizer.json takes a noticeable fraction of a second, so
+ * each backend keeps the core tokenizer objects it built, keyed by name.  A
+ * table row change sends no invalidation message (only system catalogs do),
+ * so an entry remembers the (xmin, ctid) of the row version it was built from
+ * and compares them with the catalog once per statement: a changed row (update,
+ * drop and reload, restore) has a new xmin or ctid, and the entry is rebuilt
+ * from it; a missing row frees the entry.  Within one statement the entry is
+ * trusted, so a query calling sft_token_count() on 10,000 rows reads the
+ * catalog once.  Core objects are malloc'd (they outlive transactions); an
+ * entry owns them and frees them when rebuilt or removed, and every path
+ * that builds one frees it again before it can raise an error.
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_extension.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "storage/fd.h"
+#include "storage/proc.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+
+#include <sys/stat.h>
+
+#include "conversation.h"
+#include "sft.h"
+#include "tokenizer.h"
+
+PG_FUNCTION_INFO_V1(sft_tokenizer_load);
+PG_FUNCTION_INFO_V1(sft_tokenizer_import);
+PG_FUNCTION_INFO_V1(sft_tokenizer_drop);
+PG_FUNCTION_INFO_V1(sft_tokenizer_set_template);
+PG_FUNCTION_INFO_V1(sft_tokenize);
+PG_FUNCTION_INFO_V1(sft_detokenize);
+PG_FUNCTION_INFO_V1(sft_token_count);
+PG_FUNCTION_INFO_V1(sft_token_count_messages);
+PG_FUNCTION_INFO_V1(sft_render);
+PG_FUNCTION_INFO_V1(sft_encode);
+
+#define SFT_CATALOG_TABLE "sft_tokenizers"
+
+/* ---------------------------------------------------------------------------
+ * Catalog access
+ * ------------------------------------------------------------------------- */
+
+/* The schema the extension lives in (InvalidOid when not installed). */
+static Oid
+ExtensionSchema(void)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	Oid			nsp = InvalidOid;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum("sft"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+		nsp = ((Form_pg_extension) GETSTRUCT(tuple))->extnamespace;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return nsp;
+}
+
+/* "schema.sft_tokenizers", quoted, for SPI queries that must not be hijacked. */
+static char *
+CatalogTableName(void)
+{
+	Oid			nsp = ExtensionSchema();
+	char	   *nspname = OidIsValid(nsp) ? get_namespace_name(nsp) : NULL;
+
+	if (nspname == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"sft\" is not installed in this database"),
+				 errhint("Run CREATE EXTENSION sft.")));
+	return psprintf("%s.%s", quote_identifier(nspname), SFT_CATALOG_TABLE);
+}
+
+static Oid
+CatalogTableOwner(void)
+{
+	Oid			relid = get_relname_relid(SFT_CATALOG_TABLE, ExtensionSchema());
+	HeapTuple	tuple;
+	Oid			owner;
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "table %s of extension sft is missing", SFT_CATALOG_TABLE);
+	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+	return owner;
+}
+
+/*
+ * Writing the catalog as its owner.  The caller's identity is checked before;
+ * the switch is undone on error by transaction abort.
+ */
+typedef struct CatalogWriter
+{
+	Oid			caller;			/* the role that called the SQL function */
+	Oid			saved_userid;
+	int			saved_sec_context;
+	int			saved_nestlevel;
+	char	   *table;			/* qualified table name */
+} CatalogWriter;
+
+static void
+CatalogWriterBegin(CatalogWriter *w)
+{
+	Oid			owner = CatalogTableOwner();
+
+	w->table = CatalogTableName();
+	GetUserIdAndSecContext(&w->saved_userid, &w->saved_sec_context);
+	w->caller = w->saved_userid;
+	SetUserIdAndSecContext(owner, w->saved_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	w->saved_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+static void
+CatalogWriterEnd(CatalogWriter *w)
+{
+	SPI_finish();
+	AtEOXact_GUC(true, w->saved_nestlevel);
+	SetUserIdAndSecContext(w->saved_userid, w->saved_sec_context);
+}
+
+static void
+CheckTokenizerName(const char *name)
+{
+	size_t		len = strlen(name);
+
+	if (len == 0 || len >= NAMEDATALEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("tokenizer name must be 1 to %d bytes long", NAMEDATALEN - 1)));
+}
+
+static void
+ReportUnknownTokenizer(const char *name)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("tokenizer \"%s\" does not exist", name),
+			 errhint("Load one with sft_tokenizer_load() or sft_tokenizer_import(); "
+					 "SELECT name FROM sft_tokenizers lists them.")));
+}
+
+/*
+ * Lock the catalog row of name and check that the caller may change it.
+ * Runs inside a CatalogWriter.
+ */
+static void
+CatalogLockOwnRow(CatalogWriter *w, const char *name)
+{
+	char	   *sql = psprintf("SELECT owner FROM %s WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+							   w->table);
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1] = {CStringGetTextDatum(name)};
+	bool		isnull;
+	Oid			owner;
+
+	if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read %s", w->table);
+	if (SPI_processed == 0)
+		ReportUnknownTokenizer(name);
+	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+										   &isnull));
+	if (!has_privs_of_role(w->caller, owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of tokenizer \"%s\"", name),
+				 errdetail("Tokenizer \"%s\" belongs to role \"%s\".", name,
+						   GetUserNameFromId(owner, false))));
+}
+
+/* ---------------------------------------------------------------------------
+ * Building core tokenizers
+ * ------------------------------------------------------------------------- */
+
+/* The tokenizer's source files, as stored in the catalog row. */
+typedef struct TokenizerSource
+{
+	const char *source;			/* tokenizer.json, or vocab.json when merges != NULL */
+	size_t		source_len;
+	const char *merges;			/* merges.txt or NULL */
+	size_t		merges_len;
+	const char *config;			/* tokenizer_config.json or NULL */
+	size_t		config_len;
+} TokenizerSource;
+
+/* Build the core tokenizer; ERROR (nothing left allocated) when it fails. */
+static SftTokenizer *
+BuildCoreTokenizer(const TokenizerSource *src, const char *name)
+{
+	SftTokenizer *tok = NULL;
+	SftError	err;
+	SftStatus	st;
+
+	sft_error_clear(&err);
+	if (src->merges)
+		st = sft_tokenizer_from_vocab_merges(src->source, src->source_len,
+											 src->merges, src->merges_len, &tok, &err);
+	else
+		st = sft_tokenizer_from_hf(src->source, src->source_len,
+								   src->config, src->config_len, &tok, &err);
+	if (st != SFT_OK)
+		SftReportCoreError(&err, psprintf("tokenizer \"%s\"", name));
+	return tok;
+}
+
+/* ---------------------------------------------------------------------------
+ * The per-backend cache
+ * ------------------------------------------------------------------------- */
+
+static HTAB *TokenizerCache = NULL;
+
+static void
+EntryReset(SftTokenizerEntry *entry)
+{
+	if (entry->tok)
+		sft_tokenizer_free(entry->tok);
+	sft_free(entry->default_system);
+	entry->tok = NULL;
+	entry->default_system = NULL;
+	entry->has_template = false;
+	memset(&entry->template, 0, sizeof(entry->template));
+	entry->bos_id = entry->eos_id = entry->end_of_turn_id = -1;
+	entry->row_xmin = InvalidTransactionId;
+	ItemPointerSetInvalid(&entry->row_tid);
+	entry->checked_lxid = InvalidLocalTransactionId;
+	entry->checked_statement = 0;
+	entry->checked_cid = InvalidCommandId;
+}
+
+static SftTokenizerEntry *
+CacheEntry(const char *name, bool create)
+{
+	bool		found;
+	SftTokenizerEntry *entry;
+
+	if (TokenizerCache == NULL)
+	{
+		HASHCTL		ctl;
+
+		if (!create)
+			return NULL;
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = NAMEDATALEN;
+		ctl.entrysize = sizeof(SftTokenizerEntry);
+		ctl.hcxt = TopMemoryContext;
+		TokenizerCache = hash_create("sft tokenizer cache", 16, &ctl,
+									 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+	entry = hash_search(TokenizerCache, name, create ? HASH_ENTER : HASH_FIND, &found);
+	if (create && !found)
+	{
+		entry->tok = NULL;
+		entry->default_system = NULL;
+		EntryReset(entry);
+	}
+	return entry;
+}
+
+static void
+CacheRemove(const char *name)
+{
+	SftTokenizerEntry *entry = CacheEntry(name, false);
+
+	if (entry)
+	{
+		EntryReset(entry);
+		hash_search(TokenizerCache, name, HASH_REMOVE, NULL);
+	}
+}
+
+static void
+EntryMarkChecked(SftTokenizerEntry *entry, TransactionId xmin, ItemPointer tid)
+{
+	entry->row_xmin = xmin;
+	entry->row_tid = *tid;
+	entry->checked_lxid = MyProc->lxid;
+	entry->checked_statement = GetCurrentStatementStartTimestamp();
+	entry->checked_cid = GetCurrentCommandId(false);
+}
+
+/* The token id of text in tok, or -1. */
+static int32
+TokenId(const SftTokenizer *tok, const char *text)
+{
+	return text ? sft_tokenizer_token_to_id(tok, text, strlen(text)) : -1;
+}
+
+/*
+ * Set the entry's template.  default_system is copied (malloc); nothing here
+ * raises an error between allocation and assignment.
+ */
+static void
+EntrySetTemplate(SftTokenizerEntry *entry, bool has_template, SftTemplateKind kind,
+				 const char *default_system)
+{
+	char	   *copy = NULL;
+
+	if (has_template && default_system)
+	{
+		copy = sft_strndup(default_system, strlen(default_system));
+		if (copy == NULL)
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	}
+	sft_free(entry->default_system);
+	entry->default_system = copy;
+	entry->has_template = has_template;
+	memset(&entry->template, 0, sizeof(entry->template));
+	entry->end_of_turn_id = -1;
+	if (has_template)
+	{
+		entry->template.kind = kind;
+		entry->template.default_system = copy;
+		entry->template.default_system_len = copy ? strlen(copy) : 0;
+		entry->end_of_turn_id = sft_template_end_of_turn_id(kind, entry->tok);
+	}
+}
+
+/* Check a template name against a tokenizer; ERROR when unusable. */
+static SftTemplateKind
+CheckTemplate(const char *template_name, const SftTokenizer *tok, const char *tokname)
+{
+	SftTemplateKind kind;
+	SftError	err;
+
+	sft_error_clear(&err);
+	if (sft_template_from_name(template_name, &kind, &err) != SFT_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s", err.message)));
+	if (sft_template_check_tokenizer(kind, tok, &err) != SFT_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("tokenizer \"%s\": %s", tokname, err.message)));
+	return kind;
+}
+
+static text *
+DetoastedText(Datum d)
+{
+	return DatumGetTextPP(d);
+}
+
+const SftTokenizerEntry *
+SftTokenizerLookup(const char *name)
+{
+	SftTokenizerEntry *entry;
+	char	   *sql;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+	HeapTuple	row;
+	TupleDesc	desc;
+	bool		isnull;
+	TransactionId xmin;
+	ItemPointerData tid;
+
+	if (strlen(name) == 0 || strlen(name) >= NAMEDATALEN)
+		ReportUnknownTokenizer(name);
+
+	entry = CacheEntry(name, true);
+	if (entry->tok && entry->checked_lxid == MyProc->lxid &&
+		entry->checked_statement == GetCurrentStatementStartTimestamp() &&
+		entry->checked_cid == GetCurrentCommandId(false))
+		return entry;
+
+	sql = psprintf("SELECT xmin, ctid, source, merges, config::text, chat_template, default_system "
+				   "FROM %s WHERE name OPERATOR(pg_catalog.=) $1", CatalogTableName());
+	args[0] = CStringGetTextDatum(name);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the tokenizer catalog");
+	if (SPI_processed == 0)
+	{
+		SPI_finish();
+		CacheRemove(name);
+		ReportUnknownTokenizer(name);
+	}
+	row = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	xmin = DatumGetTransactionId(SPI_getbinval(row, desc, 1, &isnull));
+	tid = *(ItemPointer) DatumGetPointer(SPI_getbinval(row, desc, 2, &isnull));
+
+	if (entry->tok == NULL || !TransactionIdEquals(xmin, entry->row_xmin) ||
+		!ItemPointerEquals(&tid, &entry->row_tid))
+	{
+		TokenizerSource src;
+		text	   *t;
+		Datum		d;
+		char	   *template_name = NULL;
+		char	   *default_system = NULL;
+		SftTemplateKind kind = SFT_TEMPLATE_CHATML;
+		SftTokenizer *tok;
+
+		EntryReset(entry);
+		memset(&src, 0, sizeof(src));
+		t = DetoastedText(SPI_getbinval(row, desc, 3, &isnull));
+		src.source = VARDATA_ANY(t);
+		src.source_len = VARSIZE_ANY_EXHDR(t);
+		d = SPI_getbinval(row, desc, 4, &isnull);
+		if (!isnull)
+		{
+			t = DetoastedText(d);
+			src.merges = VARDATA_ANY(t);
+			src.merges_len = VARSIZE_ANY_EXHDR(t);
+		}
+		d = SPI_getbinval(row, desc, 5, &isnull);
+		if (!isnull)
+		{
+			t = DetoastedText(d);
+			src.config = VARDATA_ANY(t);
+			src.config_len = VARSIZE_ANY_EXHDR(t);
+		}
+		d = SPI_getbinval(row, desc, 6, &isnull);
+		if (!isnull)
+			template_name = TextDatumGetCString(d);
+		d = SPI_getbinval(row, desc, 7, &isnull);
+		if (!isnull)
+			default_system = TextDatumGetCString(d);
+
+		tok = BuildCoreTokenizer(&src, name);
+		if (template_name)
+		{
+			SftError	err;
+
+			sft_error_clear(&err);
+			if (sft_template_from_name(template_name, &kind, &err) != SFT_OK ||
+				sft_template_check_tokenizer(kind, tok, &err) != SFT_OK)
+			{
+				sft_tokenizer_free(tok);
+				SftReportCoreError(&err, psprintf("tokenizer \"%s\"", name));
+			}
+		}
+		entry->tok = tok;
+		entry->bos_id = TokenId(tok, sft_tokenizer_bos_token(tok));
+		entry->eos_id = TokenId(tok, sft_tokenizer_eos_token(tok));
+		EntrySetTemplate(entry, template_name != NULL, kind, default_system);
+	}
+	EntryMarkChecked(entry, xmin, &tid);
+	SPI_finish();
+	return entry;
+}
+
+const SftChatTemplate *
+SftTokenizerRequireTemplate(const SftTokenizerEntry *entry)
+{
+	if (!entry->has_template)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("tokenizer \"%s\" has no chat template", entry->name),
+				 errhint("Choose one with sft_tokenizer_set_template('%s', 'chatml'); "
+						 "built-in templates: %s.", entry->name, sft_template_name_list())));
+	return &entry->template;
+}
+
+/* ---------------------------------------------------------------------------
+ * Creating catalog rows
+ * ------------------------------------------------------------------------- */
+
+/* What sft_tokenizer_load/import report about a new row. */
+typedef struct TokenizerSummary
+{
+	const char *kind;
+	int32		vocab_size;
+	const char *template_name;	/* NULL: none detected */
+	const char *default_system; /* NULL: none */
+} TokenizerSummary;
+
+/* Make "name" a new catalog row from src, owned by the current user. */
+static void
+CreateTokenizer(const char *name, const TokenizerSource *src, TokenizerSummary *summary)
+{
+	SftTokenizer *volatile tok;
+	CatalogWriter w;
+	int			n_special;
+	Datum	   *specials;
+	ArrayType  *special_array;
+	const char *jinja;
+	volatile bool has_template = false;
+	SftTemplateKind kind = SFT_TEMPLATE_CHATML;
+	char	   *volatile default_system = NULL;
+	volatile Datum config_jsonb = (Datum) 0;
+
+	CheckTokenizerName(name);
+	memset(summary, 0, sizeof(*summary));
+
+	/* jsonb input checks the config before anything is allocated outside palloc */
+	if (src->config)
+		config_jsonb = DirectFunctionCall1(jsonb_in,
+										   CStringGetDatum(pnstrdup(src->config, src->config_len)));
+
+	tok = BuildCoreTokenizer(src, name);
+	PG_TRY();
+	{
+		char	   *sql;
+		Oid			argtypes[12] = {TEXTOID, TEXTOID, INT4OID, TEXTARRAYOID, TEXTOID, TEXTOID,
+		TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, REGROLEOID};
+		Datum		args[12];
+		char		nulls[12];
+		const char *bos = sft_tokenizer_bos_token(tok);
+		const char *eos = sft_tokenizer_eos_token(tok);
+
+		summary->kind = pstrdup(sft_tokenizer_kind_name(sft_tokenizer_kind(tok)));
+		summary->vocab_size = sft_tokenizer_vocab_size(tok);
+		n_special = sft_tokenizer_special_count(tok);
+		specials = palloc(sizeof(Datum) * Max(n_special, 1));
+		for (int i = 0; i < n_special; i++)
+		{
+			size_t		len;
+			const char *s = sft_tokenizer_id_to_token(tok, sft_tokenizer_special_id(tok, i), &len);
+
+			specials[i] = PointerGetDatum(cstring_to_text_with_len(s ? s : "", s ? (int) len : 0));
+		}
+		special_array = construct_array(specials, n_special, TEXTOID, -1, false, TYPALIGN_INT);
+
+		/* the chat template named by tokenizer_config.json, when we know it */
+		jinja = sft_tokenizer_chat_template(tok);
+		if (jinja)
+		{
+			char	   *detected_system = NULL;
+
+			if (sft_template_detect(jinja, strlen(jinja), &kind, &detected_system))
+			{
+				SftError	err;
+
+				sft_error_clear(&err);
+				if (sft_template_check_tokenizer(kind, tok, &err) == SFT_OK)
+				{
+					has_template = true;
+					default_system = detected_system ? pstrdup(detected_system) : NULL;
+				}
+				else
+					ereport(NOTICE,
+							(errmsg("tokenizer \"%s\": the chat template looks like %s, but %s",
+									name, sft_template_name(kind), err.message),
+							 errhint("Choose a template with sft_tokenizer_set_template().")));
+				sft_free(detected_system);
+			}
+			else
+				ereport(NOTICE,
+						(errmsg("tokenizer \"%s\": the chat_template of tokenizer_config.json "
+								"is not one of the built-in templates", name),
+						 errhint("Choose one with sft_tokenizer_set_template(); built-in "
+								 "templates: %s.", sft_template_name_list())));
+		}
+
+		CatalogWriterBegin(&w);
+		sql = psprintf("SELECT 1 FROM %s WHERE name OPERATOR(pg_catalog.=) $1", w.table);
+		args[0] = CStringGetTextDatum(name);
+		if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read %s", w.table);
+		if (SPI_processed > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_OBJECT),
+					 errmsg("tokenizer \"%s\" already exists", name),
+					 errhint("Drop it first with sft_tokenizer_drop('%s').", name)));
+
+		memset(nulls, ' ', sizeof(nulls));
+		args[1] = CStringGetTextDatum(summary->kind);
+		args[2] = Int32GetDatum(summary->vocab_size);
+		args[3] = PointerGetDatum(special_array);
+		args[4] = has_template ? CStringGetTextDatum(sft_template_name(kind)) : (Datum) 0;
+		nulls[4] = has_template ? ' ' : 'n';
+		args[5] = default_system ? CStringGetTextDatum(default_system) : (Datum) 0;
+		nulls[5] = default_system ? ' ' : 'n';
+		args[6] = bos ? CStringGetTextDatum(bos) : (Datum) 0;
+		nulls[6] = bos ? ' ' : 'n';
+		args[7] = eos ? CStringGetTextDatum(eos) : (Datum) 0;
+		nulls[7] = eos ? ' ' : 'n';
+		args[8] = PointerGetDatum(cstring_to_text_with_len(src->source, (int) src->source_len));
+		args[9] = src->merges ? PointerGetDatum(cstring_to_text_with_len(src->merges,
+																		(int) src->merges_len))
+			: (Datum) 0;
+		nulls[9] = src->merges ? ' ' : 'n';
+		args[10] = config_jsonb;
+		nulls[10] = src->config ? ' ' : 'n';
+		args[11] = ObjectIdGetDatum(w.caller);
+
+		sql = psprintf("INSERT INTO %s (name, kind, vocab_size, special_tokens, chat_template, "
+					   "default_system, bos_token, eos_token, source, merges, config, owner) "
+					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
+					   "RETURNING xmin, ctid", w.table);
+		if (SPI_execute_with_args(sql, 12, argtypes, args, nulls, false, 1) != SPI_OK_INSERT_RETURNING)
+			elog(ERROR, "could not insert into %s", w.table);
+
+		/* seed the cache with what was just built: no second parse */
+		{
+			bool		isnull;
+			TransactionId xmin = DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[0],
+																	 SPI_tuptable->tupdesc, 1,
+																	 &isnull));
+			ItemPointerData tid = *(ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[0],
+																			   SPI_tuptable->tupdesc, 2,
+																			   &isnull));
+			SftTokenizerEntry *entry = CacheEntry(name, true);
+
+			EntryReset(entry);
+			entry->tok = tok;
+			tok = NULL;			/* owned by the cache from here on */
+			entry->bos_id = TokenId(entry->tok, bos);
+			entry->eos_id = TokenId(entry->tok, eos);
+			EntrySetTemplate(entry, has_template, kind, default_system);
+			EntryMarkChecked(entry, xmin, &tid);
+		}
+		CatalogWriterEnd(&w);
+	}
+	PG_CATCH();
+	{
+		if (tok)
+			sft_tokenizer_free(tok);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	summary->template_name = has_template ? sft_template_name(kind) : NULL;
+	summary->default_system = default_system;
+}
+
+static Datum
+SummaryRecord(FunctionCallInfo fcinfo, const char *name, const TokenizerSummary *summary)
+{
+	TupleDesc	desc;
+	Datum		values[5];
+	bool		nulls[5] = {false, false, false, true, true};
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	values[0] = CStringGetTextDatum(name);
+	values[1] = CStringGetTextDatum(summary->kind);
+	values[2] = Int32GetDatum(summary->vocab_size);
+	if (summary->template_name)
+	{
+		values[3] = CStringGetTextDatum(summary->template_name);
+		nulls[3] = false;
+	}
+	if (summary->default_system)
+	{
+		values[4] = CStringGetTextDatum(summary->default_system);
+		nulls[4] = false;
+	}
+	return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls));
+}
+
+static const char *
+ArgText(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", argname)));
+	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
+}
+
+Datum
+sft_tokenizer_load(PG_FUNCTION_ARGS)
+{
+	const char *name = ArgText(fcinfo, 0, "name");
+	TokenizerSource src;
+	TokenizerSummary summary;
+	text	   *json;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("tokenizer_json must not be NULL")));
+	memset(&src, 0, sizeof(src));
+	json = PG_GETARG_TEXT_PP(1);
+	src.source = VARDATA_ANY(json);
+	src.source_len = VARSIZE_ANY_EXHDR(json);
+	if (!PG_ARGISNULL(2))
+	{
+		text	   *config = PG_GETARG_TEXT_PP(2);
+
+		src.config = VARDATA_ANY(config);
+		src.config_len = VARSIZE_ANY_EXHDR(config);
+	}
+	CreateTokenizer(name, &src, &summary);
+	PG_RETURN_DATUM(SummaryRecord(fcinfo, name, &summary));
+}
+
+/* ---------------------------------------------------------------------------
+ * Import from and export to the server's file system
+ * ------------------------------------------------------------------------- */
+
+static bool
+FileExists(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* The whole file as palloc'd text; ERROR when unreadable or not UTF-8. */
+static char *
+ReadServerFile(const char *path, size_t *len)
+{
+	struct stat st;
+	FILE	   *f;
+	char	   *data;
+	size_t		got;
+
+	if (stat(path, &st) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not stat file \"%s\": %m", path)));
+	if ((Size) st.st_size >= MaxAllocSize)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("file \"%s\" is too large (%lld bytes)", path, (long long) st.st_size)));
+	f = AllocateFile(path, PG_BINARY_R);
+	if (f == NULL)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open file \"%s\" for reading: %m", path)));
+	data = palloc((Size) st.st_size + 1);
+	got = fread(data, 1, (size_t) st.st_size, f);
+	if (ferror(f))
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not read file \"%s\": %m", path)));
+	FreeFile(f);
+	data[got] = '\0';
+	if (!pg_verify_mbstr(PG_UTF8, data, (int) got, true))
+		ereport(ERROR,
+				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+				 errmsg("file \"%s\" is not valid UTF-8 text", path)));
+	*len = got;
+	return data;
+}
+
+static void
+CheckServerFileRole(Oid role, const char *rolename, const char *action)
+{
+	if (!has_privs_of_role(GetUserId(), role))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to %s", action),
+				 errdetail("Only roles with privileges of the \"%s\" role may %s.",
+						   rolename, action),
+				 role == ROLE_PG_READ_SERVER_FILES ?
+				 errhint("Send the file contents from the client with sft_tokenizer_load().") : 0));
+}
+
+/* A server directory given by the user, checked and canonicalized. */
+static char *
+ServerDirectory(const char *dir)
+{
+	char	   *path = pstrdup(dir);
+	struct stat st;
+
+	canonicalize_path(path);
+	if (!is_absolute_path(path))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("directory must be an absolute path: \"%s\"", dir)));
+	if (strlen(path) + 32 >= MAXPGPATH)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("directory path is too long")));
+	if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FILE),
+				 errmsg("directory \"%s\" does not exist", path)));
+	return path;
+}
+
+static void
+ImportDirectory(const char *name, const char *directory, TokenizerSummary *summary)
+{
+	TokenizerSource src;
+	char	   *dir;
+	char	   *path;
+
+	CheckServerFileRole(ROLE_PG_READ_SERVER_FILES, "pg_read_server_files",
+						"import a tokenizer from the server's file system");
+	CheckTokenizerName(name);
+	dir = ServerDirectory(directory);
+
+	memset(&src, 0, sizeof(src));
+	path = psprintf("%s/tokenizer.json", dir);
+	if (FileExists(path))
+	{
+		src.source = ReadServerFile(path, &src.source_len);
+		path = psprintf("%s/tokenizer_config.json", dir);
+		if (FileExists(path))
+			src.config = ReadServerFile(path, &src.config_len);
+	}
+	else
+	{
+		char	   *merges_path = psprintf("%s/merges.txt", dir);
+
+		path = psprintf("%s/vocab.json", dir);
+		if (!FileExists(path) || !FileExists(merges_path))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_FILE),
+					 errmsg("directory \"%s\" has neither tokenizer.json nor vocab.json and merges.txt",
+							dir)));
+		src.source = ReadServerFile(path, &src.source_len);
+		src.merges = ReadServerFile(merges_path, &src.merges_len);
+	}
+	CreateTokenizer(name, &src, summary);
+}
+
+void
+SftTokenizerImportDirectory(const char *name, const char *directory)
+{
+	TokenizerSummary summary;
+
+	ImportDirectory(name, directory, &summary);
+}
+
+Datum
+sft_tokenizer_import(PG_FUNCTION_ARGS)
+{
+	const char *name = ArgText(fcinfo, 0, "name");
+	const char *dir = ArgText(fcinfo, 1, "directory");
+	TokenizerSummary summary;
+
+	ImportDirectory(name, dir, &summary);
+	PG_RETURN_DATUM(SummaryRecord(fcinfo, name, &summary));
+}
+
+static void
+WriteServerFile(const char *path, const char *data, size_t len)
+{
+	FILE	   *f = AllocateFile(path, PG_BINARY_W);
+
+	if (f == NULL)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open file \"%s\" for writing: %m", path)));
+	if (fwrite(data, 1, len, f) != len || FreeFile(f) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not write file \"%s\": %m", path)));
+}
+
+bool
+SftTokenizerExists(const char *name)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1] = {CStringGetTextDatum(name)};
+	char	   *sql = psprintf("SELECT 1 FROM %s WHERE name OPERATOR(pg_catalog.=) $1",
+							   CatalogTableName());
+	bool		exists;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the tokenizer catalog");
+	exists = SPI_processed > 0;
+	SPI_finish();
+	return exists;
+}
+
+int32
+SftTokenizerVocabSize(const char *name)
+{
+	return sft_tokenizer_vocab_size(SftTokenizerLookup(name)->tok);
+}
+
+List *
+SftTokenizerExportDirectory(const char *name, const char *directory)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1] = {CStringGetTextDatum(name)};
+	char	   *sql;
+	char	   *dir;
+	HeapTuple	row;
+	TupleDesc	desc;
+	bool		isnull;
+	text	   *t;
+	Datum		d;
+	List	   *files = NIL;
+	char	   *written[3];		/* paths, in the caller's context */
+	int			n_written = 0;
+	MemoryContext outer = CurrentMemoryContext;
+
+	CheckServerFileRole(ROLE_PG_WRITE_SERVER_FILES, "pg_write_server_files",
+						"write tokenizer files to the server's file system");
+	dir = ServerDirectory(directory);
+	sql = psprintf("SELECT source, merges, config::text FROM %s "
+				   "WHERE name OPERATOR(pg_catalog.=) $1", CatalogTableName());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the tokenizer catalog");
+	if (SPI_processed == 0)
+		ReportUnknownTokenizer(name);
+	row = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+
+	t = DetoastedText(SPI_getbinval(row, desc, 1, &isnull));
+	d = SPI_getbinval(row, desc, 2, &isnull);
+	if (isnull)
+	{
+		char	   *path = MemoryContextStrdup(outer, psprintf("%s/tokenizer.json", dir));
+
+		WriteServerFile(path, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+		written[n_written++] = path;
+	}
+	else
+	{
+		char	   *vocab_path = MemoryContextStrdup(outer, psprintf("%s/vocab.json", dir));
+		char	   *merges_path = MemoryContextStrdup(outer, psprintf("%s/merges.txt", dir));
+		text	   *m = DetoastedText(d);
+
+		WriteServerFile(vocab_path, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+		WriteServerFile(merges_path, VARDATA_ANY(m), VARSIZE_ANY_EXHDR(m));
+		written[n_written++] = vocab_path;
+		written[n_written++] = merges_path;
+	}
+	d = SPI_getbinval(row, desc, 3, &isnull);
+	if (!isnull)
+	{
+		char	   *path = MemoryContextStrdup(outer, psprintf("%s/tokenizer_config.json", dir));
+		text	   *c = DetoastedText(d);
+
+		WriteServerFile(path, VARDATA_ANY(c), VARSIZE_ANY_EXHDR(c));
+		written[n_written++] = path;
+	}
+	SPI_finish();
+	for (int i = 0; i < n_written; i++)
+		files = lappend(files, written[i]);
+	return files;
+}
+
+/* ---------------------------------------------------------------------------
+ * Changing and dropping
+ * ------------------------------------------------------------------------- */
+
+Datum
+sft_tokenizer_drop(PG_FUNCTION_ARGS)
+{
+	const char *name = ArgText(fcinfo, 0, "name");
+	CatalogWriter w;
+	char	   *sql;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+
+	CatalogWriterBegin(&w);
+	CatalogLockOwnRow(&w, name);
+	sql = psprintf("DELETE FROM %s WHERE name OPERATOR(pg_catalog.=) $1", w.table);
+	args[0] = CStringGetTextDatum(name);
+	if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not delete from %s", w.table);
+	CatalogWriterEnd(&w);
+	CacheRemove(name);
+	PG_RETURN_VOID();
+}
+
+Datum
+sft_tokenizer_set_template(PG_FUNCTION_ARGS)
+{
+	const char *name = ArgText(fcinfo, 0, "name");
+	const char *template_name = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	const char *default_system = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	SftTokenizerEntry *entry;
+	SftTemplateKind kind = SFT_TEMPLATE_CHATML;
+	CatalogWriter w;
+	char	   *sql;
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		args[3];
+	char		nulls[3] = {' ', ' ', ' '};
+	bool		isnull;
+	TransactionId xmin;
+	ItemPointerData tid;
+
+	if (template_name == NULL && default_system != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a default system prompt needs a chat template")));
+	if (default_system &&
+		sft_utf8_invalid_offset(default_system, strlen(default_system)) != (size_t) -1)
+		ereport(ERROR,
+				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+				 errmsg("default system prompt is not valid UTF-8")));
+
+	/* ownership first, then whether the template fits the tokenizer */
+	CatalogWriterBegin(&w);
+	CatalogLockOwnRow(&w, name);
+	entry = (SftTokenizerEntry *) SftTokenizerLookup(name);
+	if (template_name)
+		kind = CheckTemplate(template_name, entry->tok, name);
+
+	sql = psprintf("UPDATE %s SET chat_template = $2, default_system = $3 "
+				   "WHERE name OPERATOR(pg_catalog.=) $1 RETURNING xmin, ctid", w.table);
+	args[0] = CStringGetTextDatum(name);
+	args[1] = template_name ? CStringGetTextDatum(sft_template_name(kind)) : (Datum) 0;
+	nulls[1] = template_name ? ' ' : 'n';
+	args[2] = default_system ? CStringGetTextDatum(default_system) : (Datum) 0;
+	nulls[2] = default_system ? ' ' : 'n';
+	if (SPI_execute_with_args(sql, 3, argtypes, args, nulls, false, 0) != SPI_OK_UPDATE_RETURNING ||
+		SPI_processed != 1)
+		elog(ERROR, "could not update %s", w.table);
+	xmin = DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+											   &isnull));
+	tid = *(ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2,
+											 &isnull));
+	/* same source: keep the tokenizer, move the entry to the new row version */
+	EntrySetTemplate(entry, template_name != NULL, kind, default_system);
+	EntryMarkChecked(entry, xmin, &tid);
+	CatalogWriterEnd(&w);
+	PG_RETURN_VOID();
+}
+
+/* ---------------------------------------------------------------------------
+ * Tokenizing
+ * ------------------------------------------------------------------------- */
+
+/* int4[] from a core vector; frees the vector, also when palloc fails. */
+static ArrayType *
+IntVecToArray(SftIntVec *vec)
+{
+	ArrayType  *volatile result = NULL;
+
+	PG_TRY();
+	{
+		Datum	   *elems = palloc(sizeof(Datum) * Max(vec->len, 1));
+
+		for (size_t i = 0; i < vec->len; i++)
+			elems[i] = Int32GetDatum(vec->data[i]);
+		result = construct_array(elems, (int) vec->len, INT4OID, sizeof(int32), true,
+								 TYPALIGN_INT);
+	}
+	PG_CATCH();
+	{
+		sft_intvec_free(vec);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	sft_intvec_free(vec);
+	return result;
+}
+
+static const char *
+TokenizerNameArg(FunctionCallInfo fcinfo, int argno)
+{
+	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
+}
+
+Datum
+sft_tokenize(PG_FUNCTION_ARGS)
+{
+	const char *name = TokenizerNameArg(fcinfo, 0);
+	text	   *input = PG_GETARG_TEXT_PP(1);
+	bool		split_special = PG_ARGISNULL(2) ? false : PG_GETARG_BOOL(2);
+	const SftTokenizerEntry *entry = SftTokenizerLookup(name);
+	SftIntVec	ids;
+	SftError	err;
+
+	sft_intvec_init(&ids);
+	sft_error_clear(&err);
+	if (sft_tokenizer_encode(entry->tok, VARDATA_ANY(input), VARSIZE_ANY_EXHDR(input),
+							 split_special, &ids, NULL, &err) != SFT_OK)
+	{
+		sft_intvec_free(&ids);
+		SftReportCoreError(&err, NULL);
+	}
+	PG_RETURN_ARRAYTYPE_P(IntVecToArray(&ids));
+}
+
+Datum
+sft_token_count(PG_FUNCTION_ARGS)
+{
+	const char *name = TokenizerNameArg(fcinfo, 0);
+	text	   *input = PG_GETARG_TEXT_PP(1);
+	const SftTokenizerEntry *entry = SftTokenizerLookup(name);
+	SftIntVec	ids;
+	SftError	err;
+	size_t		count;
+
+	sft_intvec_init(&ids);
+	sft_error_clear(&err);
+	if (sft_tokenizer_encode(entry->tok, VARDATA_ANY(input), VARSIZE_ANY_EXHDR(input),
+							 0, &ids, NULL, &err) != SFT_OK)
+	{
+		sft_intvec_free(&ids);
+		SftReportCoreError(&err, NULL);
+	}
+	count = ids.len;
+	sft_intvec_free(&ids);
+	PG_RETURN_INT32((int32) count);
+}
+
+Datum
+sft_detokenize(PG_FUNCTION_ARGS)
+{
+	const char *name = TokenizerNameArg(fcinfo, 0);
+	ArrayType  *array = PG_GETARG_ARRAYTYPE_P(1);
+	bool		skip_special = PG_ARGISNULL(2) ? false : PG_GETARG_BOOL(2);
+	const SftTokenizerEntry *entry = SftTokenizerLookup(name);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int32	   *ids;
+	SftBuf		out;
+	SftError	err;
+	text	   *result = NULL;
+
+	if (ARR_NDIM(array) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("token ids must be a one-dimensional array")));
+	deconstruct_array(array, INT4OID, sizeof(int32), true, TYPALIGN_INT, &elems, &nulls, &n);
+	ids = palloc(sizeof(int32) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("token id %d is NULL", i + 1)));
+		ids[i] = DatumGetInt32(elems[i]);
+	}
+	sft_buf_init(&out);
+	sft_error_clear(&err);
+	if (sft_tokenizer_decode(entry->tok, ids, (size_t) n, skip_special, &out, &err) != SFT_OK)
+	{
+		sft_buf_free(&out);
+		SftReportCoreError(&err, NULL);
+	}
+	PG_TRY();
+	{
+		/* decoding byte tokens can produce invalid UTF-8: text must not hold it */
+		if (out.len > 0 && !pg_verify_mbstr(PG_UTF8, out.data, (int) out.len, true))
+			ereport(ERROR,
+					(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+					 errmsg("token ids decode to invalid UTF-8"),
+					 errhint("The ids probably cut a multi-byte character in two.")));
+		result = cstring_to_text_with_len(out.data ? out.data : "", (int) out.len);
+	}
+	PG_CATCH();
+	{
+		sft_buf_free(&out);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	sft_buf_free(&out);
+	PG_RETURN_TEXT_P(result);
+}
+
+/* ---------------------------------------------------------------------------
+ * Conversations through the chat template
+ * ------------------------------------------------------------------------- */
+
+Datum
+sft_token_count_messages(PG_FUNCTION_ARGS)
+{
+	const char *name = TokenizerNameArg(fcinfo, 0);
+	Jsonb	   *messages = PG_GETARG_JSONB_P(1);
+	const SftTokenizerEntry *entry = SftTokenizerLookup(name);
+	const SftChatTemplate *tpl = SftTokenizerRequireTemplate(entry);
+	SftConversation *conv = SftConversationFromJsonb(messages, SFT_CONV_ANY);
+	SftError	err;
+	int64		count;
+
+	sft_error_clear(&err);
+	if (sft_chat_token_count(tpl, entry->tok, conv, 0, &count, &err) != SFT_OK)
+		SftReportCoreError(&err, NULL);
+	if (count > PG_INT32_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("conversation has more than %d tokens", PG_INT32_MAX)));
+	PG_RETURN_INT32((int32) count);
+}
+
+Datum
+sft_render(PG_FUNCTION_ARGS)
+{
+	const char *name = TokenizerNameArg(fcinfo, 0);
+	Jsonb	   *messages = PG_GETARG_JSONB_P(1);
+	bool		add_generation_prompt = PG_GETARG_BOOL(2);
+	const SftTokenizerEntry *entry = SftTokenizerLookup(name);
+	const SftChatTemplate *tpl = SftTokenizerRequireTemplate(entry);
+	SftConversation *conv = SftConversationFromJsonb(messages, SFT_CONV_ANY);
+	SftBuf		out;
+	SftError	err;
+	text	   *result = NULL;
+
+	sft_buf_init(&out);
+	sft_error_clear(&err);
+	if (sft_chat_render(tpl, entry->tok, conv, add_generation_prompt, &out, &err) != SFT_OK)
+	{
+		sft_buf_free(&out);
+		SftReportCoreError(&err, NULL);
+	}
+	PG_TRY();
+	{
+		result = cstring_to_text_with_len(out.data ? out.data : "", (int) out.len);
+	}
+	PG_CATCH();
+	{
+		sft_buf_free(&out);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	sft_buf_free(&out);
+	PG_RETURN_TEXT_P(result);
+}
+
+static SftTrainOn
+ParseTrainOn(const char *s)
+{
+	if (strcmp(s, "all_assistant") == 0)
+		return SFT_TRAIN_ALL_ASSISTANT;
+	if (strcmp(s, "last_assistant") == 0)
+		return SFT_TRAIN_LAST_ASSISTANT;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid train_on value \"%s\"", s),
+			 errhint("Valid values are \"all_assistant\" and \"last_assistant\".")));
+	return SFT_TRAIN_ALL_ASSISTANT;		/* keep the compiler quiet */
+}
+
+Datum
+sft_encode(PG_FUNCTION_ARGS)
+{
+	const char *name;
+	Jsonb	   *messages;
+	volatile int32 max_length = 0;
+	SftTrainOn	train_on;
+	const SftTokenizerEntry *entry;
+	const SftChatTemplate *tpl;
+	SftConversation *conv;
+	SftEncoded	enc;
+	SftError	err;
+	TupleDesc	desc;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+	HeapTuple	volatile tuple = NULL;
+
+	/* NULL tokenizer or conversation: NULL row, as a strict function would */
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	name = TokenizerNameArg(fcinfo, 0);
+	messages = PG_GETARG_JSONB_P(1);
+	if (!PG_ARGISNULL(2))
+	{
+		max_length = PG_GETARG_INT32(2);
+		if (max_length <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("max_length must be positive, not %d", max_length),
+					 errhint("Pass NULL for no limit.")));
+	}
+	if (PG_ARGISNULL(3))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("train_on must not be NULL"),
+				 errhint("Valid values are \"all_assistant\" and \"last_assistant\".")));
+	train_on = ParseTrainOn(text_to_cstring(PG_GETARG_TEXT_PP(3)));
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	entry = SftTokenizerLookup(name);
+	tpl = SftTokenizerRequireTemplate(entry);
+	conv = SftConversationFromJsonb(messages, SFT_CONV_TRAINING);
+
+	sft_encoded_init(&enc);
+	sft_error_clear(&err);
+	if (sft_chat_encode(tpl, entry->tok, conv, train_on, 0, max_length, &enc, &err) != SFT_OK)
+	{
+		sft_encoded_free(&enc);
+		SftReportCoreError(&err, NULL);
+	}
+	PG_TRY();
+	{
+		/* an all-zero mask would train on nothing while looking fine: refuse it */
+		if (enc.n_masked == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_EXCEPTION),
+					 errmsg("conversation has no assistant tokens to train on within max_length %d",
+							max_length),
+					 errdetail("The prompt alone is at least %zu tokens long.", enc.ids.len),
+					 errhint("Raise max_length, or filter rows with sft_token_count().")));
+		values[0] = PointerGetDatum(IntVecToArray(&enc.ids));
+		values[1] = PointerGetDatum(IntVecToArray(&enc.mask));
+		values[2] = BoolGetDatum(enc.truncated != 0);
+		tuple = heap_form_tuple(BlessTupleDesc(desc), values, nulls);
+	}
+	PG_CATCH();
+	{
+		sft_encoded_free(&enc);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	sft_encoded_free(&enc);
+	PG_RETURN_DATUM(HeapTupleGetDatum(tuple));
+}
