@@ -775,7 +775,7 @@ write_shards(const char *dir, SftModel *model, int split, const char *index_over
 	sft_buf_append_str(&index, "{\"metadata\": {\"total_size\": 1}, \"weight_map\": {");
 	for (int i = 0; i < n; i++)
 	{
-		snprintf(line, sizeof(line), "%s\"%s\": \"model-0000%d-of-00002.safetensors\"",
+		snprintf(line, sizeof(line), "%s\"%.127s\": \"model-0000%d-of-00002.safetensors\"",
 				 i ? ", " : "", e[i].name, i < split ? 1 : 2);
 		sft_buf_append_str(&index, line);
 	}
