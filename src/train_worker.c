@@ -37,9 +37,9 @@
  * Resuming from a checkpoint restores the weights, both AdamW moments and the
  * step count bit for bit, and the data order is a function of (seed, epoch),
  * so a resumed run computes exactly what the uninterrupted run would have,
- * provided the source returns the same rows, sft.threads is the same (it is
- * stored with the run) and dropout is 0 (the dropout draws come from the
- * trainer's own generator, which a checkpoint does not hold).
+ * provided the source returns the same rows and sft.threads is the same (it
+ * is stored with the run).  Dropout draws are reseeded from (seed, epoch) at
+ * the start of every epoch, so they replay exactly too.
  */
 #include "postgres.h"
 
@@ -896,6 +896,9 @@ SftTrainLoop(SftRun *run)
 
 		run->progress.epoch = epoch;
 		SftShuffle(perm, n, o->seed, (uint64) epoch);
+		/* dropout draws restart every epoch: a resumed epoch replays them exactly */
+		sft_trainer_set_dropout_seed(run->trainer,
+									 (uint64) o->seed ^ ((uint64) epoch * UINT64CONST(0xD1B54A32D192ED03)));
 		for (int64 s = 0; s < steps_per_epoch; s++)
 		{
 			double		step_loss = 0;
