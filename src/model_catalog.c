@@ -360,9 +360,9 @@ sft_model_create(PG_FUNCTION_ARGS)
 				 errmsg("config must be a JSON object like Hugging Face's config.json")));
 	config_text = JsonbToCString(NULL, &config->root, VARSIZE(config));
 	if (sft_llama_config_parse(config_text, strlen(config_text), &cfg, &err) != SFT_OK)
-		SftReportCoreError(&err, "config");
+		SftReportCoreError(&err, NULL);
 	if (sft_llama_config_validate(&cfg, &err) != SFT_OK)
-		SftReportCoreError(&err, "config");
+		SftReportCoreError(&err, NULL);
 	SftCheckVocabCovers(&cfg, tokenizer);
 	SftCheckModelMemory(&cfg, name);
 
@@ -542,13 +542,15 @@ sft_model_drop(PG_FUNCTION_ARGS)
 	values[1] = Int64GetDatum(row.run_id);
 	SPI_connect();
 
-	/* Lock the row so that a concurrent sft_train() cannot pick it as base meanwhile. */
+	/* Lock the row (as the tables' owner: users cannot lock catalog rows themselves). */
+	SftBecomeCatalogOwner(&sw);
 	if (SPI_execute_with_args("SELECT 1 FROM " SFT_SCHEMA ".sft_models WHERE name = $1 FOR UPDATE",
 							  1, argtypes, values, NULL, false, 0) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("model \"%s\" does not exist", name)));
+	SftRestoreUser(&sw);
 
 	/* A run still going from this model reads its weights when it (re)starts. */
 	if (SPI_execute_with_args("SELECT id FROM " SFT_SCHEMA ".sft_run_table "

@@ -746,13 +746,19 @@ SftRunFetch(int64 run_id, SftRunRow *row, bool for_update)
 	Oid			argtypes[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(run_id)};
 	bool		found = false;
+	SftUserSwitch sw;
+	int			rc;
 
 	memset(row, 0, sizeof(*row));
 	SPI_connect();
-	if (SPI_execute_with_args(for_update ?
+	/* Locking needs UPDATE on the table: as its owner. */
+	SftBecomeCatalogOwner(&sw);
+	rc = SPI_execute_with_args(for_update ?
 							  "SELECT owner::oid, status, output, error FROM " SFT_SCHEMA ".sft_run_table WHERE id = $1 FOR UPDATE" :
 							  "SELECT owner::oid, status, output, error FROM " SFT_SCHEMA ".sft_run_table WHERE id = $1",
-							  1, argtypes, values, NULL, false, 1) < 0)
+							   1, argtypes, values, NULL, false, 1);
+	SftRestoreUser(&sw);
+	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read sft_run_table");
 	if (SPI_processed == 1)
 	{
