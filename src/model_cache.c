@@ -1,0 +1,555 @@
+/*
+ * model_cache.c: the per-backend cache of loaded models behind sft_generate,
+ * sft_loss and sft_eval, and the SQL functions that show and clear it.
+ *
+ * Why a cache.  Loading a model means reading its whole checkpoint from a
+ * large object (hundreds of MB for a 135M model) and, for generation,
+ * allocating a KV cache; a chat session calls sft_generate many times on the
+ * same model.  So each backend keeps the models it used, with one spare
+ * decoder and one spare evaluator each, between calls.
+ *
+ * Invalidation.  A model row never changes after it is inserted (training
+ * writes a new model; see model_catalog.h), and dropping and re-creating a
+ * name gives a new weights large object.  Every lease therefore reads the
+ * row (one indexed SPI lookup) and compares its weights OID and size with the
+ * entry's: a mismatch or a missing row drops the entry.  Nothing can serve a
+ * stale model, and no cache-invalidation callback is needed.
+ *
+ * Privileges.  Reading weights needs SELECT on their large object; the cache
+ * must not let a role read a model another role loaded in the same backend
+ * (SET ROLE, SECURITY DEFINER functions), so the check is made on every
+ * lease, hit or miss.
+ *
+ * Memory.  Core memory (the parameter slab, KV caches, evaluator
+ * activations) is malloc'd by the core, outside PostgreSQL's memory contexts;
+ * this file owns all of it.  sft.model_cache_size bounds what is kept
+ * between calls: whenever a lease ends (and whenever the setting changes),
+ * spare decoders and evaluators are freed first, then whole models in least
+ * recently used order, until the total fits.  What a running call uses is
+ * never freed under it (entries are pinned by their leases), so a model
+ * larger than the bound still works: it is loaded, used and freed again.
+ * A bound of 0 disables caching.
+ *
+ * Errors.  Every step that can raise an ERROR (catalog lookup, privilege
+ * check, loading, allocating) happens before the cache structure is changed,
+ * and leases are given back by a memory context reset callback, which runs on
+ * success and on abort alike and never raises.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "lib/ilist.h"
+#include "miscadmin.h"
+#include "storage/large_object.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/timestamp.h"
+
+#include "model_cache.h"
+#include "model_catalog.h"
+#include "sft.h"
+
+PG_FUNCTION_INFO_V1(sft_model_cache);
+PG_FUNCTION_INFO_V1(sft_model_cache_clear);
+
+int			sft_model_cache_size_mb = 1024;
+
+/* Decoders are sized in steps of this many tokens, so that one fits many calls. */
+#define SFT_DECODER_SEQ_STEP 256
+
+struct SftModelCacheEntry
+{
+	dlist_node	node;			/* in cache_list, most recently used first */
+	bool		cached;			/* false once dropped: freed when unpinned */
+	int			pins;			/* leases using the entry right now */
+
+	/* identity: the catalog row it was loaded from */
+	char	   *name;			/* TopMemoryContext */
+	char	   *tokenizer;		/* TopMemoryContext */
+	Oid			weights;
+	int64		size_bytes;
+
+	SftLlamaConfig config;
+	SftModel   *model;			/* core allocation */
+	size_t		model_bytes;
+
+	/* kept between calls (core allocations), NULL when none */
+	SftDecoder *spare_decoder;
+	int			spare_decoder_seq;
+	size_t		spare_decoder_bytes;
+	SftTrainer *spare_evaluator;
+	int			spare_evaluator_tokens;
+	size_t		spare_evaluator_bytes;
+
+	/* decoders and evaluators lent to running calls */
+	size_t		lent_bytes;
+
+	TimestampTz loaded_at;
+	TimestampTz last_used;
+	int64		hits;			/* leases served without loading */
+};
+
+static dlist_head cache_list = DLIST_STATIC_INIT(cache_list);
+
+/* ---------------------------------------------------------------------------
+ * Sizes
+ * ------------------------------------------------------------------------- */
+
+/*
+ * Bytes a decoder of max_seq tokens allocates.  Mirrors sft_decoder_new in
+ * src/core/decoder.c (KV cache [2, L, S, NKV HD], a work block for chunks of
+ * 128 tokens, RoPE tables [2, S, HD/2], attention scratch); it only feeds the
+ * cache's accounting, so being a few KB off does not matter.
+ */
+static size_t
+SftDecoderBytes(const SftLlamaConfig *c, int max_seq)
+{
+	size_t		S = max_seq,
+				C = c->hidden_size,
+				F = c->intermediate_size,
+				HD = c->head_dim;
+	size_t		QH = (size_t) c->n_heads * HD,
+				KVH = (size_t) c->n_kv_heads * HD;
+	size_t		chunk = 128;
+	size_t		floats = 2 * (size_t) c->n_layers * S * KVH
+		+ chunk * (3 * C + QH + 2 * KVH + QH + 3 * F + c->n_heads + 1)
+		+ 2 * 128 * S + S * HD;
+
+	return floats * sizeof(float) + chunk * sizeof(int32);
+}
+
+/* Bytes an evaluator adds to its model (sft_trainer_new: everything but the parameters). */
+static size_t
+SftEvaluatorBytes(const SftLlamaConfig *c, int max_tokens, size_t model_bytes)
+{
+	size_t		total = sft_trainer_memory_estimate(c, max_tokens);
+
+	return total > model_bytes ? total - model_bytes : total;
+}
+
+static size_t
+SftEntryKeptBytes(const SftModelCacheEntry *e)
+{
+	return e->model_bytes + e->spare_decoder_bytes + e->spare_evaluator_bytes;
+}
+
+static size_t
+SftCacheKeptBytes(void)
+{
+	dlist_iter	it;
+	size_t		total = 0;
+
+	dlist_foreach(it, &cache_list)
+		total += SftEntryKeptBytes(dlist_container(SftModelCacheEntry, node, it.cur));
+	return total;
+}
+
+static size_t
+SftMegabytes(int mb)
+{
+	return (size_t) Max(mb, 0) * 1024 * 1024;
+}
+
+/* ---------------------------------------------------------------------------
+ * Freeing (never raises: called from reset callbacks and GUC assign hooks)
+ * ------------------------------------------------------------------------- */
+
+static void
+SftEntryFreeSpares(SftModelCacheEntry *e)
+{
+	sft_decoder_free(e->spare_decoder);
+	e->spare_decoder = NULL;
+	e->spare_decoder_seq = 0;
+	e->spare_decoder_bytes = 0;
+	sft_trainer_free(e->spare_evaluator);
+	e->spare_evaluator = NULL;
+	e->spare_evaluator_tokens = 0;
+	e->spare_evaluator_bytes = 0;
+}
+
+static void
+SftEntryFree(SftModelCacheEntry *e)
+{
+	Assert(e->pins == 0 && !e->cached);
+	SftEntryFreeSpares(e);
+	sft_model_free(e->model);
+	pfree(e->name);
+	pfree(e->tokenizer);
+	pfree(e);
+}
+
+/* Take the entry out of the cache; it is freed now or when its last lease ends. */
+static void
+SftEntryUncache(SftModelCacheEntry *e)
+{
+	if (!e->cached)
+		return;
+	dlist_delete(&e->node);
+	e->cached = false;
+	if (e->pins == 0)
+		SftEntryFree(e);
+	else
+		SftEntryFreeSpares(e);
+}
+
+/*
+ * Free cached memory until what is kept fits limit + reserve bytes less than
+ * limit: spares first (cheap to rebuild), then unpinned models, least
+ * recently used first.  Returns the number of models evicted.
+ */
+static int
+SftCacheShrink(size_t limit, size_t reserve)
+{
+	dlist_iter	it;
+	size_t		target = limit > reserve ? limit - reserve : 0;
+	int			evicted = 0;
+
+	if (SftCacheKeptBytes() <= target)
+		return 0;
+	dlist_reverse_foreach(it, &cache_list)
+	{
+		SftEntryFreeSpares(dlist_container(SftModelCacheEntry, node, it.cur));
+		if (SftCacheKeptBytes() <= target)
+			return 0;
+	}
+	while (SftCacheKeptBytes() > target)
+	{
+		SftModelCacheEntry *victim = NULL;
+
+		/* the least recently used entry no running call holds */
+		dlist_reverse_foreach(it, &cache_list)
+		{
+			SftModelCacheEntry *e = dlist_container(SftModelCacheEntry, node, it.cur);
+
+			if (e->pins == 0)
+			{
+				victim = e;
+				break;
+			}
+		}
+		if (victim == NULL)
+			break;
+		SftEntryUncache(victim);
+		evicted++;
+	}
+	return evicted;
+}
+
+static void
+SftModelCacheSizeAssign(int newval, void *extra)
+{
+	SftCacheShrink(SftMegabytes(newval), 0);
+}
+
+void
+SftModelCacheInit(void)
+{
+	DefineCustomIntVariable("sft.model_cache_size",
+							"Memory each backend may keep for loaded models between calls.",
+							"Models used by sft_generate, sft_loss and sft_eval stay loaded "
+							"(with a KV cache) up to this size; least recently used ones are "
+							"freed first. 0 disables the cache.",
+							&sft_model_cache_size_mb,
+							1024, 0, INT_MAX / 2,
+							PGC_USERSET,
+							GUC_UNIT_MB,
+							NULL, SftModelCacheSizeAssign, NULL);
+}
+
+/* ---------------------------------------------------------------------------
+ * Leases
+ * ------------------------------------------------------------------------- */
+
+static SftModelCacheEntry *
+SftCacheFind(const char *name)
+{
+	dlist_iter	it;
+
+	dlist_foreach(it, &cache_list)
+	{
+		SftModelCacheEntry *e = dlist_container(SftModelCacheEntry, node, it.cur);
+
+		if (strcmp(e->name, name) == 0)
+			return e;
+	}
+	return NULL;
+}
+
+static void
+SftCheckWeightsReadable(const SftModelRow *row)
+{
+	if (lo_compat_privileges)
+		return;
+	if (pg_largeobject_aclcheck_snapshot(row->weights, GetUserId(), ACL_SELECT, NULL) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for model \"%s\"", row->name),
+				 errdetail("Reading a model needs SELECT on its weights, large object %u.",
+						   row->weights),
+				 errhint("The model's owner may run GRANT SELECT ON LARGE OBJECT %u TO ...",
+						 row->weights)));
+}
+
+/* Load the row's weights into a new entry (not yet in the cache). */
+static SftModelCacheEntry *
+SftEntryLoad(const SftModelRow *row)
+{
+	SftModelCacheEntry *e;
+
+	e = MemoryContextAllocZero(TopMemoryContext, sizeof(SftModelCacheEntry));
+	PG_TRY();
+	{
+		e->name = MemoryContextStrdup(TopMemoryContext, row->name);
+		e->tokenizer = MemoryContextStrdup(TopMemoryContext, row->tokenizer);
+		e->weights = row->weights;
+		e->size_bytes = row->size_bytes;
+		e->model = SftModelLoadWeights(row);
+	}
+	PG_CATCH();
+	{
+		if (e->name)
+			pfree(e->name);
+		if (e->tokenizer)
+			pfree(e->tokenizer);
+		pfree(e);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	e->config = *sft_model_config(e->model);
+	e->model_bytes = sft_model_num_params(e->model) * sizeof(float);
+	e->loaded_at = GetCurrentTimestamp();
+	return e;
+}
+
+static void
+SftLeaseCallback(void *arg)
+{
+	SftModelLeaseRelease((SftModelLease *) arg);
+}
+
+SftModelLease *
+SftModelLeaseAcquire(const char *name, MemoryContext owner)
+{
+	SftModelRow row;
+	SftModelCacheEntry *e;
+	SftModelLease *lease;
+	bool		hit;
+
+	e = SftCacheFind(name);
+	if (!SftModelFetch(name, &row, true))
+	{
+		if (e)
+			SftEntryUncache(e);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("model \"%s\" does not exist", name)));
+	}
+	if (e && (e->weights != row.weights || e->size_bytes != row.size_bytes))
+	{
+		SftEntryUncache(e);
+		e = NULL;
+	}
+	SftCheckWeightsReadable(&row);
+	lease = MemoryContextAllocZero(owner, sizeof(SftModelLease));
+
+	hit = e != NULL;
+	if (!hit)
+	{
+		/* make room first, so that old and new never sit in memory together needlessly */
+		SftCacheShrink(SftMegabytes(sft_model_cache_size_mb),
+					   (size_t) row.parameters * sizeof(float));
+		e = SftEntryLoad(&row);
+		dlist_push_head(&cache_list, &e->node);
+		e->cached = true;
+	}
+	else
+	{
+		e->hits++;
+		dlist_move_head(&cache_list, &e->node);
+	}
+	e->pins++;
+	e->last_used = GetCurrentTimestamp();
+
+	/* nothing below raises: the lease is registered for release */
+	lease->entry = e;
+	lease->name = e->name;
+	lease->tokenizer = e->tokenizer;
+	lease->config = &e->config;
+	lease->model = e->model;
+	lease->callback.func = SftLeaseCallback;
+	lease->callback.arg = lease;
+	MemoryContextRegisterResetCallback(owner, &lease->callback);
+	return lease;
+}
+
+static void
+SftLeaseReturnDecoder(SftModelLease *lease)
+{
+	SftModelCacheEntry *e = lease->entry;
+
+	if (lease->decoder == NULL)
+		return;
+	e->lent_bytes -= SftDecoderBytes(&e->config, lease->decoder_seq);
+	if (e->cached && (e->spare_decoder == NULL || e->spare_decoder_seq < lease->decoder_seq))
+	{
+		sft_decoder_free(e->spare_decoder);
+		e->spare_decoder = lease->decoder;
+		e->spare_decoder_seq = lease->decoder_seq;
+		e->spare_decoder_bytes = SftDecoderBytes(&e->config, lease->decoder_seq);
+	}
+	else
+		sft_decoder_free(lease->decoder);
+	lease->decoder = NULL;
+	lease->decoder_seq = 0;
+}
+
+static void
+SftLeaseReturnEvaluator(SftModelLease *lease)
+{
+	SftModelCacheEntry *e = lease->entry;
+
+	if (lease->evaluator == NULL)
+		return;
+	e->lent_bytes -= SftEvaluatorBytes(&e->config, lease->evaluator_tokens, e->model_bytes);
+	if (e->cached && (e->spare_evaluator == NULL ||
+					  e->spare_evaluator_tokens < lease->evaluator_tokens))
+	{
+		sft_trainer_free(e->spare_evaluator);
+		e->spare_evaluator = lease->evaluator;
+		e->spare_evaluator_tokens = lease->evaluator_tokens;
+		e->spare_evaluator_bytes = SftEvaluatorBytes(&e->config, lease->evaluator_tokens,
+													 e->model_bytes);
+	}
+	else
+		sft_trainer_free(lease->evaluator);
+	lease->evaluator = NULL;
+	lease->evaluator_tokens = 0;
+}
+
+void
+SftModelLeaseRelease(SftModelLease *lease)
+{
+	SftModelCacheEntry *e = lease->entry;
+
+	if (lease->released || e == NULL)
+		return;
+	lease->released = true;
+	SftLeaseReturnDecoder(lease);
+	SftLeaseReturnEvaluator(lease);
+	e->pins--;
+	if (!e->cached && e->pins == 0)
+		SftEntryFree(e);
+	SftCacheShrink(SftMegabytes(sft_model_cache_size_mb), 0);
+}
+
+SftDecoder *
+SftModelLeaseDecoder(SftModelLease *lease, int min_seq)
+{
+	SftModelCacheEntry *e = lease->entry;
+	int			max_position = e->config.max_position;
+	int			seq;
+	SftDecoder *dec = NULL;
+	SftError	err = {0};
+
+	Assert(!lease->released);
+	if (min_seq < 1 || min_seq > max_position)
+		elog(ERROR, "decoder length %d out of range 1..%d", min_seq, max_position);
+	if (lease->decoder && lease->decoder_seq >= min_seq)
+	{
+		sft_decoder_reset(lease->decoder);
+		return lease->decoder;
+	}
+	SftLeaseReturnDecoder(lease);
+	if (e->spare_decoder && e->spare_decoder_seq >= min_seq)
+	{
+		lease->decoder = e->spare_decoder;
+		lease->decoder_seq = e->spare_decoder_seq;
+		e->spare_decoder = NULL;
+		e->spare_decoder_seq = 0;
+		e->spare_decoder_bytes = 0;
+	}
+	else
+	{
+		/* round up so that the next, slightly longer call can reuse it */
+		seq = (int) Min((int64) max_position,
+						((int64) min_seq + SFT_DECODER_SEQ_STEP - 1) / SFT_DECODER_SEQ_STEP * SFT_DECODER_SEQ_STEP);
+		if (sft_decoder_new(e->model, seq, &dec, &err) != SFT_OK)
+			SftReportCoreError(&err, psprintf("model \"%s\"", e->name));
+		lease->decoder = dec;
+		lease->decoder_seq = seq;
+	}
+	e->lent_bytes += SftDecoderBytes(&e->config, lease->decoder_seq);
+	sft_decoder_reset(lease->decoder);
+	return lease->decoder;
+}
+
+SftTrainer *
+SftModelLeaseEvaluator(SftModelLease *lease, int max_tokens)
+{
+	SftModelCacheEntry *e = lease->entry;
+	SftTrainer *tr = NULL;
+	SftError	err = {0};
+
+	Assert(!lease->released);
+	if (lease->evaluator && lease->evaluator_tokens >= max_tokens)
+		return lease->evaluator;
+	SftLeaseReturnEvaluator(lease);
+	if (e->spare_evaluator && e->spare_evaluator_tokens >= max_tokens)
+	{
+		lease->evaluator = e->spare_evaluator;
+		lease->evaluator_tokens = e->spare_evaluator_tokens;
+		e->spare_evaluator = NULL;
+		e->spare_evaluator_tokens = 0;
+		e->spare_evaluator_bytes = 0;
+	}
+	else
+	{
+		if (sft_trainer_new(e->model, max_tokens, 0.0f, 0, &tr, &err) != SFT_OK)
+			SftReportCoreError(&err, psprintf("model \"%s\"", e->name));
+		lease->evaluator = tr;
+		lease->evaluator_tokens = max_tokens;
+	}
+	e->lent_bytes += SftEvaluatorBytes(&e->config, lease->evaluator_tokens, e->model_bytes);
+	return lease->evaluator;
+}
+
+/* ---------------------------------------------------------------------------
+ * SQL: sft_model_cache(), sft_model_cache_clear()
+ * ------------------------------------------------------------------------- */
+
+Datum
+sft_model_cache(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	dlist_iter	it;
+
+	InitMaterializedSRF(fcinfo, 0);
+	dlist_foreach(it, &cache_list)
+	{
+		SftModelCacheEntry *e = dlist_container(SftModelCacheEntry, node, it.cur);
+		Datum		values[9];
+		bool		nulls[9] = {0};
+
+		values[0] = CStringGetTextDatum(e->name);
+		values[1] = ObjectIdGetDatum(e->weights);
+		values[2] = Int64GetDatum((int64) sft_model_num_params(e->model));
+		values[3] = Int64GetDatum((int64) e->model_bytes);
+		values[4] = Int64GetDatum((int64) (e->spare_decoder_bytes + e->spare_evaluator_bytes
+										   + e->lent_bytes));
+		values[5] = TimestampTzGetDatum(e->loaded_at);
+		values[6] = TimestampTzGetDatum(e->last_used);
+		values[7] = Int64GetDatum(e->hits);
+		values[8] = BoolGetDatum(e->pins > 0);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+Datum
+sft_model_cache_clear(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(SftCacheShrink(0, 0));
+}
