@@ -286,9 +286,10 @@ parse_entry(json_object *entry, uint64_t data_len, SftStTensor *t, SftError *err
 						 SHOWN(t->name));
 	if (t->begin > t->end || t->end > data_len)
 		return sft_error(err, SFT_ERR_FORMAT,
-						 "safetensors header: tensor \"%s\": data_offsets [%llu, %llu] lie outside the data region of %llu bytes",
+						 "safetensors header: tensor \"%s\": data_offsets [%llu, %llu] lie outside the data region of %llu bytes%s",
 						 SHOWN(t->name), (unsigned long long) t->begin,
-						 (unsigned long long) t->end, (unsigned long long) data_len);
+						 (unsigned long long) t->end, (unsigned long long) data_len,
+						 t->begin <= t->end ? " (is the file truncated?)" : "");
 	bytes = t->end - t->begin;
 	if (t->numel > data_len / itemsize || t->numel * itemsize != bytes)
 		return sft_error(err, SFT_ERR_FORMAT,
