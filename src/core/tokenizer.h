@@ -78,5 +78,13 @@ const char *sft_tokenizer_eos_token(const SftTokenizer *tok);
 int32_t		sft_tokenizer_bos_id(const SftTokenizer *tok);
 int32_t		sft_tokenizer_eos_id(const SftTokenizer *tok);
 const char *sft_tokenizer_chat_template(const SftTokenizer *tok);
+/* tokenizer_config.json add_bos_token: 1 / 0, or -1 when absent. */
+int			sft_tokenizer_add_bos_token(const SftTokenizer *tok);
+
+/*
+ * Tests only: encode with the plain quadratic merge loop and without the
+ * whole-word shortcut, so the fast path can be compared against it.
+ */
+void		sft_tokenizer_set_reference_mode(SftTokenizer *tok, int on);
 
 #endif							/* SFT_CORE_TOKENIZER_H */
