@@ -9,6 +9,7 @@
 #include "fmgr.h"
 #include "utils/guc.h"
 
+#include "model_cache.h"
 #include "sft.h"
 #include "train.h"
 
@@ -22,6 +23,9 @@ _PG_init(void)
 	/* ---- section: GUCs and shared memory (models and training) ---- */
 	SftTrainInit();
 	/* ---- end section ---- */
+
+	/* generation and evaluation: sft.model_cache_size */
+	SftModelCacheInit();
 
 	MarkGUCPrefixReserved("sft");
 }
