@@ -1248,6 +1248,116 @@ test_checkpoint(void)
 }
 
 /* ---------------------------------------------------------------------------
+ * Fixtures written by Python (test/fixtures/weights/make_weights_fixtures.py)
+ * ------------------------------------------------------------------------- */
+
+#define FIXTURES "test/fixtures/weights/"
+
+/* The fixture formula: tensor i (slab order), element j. */
+static float
+fixture_value(int i, size_t j)
+{
+	return (float) ((long) ((i * 31 + j * 7) % 61) - 30) / 64.0f;
+}
+
+static SftModel *
+fixture_model(const char *config_file)
+{
+	SftBuf		text;
+	SftLlamaConfig cfg;
+	SftModel   *model = NULL;
+
+	if (!read_file(config_file, &text) ||
+		sft_llama_config_parse(text.data, text.len, &cfg, NULL) != SFT_OK ||
+		sft_model_new(&cfg, &model, NULL) != SFT_OK)
+		model = NULL;
+	sft_buf_free(&text);
+	return model;
+}
+
+static int
+fixture_values_ok(SftModel *model)
+{
+	const float *p = sft_model_params(model);
+
+	for (int i = 0; i < sft_model_tensor_count(model); i++)
+	{
+		const SftParamTensor *t = sft_model_tensor(model, i);
+
+		for (size_t j = 0; j < t->numel; j++)
+			if (p[t->offset + j] != fixture_value(i, j))
+				return 0;
+	}
+	return 1;
+}
+
+static void
+test_fixtures(void)
+{
+	SftModel   *untied = fixture_model(FIXTURES "config.json");
+	SftModel   *tied = fixture_model(FIXTURES "config_tied.json");
+	SftModel   *smol = fixture_model(FIXTURES "config_smollm2.json");
+	SftBuf		file;
+	SftError	err;
+	SftStatus	st;
+
+	TAP_OK(untied && tied, "fixture configs parse (run from the repository root)");
+	if (!untied || !tied)
+		return;
+	TAP_OK(smol && sft_model_num_params(smol) == 134515008,
+		   "SmolLM2-135M config: 134515008 parameters (%zu)", smol ? sft_model_num_params(smol) : 0);
+	sft_model_free(smol);
+
+	read_file(FIXTURES "untied_f32.safetensors", &file);
+	sft_error_clear(&err);
+	st = sft_safetensors_load_buffer(file.data, file.len, untied, &err);
+	TAP_OK(st == SFT_OK && fixture_values_ok(untied), "untied_f32.safetensors (%s)", err.message);
+	sft_buf_free(&file);
+	read_file(FIXTURES "tied_mixed.safetensors", &file);
+	st = sft_safetensors_load_buffer(file.data, file.len, tied, &err);
+	TAP_OK(st == SFT_OK && fixture_values_ok(tied), "tied_mixed.safetensors (%s)", err.message);
+	sft_buf_free(&file);
+
+	{
+		SftModel   *m = NULL;
+		float	   *am = NULL;
+		float	   *av = NULL;
+		int64_t		step = 0;
+		char	   *meta = NULL;
+		size_t		n;
+		int			moments_ok = 1;
+
+		read_file(FIXTURES "adamw.ckpt", &file);
+		st = read_ckpt(&file, &m, &am, &av, &step, &meta, &err);
+		n = m ? sft_model_num_params(m) : 0;
+		for (size_t i = 0; i < n && am && av; i++)
+		{
+			float		p = sft_model_params(m)[i];
+
+			moments_ok &= am[i] == p / 2 && av[i] == p * p;
+		}
+		TAP_OK(st == SFT_OK && fixture_values_ok(m) && am && av && moments_ok && step == 12 &&
+			   meta && strcmp(meta, "{\"run\": 1, \"epoch\": 0}") == 0,
+			   "adamw.ckpt written by Python (%s)", err.message);
+		sft_buf_free(&file);
+		sft_model_free(m);
+		sft_free(am);
+		sft_free(av);
+		sft_free(meta);
+		read_file(FIXTURES "weights_only.ckpt", &file);
+		m = NULL;
+		st = read_ckpt(&file, &m, &am, &av, &step, &meta, &err);
+		TAP_OK(st == SFT_OK && fixture_values_ok(m) && am == NULL && meta == NULL &&
+			   sft_model_config(m)->tie_word_embeddings == 1,
+			   "weights_only.ckpt written by Python (%s)", err.message);
+		sft_buf_free(&file);
+		sft_model_free(m);
+	}
+	sft_model_free(untied);
+	sft_model_free(tied);
+}
+
+/* ---------------------------------------------------------------------------
  * Out of memory: every allocation failing in turn is reported, never crashes
  * ------------------------------------------------------------------------- */
 
@@ -1340,6 +1450,7 @@ main(void)
 	test_damaged();
 	test_dirs();
 	test_checkpoint();
+	test_fixtures();
 	test_out_of_memory();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp_root);
 	if (system(cmd) != 0)
