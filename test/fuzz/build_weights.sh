@@ -1,0 +1,96 @@
+#!/bin/bash
+# build_weights.sh: builds the libFuzzer targets of the weight files and
+# their seed corpora, and optionally runs one.
+#
+#   test/fuzz/build_weights.sh                      build into $OUT
+#   test/fuzz/build_weights.sh run TARGET SECONDS   build, then fuzz TARGET
+#                                                   (safetensors | config |
+#                                                   checkpoint) under nice
+#
+# OUT (default /tmp/sft-fuzz-weights) holds the binaries, corpora and any
+# crash files; it is outside the repository on purpose (make clean removes
+# test/fuzz/fuzz_* binaries by pattern).  The core is compiled with clang,
+# ASan and UBSan, and FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION, which makes
+# the checkpoint reader skip its checksums so the fuzzer gets past them.
+set -eu
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/sft-fuzz-weights}
+CC=${FUZZ_CC:-clang}
+mkdir -p "$OUT/obj"
+SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+CFLAGS="-std=gnu11 -g -O1 $SAN -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -Isrc/core \
+	$(pkg-config --cflags json-c libpcre2-8 openblas 2>/dev/null || echo -I/usr/include/json-c)"
+LIBS="$(pkg-config --libs json-c libpcre2-8 openblas 2>/dev/null || echo -ljson-c -lpcre2-8 -lopenblas) -lm -lpthread"
+
+objs=()
+for src in src/core/*.c; do
+	obj="$OUT/obj/$(basename "${src%.c}").o"
+	if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ -n "$(find src/core -name '*.h' -newer "$obj")" ]; then
+		$CC $CFLAGS -fsanitize=fuzzer-no-link -c "$src" -o "$obj"
+	fi
+	objs+=("$obj")
+done
+for target in safetensors config checkpoint; do
+	$CC $CFLAGS -fsanitize=fuzzer -o "$OUT/fuzz_$target" "test/fuzz/fuzz_$target.c" "${objs[@]}" $LIBS
+done
+
+# Seed corpora from the fixtures (and a few edge cases).  The safetensors
+# target reads a selector byte first: 0 = untied model, 1 = tied model.
+fx=test/fixtures/weights
+mkdir -p "$OUT/corpus_safetensors" "$OUT/corpus_config" "$OUT/corpus_checkpoint"
+{ printf '\0'; cat "$fx/untied_f32.safetensors"; } >"$OUT/corpus_safetensors/untied_f32"
+{ printf '\1'; cat "$fx/tied_mixed.safetensors"; } >"$OUT/corpus_safetensors/tied_mixed"
+printf '\0\2\0\0\0\0\0\0\0{}' >"$OUT/corpus_safetensors/empty_header"
+cp "$fx"/config*.json "$OUT/corpus_config/"
+printf '{"hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 4, "vocab_size": 8, "rope_parameters": {"rope_type": "default", "rope_theta": 5e5}, "eos_token_id": [2, 3], "model_type": "mistral", "sliding_window": null}' \
+	>"$OUT/corpus_config/variants.json"
+cp "$fx"/*.ckpt "$OUT/corpus_checkpoint/"
+
+cat >"$OUT/weights.dict" <<'DICT'
+"{"
+"}"
+"\"dtype\""
+"\"shape\""
+"\"data_offsets\""
+"\"__metadata__\""
+"\"F32\""
+"\"BF16\""
+"\"F16\""
+"\"I64\""
+"\"model.embed_tokens.weight\""
+"\"lm_head.weight\""
+"\"model.norm.weight\""
+"\"model.layers.0.self_attn.rotary_emb.inv_freq\""
+"\"hidden_size\""
+"\"num_hidden_layers\""
+"\"num_attention_heads\""
+"\"num_key_value_heads\""
+"\"head_dim\""
+"\"intermediate_size\""
+"\"vocab_size\""
+"\"rope_theta\""
+"\"rope_scaling\""
+"\"rope_parameters\""
+"\"tie_word_embeddings\""
+"\"model_type\""
+"\"mistral\""
+"\"sliding_window\""
+"\"architectures\""
+"\"bos_token_id\""
+"\"eos_token_id\""
+"null"
+"true"
+"false"
+"SFTCKPT\x00"
+DICT
+echo "built $OUT/fuzz_{safetensors,config,checkpoint}"
+
+if [ "${1:-}" = run ]; then
+	target=$2
+	seconds=${3:-600}
+	mkdir -p "$OUT/crashes_$target"
+	cd "$OUT"
+	exec nice -n 19 "./fuzz_$target" -max_total_time="$seconds" -max_len=16384 \
+		-dict=weights.dict -artifact_prefix="crashes_$target/" -print_final_stats=1 \
+		"corpus_$target"
+fi
