@@ -7,8 +7,9 @@
  *                [--split-special] [--offsets] < corpus.jsonl
  *
  * Reads one JSON string per input line and prints one JSON object per line:
- *   {"ids":[...], "rt":1, "offsets":[...]}
- * where rt says whether decode(encode(text)) == text, or {"error":"..."}.
+ *   {"ids":[...], "rt":1, "text":"...", "offsets":[...]}
+ * where text is decode(encode(input)) and rt says whether it equals the
+ * input; or {"error":"..."}.
  */
 #include <json.h>
 #include <stdio.h>
@@ -150,13 +151,16 @@ main(int argc, char **argv)
 		}
 		else
 		{
+			json_object *decoded;
 			int			rt = text.len == (size_t) json_object_get_string_len(obj) &&
 				memcmp(text.data ? text.data : "", json_object_get_string(obj), text.len) == 0;
 
 			printf("{\"ids\":[");
 			for (size_t i = 0; i < ids.len; i++)
 				printf(i ? ",%d" : "%d", ids.data[i]);
-			printf("],\"rt\":%d", rt);
+			decoded = json_object_new_string_len(text.data ? text.data : "", (int) text.len);
+			printf("],\"rt\":%d,\"text\":%s", rt, json_object_to_json_string_ext(decoded, JSON_C_TO_STRING_PLAIN));
+			json_object_put(decoded);
 			if (want_offsets)
 			{
 				printf(",\"offsets\":[");
