@@ -1,0 +1,230 @@
+-- Generation from SQL: the text, stream, raw and token forms; sampling and
+-- its settings; stop strings; context limits; bad input; the model cache.
+SET client_min_messages = warning;
+\set tokjson `cat test/fixtures/tiny_bpe.json`
+\set tokcfg `cat test/fixtures/tiny_config_chatml.json`
+SELECT tokenizer FROM sft_tokenizer_load('gen_tok', :'tokjson', :'tokcfg');
+\set cfg '{"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 64, "vocab_size": 386, "max_position_embeddings": 128, "tie_word_embeddings": false}'
+SELECT sft_model_create('gen_m', 'gen_tok', :'cfg', 7) > 0 AS created;
+RESET client_min_messages;
+\set hello '[{"role": "user", "content": "Hello!"}]'
+
+-- ---------------------------------------------------------------------------
+-- Greedy decoding is deterministic, and the text is the token-level result
+-- decoded: the chat template's generation prompt, then max_new_tokens ids.
+-- ---------------------------------------------------------------------------
+SELECT sft_generate('gen_m', :'hello'::jsonb, 24) AS greedy \gset
+SELECT sft_generate('gen_m', :'hello'::jsonb, 24) = :'greedy' AS greedy_repeats,
+       length(:'greedy') > 0 AS not_empty;
+SELECT sft_tokenize('gen_tok', sft_render('gen_tok', :'hello', true), true) AS prompt_ids \gset
+SELECT array_length(sft_generate_tokens('gen_m', :'prompt_ids', 24), 1) AS n_tokens;
+SELECT sft_detokenize('gen_tok', sft_generate_tokens('gen_m', :'prompt_ids', 24), true) = :'greedy'
+       AS text_is_decoded_tokens;
+-- fewer tokens give a prefix of the text
+SELECT starts_with(:'greedy', sft_generate('gen_m', :'hello'::jsonb, 5)) AS shorter_is_prefix,
+       sft_generate_tokens('gen_m', :'prompt_ids', 5)
+       = (sft_generate_tokens('gen_m', :'prompt_ids', 24))[1:5] AS tokens_prefix;
+-- the text overload is one user message
+SELECT sft_generate('gen_m', 'Hello!'::text, 24) = :'greedy' AS text_form_same;
+SELECT sft_generate('gen_m', messages => :'hello', max_new_tokens => 24) = :'greedy' AS named_form_same;
+-- a system message changes the prompt (it replaces the template's default)
+SELECT sft_generate('gen_m', '[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello!"}]'::jsonb, 24)
+       <> :'greedy' AS system_changes_reply;
+-- raw continuation: no template; special-token text is the special token
+SELECT sft_generate_raw('gen_m', 'The sea is', 16)
+       = sft_detokenize('gen_tok', sft_generate_tokens('gen_m', sft_tokenize('gen_tok', 'The sea is', true), 16), true)
+       AS raw_is_decoded_tokens;
+SELECT sft_generate_raw('gen_m', sft_render('gen_tok', :'hello', true), 24) = :'greedy' AS raw_of_rendered_prompt;
+
+-- ---------------------------------------------------------------------------
+-- Sampling: a seed reproduces the text; settings that leave one candidate are
+-- greedy; temperature 0 ignores the seed.
+-- ---------------------------------------------------------------------------
+SELECT sft_generate('gen_m', :'hello'::jsonb, 24, temperature => 1.0, seed => 42) AS sampled \gset
+SELECT sft_generate('gen_m', :'hello'::jsonb, 24, temperature => 1.0, seed => 42) = :'sampled' AS same_seed_same_text,
+       :'sampled' <> :'greedy' AS sampled_differs_from_greedy;
+SELECT count(DISTINCT sft_generate('gen_m', :'hello'::jsonb, 24, temperature => 1.0, seed => s)) > 1 AS seeds_differ
+  FROM generate_series(1, 5) s;
+SELECT count(DISTINCT sft_generate('gen_m', :'hello'::jsonb, 24, temperature => 1.0)) > 1 AS no_seed_is_random
+  FROM generate_series(1, 5) s;
+SELECT sft_generate('gen_m', :'hello'::jsonb, 24, temperature => 0.8, top_k => 1, seed => 3) = :'greedy' AS top_k_1_is_greedy,
+       sft_generate('gen_m', :'hello'::jsonb, 24, temperature => 0.8, top_p => 1e-9, seed => 3) = :'greedy' AS tiny_top_p_is_greedy,
+       sft_generate('gen_m', :'hello'::jsonb, 24, temperature => 0, seed => 3) = :'greedy' AS greedy_ignores_seed,
+       sft_generate('gen_m', :'hello'::jsonb, 24, temperature => 1.0, top_k => 5, top_p => 0.9, seed => 9)
+     = sft_generate('gen_m', :'hello'::jsonb, 24, temperature => 1.0, top_k => 5, top_p => 0.9, seed => 9) AS filtered_repeats;
+SELECT sft_generate_tokens('gen_m', :'prompt_ids', 24, temperature => 1.0, seed => 42)
+     = sft_generate_tokens('gen_m', :'prompt_ids', 24, temperature => 1.0, seed => 42) AS tokens_same_seed;
+
+-- ---------------------------------------------------------------------------
+-- Streaming: one row per piece, never empty, concatenated = sft_generate.
+-- ---------------------------------------------------------------------------
+SELECT count(*) > 1 AS several_rows, bool_and(length(piece) > 0) AS no_empty_piece,
+       string_agg(piece, '' ORDER BY n) = :'greedy' AS concatenation_is_greedy
+  FROM sft_generate_stream('gen_m', :'hello'::jsonb, 24) WITH ORDINALITY AS t(piece, n);
+SELECT string_agg(piece, '' ORDER BY n) = :'sampled' AS concatenation_is_sampled
+  FROM sft_generate_stream('gen_m', :'hello'::jsonb, 24, temperature => 1.0, seed => 42) WITH ORDINALITY AS t(piece, n);
+SELECT string_agg(piece, '' ORDER BY n) = :'greedy' AS text_form_stream
+  FROM sft_generate_stream('gen_m', 'Hello!', 24) WITH ORDINALITY AS t(piece, n);
+-- in the select list the rows come one by one, as they are generated
+SELECT string_agg(p, '') = :'greedy' AS select_list_stream
+  FROM (SELECT sft_generate_stream('gen_m', :'hello'::jsonb, 24) AS p) s;
+-- a scan stopped early gives the model back
+SELECT length(p) > 0 AS first_piece FROM (SELECT sft_generate_stream('gen_m', :'hello'::jsonb, 24) AS p LIMIT 1) s;
+SELECT model, in_use FROM sft_model_cache() WHERE model = 'gen_m';
+
+-- ---------------------------------------------------------------------------
+-- Stop strings: the text ends just before the first occurrence of any.
+-- ---------------------------------------------------------------------------
+SELECT sft_generate('gen_m', :'hello'::jsonb, 24, stop => ARRAY[substr(:'greedy', 6, 3)])
+     = left(:'greedy', strpos(:'greedy', substr(:'greedy', 6, 3)) - 1) AS cut_before_stop;
+SELECT sft_generate('gen_m', :'hello'::jsonb, 24, stop => ARRAY[substr(:'greedy', 9, 2), substr(:'greedy', 4, 4)])
+     = left(:'greedy', least(strpos(:'greedy', substr(:'greedy', 9, 2)), strpos(:'greedy', substr(:'greedy', 4, 4))) - 1)
+       AS earliest_stop_wins;
+SELECT sft_generate('gen_m', :'hello'::jsonb, 24, stop => ARRAY[left(:'greedy', 2)]) = '' AS stop_at_start;
+SELECT sft_generate('gen_m', :'hello'::jsonb, 24, stop => ARRAY['never in the output ' || chr(10000)]) = :'greedy' AS absent_stop;
+SELECT coalesce(string_agg(piece, '' ORDER BY n), '')
+     = sft_generate('gen_m', :'hello'::jsonb, 24, stop => ARRAY[substr(:'greedy', 6, 3)]) AS stream_stops_too
+  FROM sft_generate_stream('gen_m', :'hello'::jsonb, 24, stop => ARRAY[substr(:'greedy', 6, 3)]) WITH ORDINALITY AS t(piece, n);
+SELECT sft_generate('gen_m', :'hello'::jsonb, 24, stop => '{}') = :'greedy' AS empty_stop_list;
+
+-- ---------------------------------------------------------------------------
+-- The context (128 tokens here): prompt + reply never exceed it.
+-- ---------------------------------------------------------------------------
+SELECT array_length(:'prompt_ids'::int[], 1) AS prompt_tokens;
+SELECT array_length(sft_generate_tokens('gen_m', :'prompt_ids', 128), 1) AS tokens_until_full;
+SELECT length(sft_generate('gen_m', :'hello'::jsonb, 128)) > 0 AS full_context_text;
+SELECT array_length(sft_generate_tokens('gen_m', array_fill(72, ARRAY[127]), 10), 1) AS one_token_room;
+
+-- ---------------------------------------------------------------------------
+-- Bad input: clear errors, nothing kept busy.
+-- ---------------------------------------------------------------------------
+SELECT sft_generate('no_such_model', :'hello'::jsonb);
+SELECT sft_generate(NULL, :'hello'::jsonb);
+SELECT sft_generate('gen_m', NULL::jsonb);
+SELECT sft_generate('gen_m', NULL::text);
+SELECT sft_generate('gen_m', :'hello'::jsonb, NULL);
+SELECT sft_generate('gen_m', :'hello'::jsonb, temperature => NULL);
+SELECT sft_generate('gen_m', :'hello'::jsonb, top_k => NULL);
+SELECT sft_generate('gen_m', :'hello'::jsonb, top_p => NULL);
+SELECT sft_generate('gen_m', :'hello'::jsonb, 0);
+SELECT sft_generate('gen_m', :'hello'::jsonb, -5);
+SELECT sft_generate('gen_m', :'hello'::jsonb, 129);
+SELECT sft_generate('gen_m', :'hello'::jsonb);
+SELECT sft_generate('gen_m', :'hello'::jsonb, temperature => -0.5);
+SELECT sft_generate('gen_m', :'hello'::jsonb, temperature => 'NaN');
+SELECT sft_generate('gen_m', :'hello'::jsonb, temperature => 'Infinity');
+SELECT sft_generate('gen_m', :'hello'::jsonb, top_k => -1);
+SELECT sft_generate('gen_m', :'hello'::jsonb, top_p => 0);
+SELECT sft_generate('gen_m', :'hello'::jsonb, top_p => 1.5);
+SELECT sft_generate('gen_m', :'hello'::jsonb, top_p => -0.1);
+SELECT sft_generate('gen_m', :'hello'::jsonb, stop => ARRAY['a', NULL]);
+SELECT sft_generate('gen_m', :'hello'::jsonb, stop => ARRAY['']);
+SELECT sft_generate('gen_m', :'hello'::jsonb, stop => (SELECT array_agg(i::text) FROM generate_series(1, 65) i));
+SELECT sft_generate('gen_m', '[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]'::jsonb, 4);
+SELECT sft_generate('gen_m', '[]'::jsonb, 4);
+SELECT sft_generate('gen_m', '{"role": "user"}'::jsonb, 4);
+SELECT sft_generate('gen_m', '[{"role": "robot", "content": "Hi"}]'::jsonb, 4);
+SELECT sft_generate('gen_m', repeat('hello there ', 80), 4);
+SELECT sft_generate('gen_m', '[{"role": "user", "content": "Hello!"}]', 4);
+SELECT sft_generate('gen_m', '  [{"role": "user", "content": "Hello!"}]  '::text, 4);
+SELECT sft_generate('gen_m', '[1, 2] is a list'::text, 4) IS NOT NULL AS json_looking_text_is_fine;
+SELECT sft_generate_raw('gen_m', '', 4);
+SELECT sft_generate_raw('gen_m', NULL);
+SELECT sft_generate_tokens('gen_m', '{}'::int[], 4);
+SELECT sft_generate_tokens('gen_m', '{1, -1}'::int[], 4);
+SELECT sft_generate_tokens('gen_m', '{1, 386}'::int[], 4);
+SELECT sft_generate_tokens('gen_m', '{1, NULL}'::int[], 4);
+SELECT sft_generate_tokens('gen_m', '{{1, 2}, {3, 4}}'::int[], 4);
+SELECT sft_generate_tokens('gen_m', array_fill(72, ARRAY[128]), 1);
+SELECT * FROM sft_generate_stream('gen_m', :'hello'::jsonb, 0);
+SELECT * FROM sft_generate_stream('no_such_model', 'Hello!');
+-- a tokenizer without a chat template: chat forms refuse, raw and token forms work
+SET client_min_messages = warning;
+SELECT tokenizer FROM sft_tokenizer_load('gen_tok_plain', :'tokjson');
+SELECT sft_model_create('gen_plain', 'gen_tok_plain', :'cfg', 7) > 0 AS created;
+RESET client_min_messages;
+SELECT sft_generate('gen_plain', :'hello'::jsonb, 4);
+SELECT length(sft_generate_raw('gen_plain', 'The sea is', 4)) > 0 AS raw_without_template;
+-- errors left nothing in use
+SELECT model, in_use FROM sft_model_cache() ORDER BY model;
+
+-- ---------------------------------------------------------------------------
+-- The model cache: hits, invalidation when the model is re-created or
+-- dropped, the memory bound, errors and cancellation mid-generation.
+-- ---------------------------------------------------------------------------
+SELECT sft_model_cache_clear() >= 1 AS cleared;
+SELECT count(*) AS cached_after_clear FROM sft_model_cache();
+SELECT length(sft_generate('gen_m', :'hello'::jsonb, 4)) > 0 AS loaded;
+SELECT length(sft_generate('gen_m', :'hello'::jsonb, 4)) > 0 AS from_cache;
+SELECT c.model, c.weights = m.weights AS same_weights, c.parameters, c.model_bytes = 4 * c.parameters AS fp32_bytes,
+       c.work_bytes > 0 AS has_kv_cache, c.hits, c.in_use, c.loaded_at <= c.last_used AS times_ordered
+  FROM sft_model_cache() c JOIN sft_models m ON m.name = c.model;
+-- re-created under the same name: the cache sees the new weights
+SELECT sft_model_drop('gen_m');
+SELECT sft_generate('gen_m', :'hello'::jsonb, 4);
+SELECT count(*) AS dropped_model_not_cached FROM sft_model_cache() WHERE model = 'gen_m';
+SET client_min_messages = warning;
+SELECT sft_model_create('gen_m', 'gen_tok', :'cfg', 8) > 0 AS recreated;
+RESET client_min_messages;
+SELECT sft_generate('gen_m', :'hello'::jsonb, 24) <> :'greedy' AS new_weights_new_text;
+SELECT c.weights = m.weights AS cache_has_new_weights, c.hits
+  FROM sft_model_cache() c JOIN sft_models m ON m.name = c.model WHERE c.model = 'gen_m';
+-- the bound: two models of 0.6 MB do not fit in 1 MB; the least recently used goes
+SET client_min_messages = warning;
+SELECT sft_model_create(name, 'gen_tok', '{"hidden_size": 64, "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 128, "vocab_size": 386, "max_position_embeddings": 128, "tie_word_embeddings": false}', 1)
+  FROM (VALUES ('gen_a'), ('gen_b')) v(name);
+RESET client_min_messages;
+SET sft.model_cache_size = '1MB';
+SELECT model FROM sft_model_cache() ORDER BY model;
+SELECT length(sft_generate_raw('gen_a', 'The sea', 4)) > 0 AS used_a;
+SELECT model, model_bytes FROM sft_model_cache() ORDER BY model;
+SELECT length(sft_generate_raw('gen_b', 'The sea', 4)) > 0 AS used_b;
+SELECT model, model_bytes FROM sft_model_cache() ORDER BY model;
+SELECT sum(model_bytes + work_bytes) <= 1024 * 1024 AS within_bound FROM sft_model_cache();
+RESET sft.model_cache_size;
+SELECT length(sft_generate_raw('gen_a', 'The sea', 4)) > 0 AS used_a_again;
+SELECT model, hits FROM sft_model_cache() ORDER BY last_used;
+SET sft.model_cache_size = 0;
+SELECT count(*) AS nothing_kept_at_size_0 FROM sft_model_cache();
+SELECT length(sft_generate('gen_m', :'hello'::jsonb, 4)) > 0 AS works_uncached;
+SELECT count(*) AS still_nothing_kept FROM sft_model_cache();
+RESET sft.model_cache_size;
+SHOW sft.model_cache_size;
+SET sft.model_cache_size = -1;
+-- an error in the middle of a streaming scan gives the model back
+SELECT length(sft_generate('gen_m', :'hello'::jsonb, 4)) > 0 AS warm;
+SELECT CASE WHEN length(p) > 0 THEN 1 / 0 END FROM (SELECT sft_generate_stream('gen_m', :'hello'::jsonb, 24) AS p) s;
+SELECT model, in_use FROM sft_model_cache() WHERE model = 'gen_m';
+-- ... and so does a cancelled generation (a bigger model, so that it takes long enough)
+SET client_min_messages = warning;
+SELECT sft_model_create('gen_big', 'gen_tok', '{"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 512, "vocab_size": 386, "max_position_embeddings": 4096}', 1) > 0 AS created;
+RESET client_min_messages;
+SET statement_timeout = '200ms';
+SELECT length(sft_generate_raw('gen_big', 'The sea', 4000)) > 0;
+RESET statement_timeout;
+SELECT model, in_use FROM sft_model_cache() WHERE model = 'gen_big';
+SELECT length(sft_generate('gen_m', :'hello'::jsonb, 24)) > 0 AS works_after_errors;
+
+-- ---------------------------------------------------------------------------
+-- Privileges: reading a model needs SELECT on its weights' large object, on
+-- every call, even when this backend has the model cached.
+-- ---------------------------------------------------------------------------
+CREATE ROLE gen_reader;
+SELECT length(sft_generate('gen_m', :'hello'::jsonb, 4)) > 0 AS cached_by_superuser;
+SET ROLE gen_reader;
+\set VERBOSITY terse
+SELECT sft_generate('gen_m', :'hello'::jsonb, 4);
+\set VERBOSITY default
+RESET ROLE;
+DO $$ BEGIN
+  EXECUTE format('GRANT SELECT ON LARGE OBJECT %s TO gen_reader', (SELECT weights FROM sft_models WHERE name = 'gen_m'));
+END $$;
+SET ROLE gen_reader;
+SELECT sft_generate('gen_m', :'hello'::jsonb, 24) = sft_generate('gen_m', 'Hello!', 24) AS reader_generates;
+RESET ROLE;
+
+SET client_min_messages = warning;
+SELECT sft_model_drop(name) FROM sft_models WHERE name IN ('gen_m', 'gen_plain', 'gen_big', 'gen_a', 'gen_b') ORDER BY name;
+DROP ROLE gen_reader;
+SELECT sft_tokenizer_drop('gen_tok');
+SELECT sft_tokenizer_drop('gen_tok_plain');
