@@ -912,7 +912,7 @@ sft_wait(PG_FUNCTION_ARGS)
 	SftRunFetchOrError(run_id, &row, false);
 	if (strcmp(row.status, "failed") == 0)
 		ereport(WARNING,
-				(errmsg("training run %lld failed: %s", (long long) run_id,
+				(errmsg("training run failed: %s",
 						row.error ? row.error : "no message")));
 	PG_RETURN_TEXT_P(cstring_to_text(SftRunVisibleStatus(&row)));
 }
@@ -934,16 +934,17 @@ sft_cancel(PG_FUNCTION_ARGS)
 
 	/*
 	 * Wait until the worker has recorded the cancellation and gone, so the
-	 * caller sees "cancelled" right after.  A worker still waiting for the
-	 * transaction that queued the run cannot record anything yet: it will
-	 * when that transaction commits.
+	 * caller sees "cancelled" right after.  A worker waiting for this very
+	 * transaction (which queued the run) cannot record anything before it
+	 * commits: then the flag is all we can leave.
 	 */
 	for (;;)
 	{
 		slot = SftProgressFind(run_id, MyDatabaseId);
 		if (slot < 0 || !SftProgressRead(slot, run_id, MyDatabaseId, &p))
 			break;
-		if (p.phase == SFT_PHASE_STARTING)
+		if (p.phase == SFT_PHASE_STARTING && TransactionIdIsValid(p.creator_xid) &&
+			TransactionIdIsCurrentTransactionId(p.creator_xid))
 			break;
 		SftProgressSleep(slot, 1000);
 		CHECK_FOR_INTERRUPTS();

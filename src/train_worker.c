@@ -663,6 +663,20 @@ SftLoadData(SftRun *run)
 	SftDatasetFree(&all);
 	SftDatasetFree(&valid_all);
 
+	/* The counts go into the run row now, so that a run with nothing to train on shows why. */
+	SftBeginTransaction();
+	SftCatalogExec("UPDATE " SFT_SCHEMA ".sft_run_table SET rows_read = $2, rows_used = $3, "
+				   "rows_too_long = $4, rows_truncated = $5, rows_no_assistant = $6, rows_null = $7, "
+				   "validation_rows = $8, tokens = $9, target_tokens = $10 WHERE id = $1",
+				   10, (Oid[]) {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID,
+					   INT8OID, INT8OID, INT8OID},
+				   (Datum[]) {Int64GetDatum(run->id), Int64GetDatum(run->counts.read),
+					   Int64GetDatum(run->train.n), Int64GetDatum(run->counts.too_long),
+					   Int64GetDatum(run->counts.truncated), Int64GetDatum(run->counts.no_assistant),
+					   Int64GetDatum(run->counts.null), Int64GetDatum(run->valid.n),
+				   Int64GetDatum(run->train.total), Int64GetDatum(run->train.targets)}, NULL, SPI_OK_UPDATE);
+	SftCommitTransaction();
+
 	if (run->train.n == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
@@ -875,17 +889,9 @@ SftTrainLoop(SftRun *run)
 	run->progress.eta_seconds = -1;
 
 	SftBeginTransaction();
-	SftCatalogExec("UPDATE " SFT_SCHEMA ".sft_run_table SET rows_read = $2, rows_used = $3, "
-				   "rows_too_long = $4, rows_truncated = $5, rows_no_assistant = $6, rows_null = $7, "
-				   "validation_rows = $8, tokens = $9, target_tokens = $10, steps = $11 WHERE id = $1",
-				   11, (Oid[]) {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID,
-					   INT8OID, INT8OID, INT8OID, INT8OID},
-				   (Datum[]) {Int64GetDatum(run->id), Int64GetDatum(run->counts.read),
-					   Int64GetDatum(run->train.n), Int64GetDatum(run->counts.too_long),
-					   Int64GetDatum(run->counts.truncated), Int64GetDatum(run->counts.no_assistant),
-					   Int64GetDatum(run->counts.null), Int64GetDatum(run->valid.n),
-					   Int64GetDatum(run->train.total), Int64GetDatum(run->train.targets),
-				   Int64GetDatum(total_steps)}, NULL, SPI_OK_UPDATE);
+	SftCatalogExec("UPDATE " SFT_SCHEMA ".sft_run_table SET steps = $2 WHERE id = $1",
+				   2, (Oid[]) {INT8OID, INT8OID},
+				   (Datum[]) {Int64GetDatum(run->id), Int64GetDatum(total_steps)}, NULL, SPI_OK_UPDATE);
 	SftCommitTransaction();
 
 	for (int epoch = run->start_epoch; epoch <= o->epochs; epoch++)
@@ -1130,7 +1136,7 @@ SftTrainWorkerMain(Datum main_arg)
 		AbortOutOfAnyTransaction();
 		RESUME_INTERRUPTS();
 
-		message = edata->detail ? psprintf("%s (%s)", edata->message, edata->detail)
+		message = edata->detail ? psprintf("%s. %s", edata->message, edata->detail)
 			: pstrdup(edata->message);
 		SftRecordEnd(run->id, "failed", message);
 	}
