@@ -1,0 +1,235 @@
+/*
+ * parity_driver.c: runs the C core on a tiny random Llama model and writes
+ * everything llama_ref.py needs to recompute it in PyTorch, as raw
+ * little-endian binary files (no safetensors: this test must not depend on
+ * the weight-file code it would then also be testing).
+ *
+ *   parity_driver OUTDIR TIED
+ *
+ * Files (float32 / int32 raw arrays; text files are "key value" lines):
+ *   config.txt          model config and AdamW settings, n_steps, n_micro
+ *   tensors.txt         "name offset ndim d0 d1 weight_decay" per tensor
+ *   params0.bin         initial parameter slab [n_params]
+ *   b{s}_{j}_lens.bin / _tokens.bin / _mask.bin   micro-batch j of step s
+ *   logits.bin          decoder logits at every position of each sequence of
+ *                       micro-batch b0_0, fed one token at a time with the
+ *                       KV cache: [T, V]
+ *   loss.txt            per step: summed loss and target count
+ *   grads0.bin          summed gradient of step 0 (before the optimizer)
+ *   params{s+1}.bin     parameters after optimizer step s
+ *   steps.txt           per step: lr and gradient norm (before clipping)
+ */
+#include "model.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define N_STEPS 3
+#define N_MICRO 2
+
+static int
+write_raw(const char *dir, const char *name, const void *data, size_t bytes)
+{
+	char		path[4096];
+	FILE	   *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "wb");
+	if (f == NULL || fwrite(data, 1, bytes, f) != bytes || fclose(f) != 0)
+	{
+		fprintf(stderr, "parity_driver: cannot write %s\n", path);
+		exit(1);
+	}
+	return 0;
+}
+
+static FILE *
+open_text(const char *dir, const char *name)
+{
+	char		path[4096];
+	FILE	   *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	if (f == NULL)
+	{
+		fprintf(stderr, "parity_driver: cannot write %s\n", path);
+		exit(1);
+	}
+	return f;
+}
+
+static void
+die(const SftError *err)
+{
+	fprintf(stderr, "parity_driver: %s\n", err->message);
+	exit(1);
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *dir;
+	int			tied;
+	SftLlamaConfig cfg = {
+		.hidden_size = 32, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .head_dim = 8,
+		.intermediate_size = 48, .vocab_size = 50, .max_position = 64,
+		.rms_norm_eps = 1e-5f, .rope_theta = 10000.0f, .bos_token_id = -1, .eos_token_id = -1
+	};
+	SftAdamWConfig adam = {0.9, 0.95, 1e-8, 0.1, 0.0};
+	/* sequence lengths of each micro-batch (packed), the same for every step */
+	static const int lens[N_MICRO][3] = {{9, 5, 12}, {7, 10, 0}};
+	static const int n_seqs[N_MICRO] = {3, 2};
+	SftModel   *m = NULL;
+	SftTrainer *tr = NULL;
+	SftDecoder *dec = NULL;
+	SftError	err = {0};
+	SftRng		rng;
+	size_t		n;
+	float	   *p;
+	FILE	   *f,
+			   *floss,
+			   *fsteps;
+	int32_t		tokens[N_STEPS][N_MICRO][32],
+				mask[N_STEPS][N_MICRO][32];
+
+	if (argc != 3)
+	{
+		fprintf(stderr, "usage: parity_driver OUTDIR TIED(0|1)\n");
+		return 2;
+	}
+	dir = argv[1];
+	tied = atoi(argv[2]) != 0;
+	cfg.tie_word_embeddings = tied;
+	openblas_set_num_threads(1);
+
+	if (sft_model_new(&cfg, &m, &err) != SFT_OK ||
+		sft_trainer_new(m, 32, 0.0f, 1, &tr, &err) != SFT_OK ||
+		sft_decoder_new(m, 32, &dec, &err) != SFT_OK)
+		die(&err);
+	n = sft_model_num_params(m);
+	p = sft_model_params(m);
+
+	/* weights larger than HF's 0.02 so every term of the gradient is sizeable */
+	sft_rng_seed(&rng, 1000 + tied);
+	for (int i = 0; i < sft_model_tensor_count(m); i++)
+	{
+		const SftParamTensor *t = sft_model_tensor(m, i);
+
+		for (size_t j = 0; j < t->numel; j++)
+			p[t->offset + j] = t->ndim == 1 ? 1.0f + 0.1f * sft_rng_normal(&rng)
+				: 0.15f * sft_rng_normal(&rng);
+	}
+	f = open_text(dir, "config.txt");
+	fprintf(f, "hidden_size %d\nn_layers %d\nn_heads %d\nn_kv_heads %d\nhead_dim %d\n"
+			"intermediate_size %d\nvocab_size %d\nrms_norm_eps %.9g\nrope_theta %.9g\n"
+			"tie_word_embeddings %d\nbeta1 %.17g\nbeta2 %.17g\neps %.17g\nweight_decay %.17g\n"
+			"n_steps %d\nn_micro %d\nn_params %zu\n",
+			cfg.hidden_size, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim,
+			cfg.intermediate_size, cfg.vocab_size, cfg.rms_norm_eps, cfg.rope_theta, tied,
+			adam.beta1, adam.beta2, adam.eps, adam.weight_decay, N_STEPS, N_MICRO, n);
+	fclose(f);
+	f = open_text(dir, "tensors.txt");
+	for (int i = 0; i < sft_model_tensor_count(m); i++)
+	{
+		const SftParamTensor *t = sft_model_tensor(m, i);
+
+		fprintf(f, "%s %zu %d %lld %lld %d\n", t->name, t->offset, t->ndim,
+				(long long) t->shape[0], (long long) t->shape[1], t->weight_decay);
+	}
+	fclose(f);
+	write_raw(dir, "params0.bin", p, n * sizeof(float));
+
+	/* data: random tokens, random masks with a few zero runs */
+	for (int s = 0; s < N_STEPS; s++)
+		for (int j = 0; j < N_MICRO; j++)
+		{
+			int			T = 0;
+			char		name[64];
+
+			for (int q = 0; q < n_seqs[j]; q++)
+				T += lens[j][q];
+			for (int t = 0; t < T; t++)
+			{
+				tokens[s][j][t] = (int32_t) (sft_rng_next(&rng) % cfg.vocab_size);
+				mask[s][j][t] = sft_rng_uniform(&rng) < 0.7;
+			}
+			snprintf(name, sizeof(name), "b%d_%d_lens.bin", s, j);
+			write_raw(dir, name, lens[j], sizeof(int) * n_seqs[j]);
+			snprintf(name, sizeof(name), "b%d_%d_tokens.bin", s, j);
+			write_raw(dir, name, tokens[s][j], sizeof(int32_t) * T);
+			snprintf(name, sizeof(name), "b%d_%d_mask.bin", s, j);
+			write_raw(dir, name, mask[s][j], sizeof(int32_t) * T);
+		}
+
+	/* logits of every position of b0_0, through the KV-cached decoder */
+	{
+		int			T = 0,
+					start = 0;
+		float	   *logits;
+
+		for (int q = 0; q < n_seqs[0]; q++)
+			T += lens[0][q];
+		logits = malloc(sizeof(float) * T * cfg.vocab_size);
+		for (int q = 0; q < n_seqs[0]; q++)
+		{
+			sft_decoder_reset(dec);
+			for (int i = 0; i < lens[0][q]; i++)
+				if (sft_decoder_feed(dec, &tokens[0][0][start + i], 1,
+									 logits + (size_t) (start + i) * cfg.vocab_size, &err) != SFT_OK)
+					die(&err);
+			start += lens[0][q];
+		}
+		write_raw(dir, "logits.bin", logits, sizeof(float) * T * cfg.vocab_size);
+		free(logits);
+	}
+
+	floss = open_text(dir, "loss.txt");
+	fsteps = open_text(dir, "steps.txt");
+	for (int s = 0; s < N_STEPS; s++)
+	{
+		double		loss_sum = 0.0,
+					norm;
+		int64_t		n_targets = 0;
+		double		lr = sft_lr_at(SFT_LR_COSINE, 3e-3, s, N_STEPS, 0, 0.1);
+		char		name[64];
+
+		for (int j = 0; j < N_MICRO; j++)
+		{
+			SftBatch	b = {n_seqs[j], lens[j], tokens[s][j], mask[s][j]};
+			double		l;
+			int64_t		nt;
+
+			if (sft_trainer_accumulate(tr, &b, &l, &nt, &err) != SFT_OK)
+				die(&err);
+			loss_sum += l;
+			n_targets += nt;
+		}
+		if (s == 0)
+		{
+			double		sq = 0.0;
+			const float *g = sft_trainer_grads(tr);
+
+			write_raw(dir, "grads0.bin", g, n * sizeof(float));
+			/* clip at 60% of the first step's norm so that clipping is exercised */
+			for (size_t i = 0; i < n; i++)
+				sq += (double) g[i] * g[i];
+			adam.max_grad_norm = 0.6 * sqrt(sq) / (double) n_targets;
+		}
+		fprintf(floss, "%.17g %lld\n", loss_sum, (long long) n_targets);
+		if (sft_trainer_step(tr, n_targets, &adam, lr, &norm, &err) != SFT_OK)
+			die(&err);
+		fprintf(fsteps, "%.17g %.17g %.17g\n", lr, norm, adam.max_grad_norm);
+		snprintf(name, sizeof(name), "params%d.bin", s + 1);
+		write_raw(dir, name, p, n * sizeof(float));
+	}
+	fclose(floss);
+	fclose(fsteps);
+	sft_decoder_free(dec);
+	sft_trainer_free(tr);
+	sft_model_free(m);
+	return 0;
+}
