@@ -136,8 +136,8 @@ SELECT a.tokens = l.tokens AS same_tokens, l.target_tokens < a.target_tokens AS 
        t.tokens <> a.tokens AS llama3_renders_differently
   FROM sft_runs a, sft_runs l, sft_runs t WHERE a.id = :run_all AND l.id = :run_last AND t.id = :run_llama3;
 -- a row longer than max_length: dropped (counted) or truncated (counted)
-SELECT sft_train('trun_data', 'trun_base', 'trun_drop', epochs => 1, max_length => 70) AS run_drop \gset
-SELECT sft_train('trun_data', 'trun_base', 'trun_trunc', epochs => 1, max_length => 70,
+SELECT sft_train('trun_data', 'trun_base', 'trun_drop', epochs => 1, max_length => 65) AS run_drop \gset
+SELECT sft_train('trun_data', 'trun_base', 'trun_trunc', epochs => 1, max_length => 65,
                  options => '{"too_long": "truncate"}') AS run_trunc \gset
 SELECT sft_wait(:run_drop), sft_wait(:run_trunc);
 SELECT id = :run_drop AS dropping, rows_read, rows_used, rows_too_long, rows_truncated, tokens
