@@ -534,6 +534,7 @@ sft_model_drop(PG_FUNCTION_ARGS)
 	List	   *checkpoints = NIL;
 	ListCell   *lc;
 	int64		busy_run = 0;
+	MemoryContext outer_cxt = CurrentMemoryContext;
 
 	SftModelFetch(name, &row, false);
 	SftModelCheckOwner(&row, "drop");
@@ -580,6 +581,8 @@ sft_model_drop(PG_FUNCTION_ARGS)
 	/* Checkpoints of the run that produced the model go with it. */
 	if (row.run_id != 0)
 	{
+		MemoryContext spi_cxt;
+
 		if (SPI_execute_with_args("SELECT checkpoint FROM " SFT_SCHEMA ".sft_run_epochs "
 								  "WHERE run_id = $2 AND checkpoint IS NOT NULL",
 								  2, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
@@ -590,7 +593,10 @@ sft_model_drop(PG_FUNCTION_ARGS)
 			Oid			oid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
 															 SPI_tuptable->tupdesc, 1, &isnull));
 
+			/* the list must outlive SPI_finish */
+			spi_cxt = MemoryContextSwitchTo(outer_cxt);
 			checkpoints = lappend_oid(checkpoints, oid);
+			MemoryContextSwitchTo(spi_cxt);
 		}
 	}
 

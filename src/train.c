@@ -858,7 +858,7 @@ sft_wait(PG_FUNCTION_ARGS)
 	int64		run_id;
 	long		timeout_ms = -1;
 	TimestampTz start = GetCurrentTimestamp();
-	TimestampTz last_notice = start;
+	TimestampTz last_notice = 0;	/* report once at once, then every few seconds */
 	SftRunRow	row;
 
 	SftRequireNotNull(fcinfo, 0, "run");
@@ -884,7 +884,8 @@ sft_wait(PG_FUNCTION_ARGS)
 		SftCheckNotOwnTransaction(&p, "sft_wait()");
 
 		now = GetCurrentTimestamp();
-		if (TimestampDifferenceExceeds(last_notice, now, SFT_WAIT_NOTICE_MS))
+		if (p.phase != SFT_PHASE_STARTING &&
+			TimestampDifferenceExceeds(last_notice, now, SFT_WAIT_NOTICE_MS))
 		{
 			SftReportProgress(&p);
 			last_notice = now;
@@ -900,7 +901,8 @@ sft_wait(PG_FUNCTION_ARGS)
 			}
 			sleep_ms = Min(sleep_ms, timeout_ms - waited);
 		}
-		sleep_ms = Min(sleep_ms, SFT_WAIT_NOTICE_MS - (long) ((now - last_notice) / 1000));
+		if (last_notice != 0)
+			sleep_ms = Min(sleep_ms, SFT_WAIT_NOTICE_MS - (long) ((now - last_notice) / 1000));
 		SftProgressSleep(slot, Max(sleep_ms, 1));
 		CHECK_FOR_INTERRUPTS();
 		/* The row's status moves from queued to running: refresh for a timeout return. */
@@ -1007,6 +1009,7 @@ sft_run_drop(PG_FUNCTION_ARGS)
 	SftUserSwitch sw;
 	List	   *checkpoints = NIL;
 	ListCell   *lc;
+	MemoryContext outer_cxt = CurrentMemoryContext;
 
 	SftRequireNotNull(fcinfo, 0, "run");
 	run_id = PG_GETARG_INT64(0);
@@ -1027,10 +1030,12 @@ sft_run_drop(PG_FUNCTION_ARGS)
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
+		Oid			oid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+														 SPI_tuptable->tupdesc, 1, &isnull));
+		MemoryContext spi_cxt = MemoryContextSwitchTo(outer_cxt);	/* outlives SPI_finish */
 
-		checkpoints = lappend_oid(checkpoints,
-								  DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-																 SPI_tuptable->tupdesc, 1, &isnull)));
+		checkpoints = lappend_oid(checkpoints, oid);
+		MemoryContextSwitchTo(spi_cxt);
 	}
 	SftBecomeCatalogOwner(&sw);
 	if (SPI_execute_with_args("DELETE FROM " SFT_SCHEMA ".sft_run_table WHERE id = $1",

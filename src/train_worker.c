@@ -319,12 +319,16 @@ SftBeginTransaction(void)
 		elog(ERROR, "SPI_connect failed");
 }
 
+static MemoryContext SftWorkerContext = NULL;	/* the run's, current between transactions */
+
 static void
 SftCommitTransaction(void)
 {
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	/* commit leaves TopMemoryContext current: work between transactions in the run's */
+	MemoryContextSwitchTo(SftWorkerContext);
 }
 
 /* Execute a catalog statement as the tables' owner. */
@@ -1096,6 +1100,8 @@ SftTrainWorkerMain(Datum main_arg)
 	cxt = AllocSetContextCreate(TopMemoryContext, "sft training run", ALLOCSET_DEFAULT_SIZES);
 	run = MemoryContextAllocZero(cxt, sizeof(SftRun));
 	run->cxt = cxt;
+	SftWorkerContext = cxt;
+	MemoryContextSwitchTo(cxt);
 	run->id = DatumGetInt64(main_arg);
 	memcpy(&run->args, MyBgworkerEntry->bgw_extra, sizeof(SftWorkerArgs));
 
