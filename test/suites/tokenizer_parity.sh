@@ -160,13 +160,18 @@ fi
 # Our ids through SQL, as compare.js wants them (lines with U+0000 skipped).
 sql_ids() {						# name mode -> stdout
 	local split=false
+	local expect="c.j #>> '{}'"
 	[ "$2" = special ] && split=true
+	# Round trip compared in SQL: psql's display drops some code points.
+	[ "$1" = qwen3 ] && expect="normalize(c.j #>> '{}', NFC)"
 	psql -XAtq -v ON_ERROR_STOP=1 -c "
 SELECT CASE WHEN c.i IS NULL THEN json_build_object('skip', 'U+0000 is not PostgreSQL text')::text
-            ELSE json_build_object('ids', to_json(sft_tokenize('tokparity_$1', c.j #>> '{}', $split)),
-                                   'text', sft_detokenize('tokparity_$1', sft_tokenize('tokparity_$1', c.j #>> '{}', $split)))::text
+            ELSE json_build_object('ids', to_json(t.ids),
+                                   'rt', sft_detokenize('tokparity_$1', t.ids) = $expect)::text
        END
-FROM generate_series(1, $(wc -l <"$work/corpus.jsonl")) g(n) LEFT JOIN tokparity_corpus c ON c.i = g.n
+FROM generate_series(1, $(wc -l <"$work/corpus.jsonl")) g(n)
+     LEFT JOIN tokparity_corpus c ON c.i = g.n
+     LEFT JOIN LATERAL (SELECT sft_tokenize('tokparity_$1', c.j #>> '{}', $split) AS ids) t ON c.i IS NOT NULL
 ORDER BY g.n"
 }
 

