@@ -466,4 +466,30 @@ CREATE FUNCTION sft_loss_chart(step float8[], loss float8[], epoch_step float8[]
     LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION sft_loss_chart(float8[], float8[], float8[], float8[], text) IS
 'an SVG document (no scripts) of train loss per step, epoch ends, and validation loss per epoch (placed at the step where each epoch ended)';
+
+-- The chart of a run: its log rows (train loss every log_every steps) and
+-- epoch rows (validation loss at the step each epoch ended).  Works while the
+-- run is going: it shows what has been logged so far.
+CREATE FUNCTION sft_loss_chart(run bigint) RETURNS text
+    LANGUAGE plpgsql STABLE STRICT
+    SET search_path = @extschema@, pg_catalog
+    AS $$
+DECLARE
+    r record;
+BEGIN
+    SELECT id, source, output INTO r FROM sft_run_table WHERE id = sft_loss_chart.run;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'run % does not exist', sft_loss_chart.run
+            USING ERRCODE = 'undefined_object', HINT = 'See SELECT id, output, status FROM sft_runs.';
+    END IF;
+    RETURN sft_loss_chart(
+        ARRAY(SELECT l.step::float8 FROM sft_run_log l WHERE l.run_id = r.id ORDER BY l.step),
+        ARRAY(SELECT l.loss FROM sft_run_log l WHERE l.run_id = r.id ORDER BY l.step),
+        ARRAY(SELECT e.step::float8 FROM sft_run_epochs e WHERE e.run_id = r.id ORDER BY e.epoch),
+        ARRAY(SELECT e.validation_loss FROM sft_run_epochs e WHERE e.run_id = r.id ORDER BY e.epoch),
+        format('run %s: %s → %s', r.id, r.source, r.output));
+END
+$$;
+COMMENT ON FUNCTION sft_loss_chart(bigint) IS
+'an SVG document of a run''s train loss per logged step and validation loss per epoch (from sft_run_log and sft_run_epochs); save it as a .svg file and open it in a browser';
 -- ==== end section: charts and demo ====
