@@ -161,7 +161,7 @@ FROM sft_run_epochs WHERE run_id = :run ORDER BY epoch;
 SELECT rows, tokens, round(loss::numeric, 4) AS loss, round(perplexity::numeric, 2) AS perplexity
 FROM sft_eval(:'output', 'seed_heldout', :max_tokens);
 
-SELECT sft_generate(:'output', '[{"role": "user", "content": "Rewrite this more politely: send me the report now."}]',
+SELECT sft_generate(:'output', '[{"role": "user", "content": "Rewrite this more politely: send me the report now."}]'::jsonb,
                     max_new_tokens => 64) AS answer;
 
 SELECT sft_model_export(:'output', :'export_dir') AS files;
