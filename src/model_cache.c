@@ -30,12 +30,18 @@
  * larger than the bound still works: it is loaded, used and freed again.
  * A bound of 0 disables caching.
  *
+ * Threads.  Matrix products run on OpenBLAS threads of this backend; every
+ * lease applies sft.threads (0: one per core, OpenBLAS's default), so
+ * concurrent sessions can be kept from oversubscribing the cores.
+ *
  * Errors.  Every step that can raise an ERROR (catalog lookup, privilege
  * check, loading, allocating) happens before the cache structure is changed,
  * and leases are given back by a memory context reset callback, which runs on
  * success and on abort alike and never raises.
  */
 #include "postgres.h"
+
+#include <cblas.h>
 
 #include "catalog/pg_type.h"
 #include "fmgr.h"
@@ -51,6 +57,7 @@
 #include "model_cache.h"
 #include "model_catalog.h"
 #include "sft.h"
+#include "train.h"
 
 PG_FUNCTION_INFO_V1(sft_model_cache);
 PG_FUNCTION_INFO_V1(sft_model_cache_clear);
@@ -324,6 +331,20 @@ SftEntryLoad(const SftModelRow *row)
 	return e;
 }
 
+/* sft.threads for this backend's BLAS calls (set only when it changed). */
+static void
+SftApplyThreads(void)
+{
+	static int	applied = -1;
+	int			want = sft_threads > 0 ? sft_threads : openblas_get_num_procs();
+
+	if (want != applied)
+	{
+		openblas_set_num_threads(want);
+		applied = want;
+	}
+}
+
 static void
 SftLeaseCallback(void *arg)
 {
@@ -338,6 +359,7 @@ SftModelLeaseAcquire(const char *name, MemoryContext owner)
 	SftModelLease *lease;
 	bool		hit;
 
+	SftApplyThreads();
 	e = SftCacheFind(name);
 	if (!SftModelFetch(name, &row, true))
 	{
