@@ -199,6 +199,7 @@ SELECT model, in_use FROM sft_model_cache() WHERE model = 'gen_m';
 SET client_min_messages = warning;
 SELECT sft_model_create('gen_big', 'gen_tok', '{"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 512, "vocab_size": 386, "max_position_embeddings": 4096}', 1) > 0 AS created;
 RESET client_min_messages;
+SELECT length(sft_generate_raw('gen_big', 'The sea', 1)) > 0 AS loaded_before_the_timeout;
 SET statement_timeout = '200ms';
 SELECT length(sft_generate_raw('gen_big', 'The sea', 4000)) > 0;
 RESET statement_timeout;
