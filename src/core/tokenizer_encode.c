@@ -350,7 +350,36 @@ sft_bpe_word(const SftTokenizer *tok, const char *word, size_t len,
 	s->n = 0;
 	if (len == 0)
 		return SFT_OK;
-	if (use_shortcut && !tok->reference_mode)
+	/*
+	 * ignore_merges (Llama 3): a word that is a vocabulary token is that
+	 * token.  Otherwise a byte-level word found in raw_words is a token whose
+	 * own BPE is itself: a shortcut with the same answer.  Reference mode
+	 * looks ignore_merges words up by their byte-character spelling instead.
+	 */
+	if (tok->ignore_merges && tok->reference_mode && tok->kind == SFT_TOKENIZER_BYTE_BPE)
+	{
+		char	   *mapped = sft_alloc(2 * len);
+		size_t		mlen = 0;
+		int32_t		id;
+
+		if (mapped == NULL)
+			return sft_error(err, SFT_ERR_NOMEM, "out of memory encoding a word of %zu bytes", len);
+		for (size_t i = 0; i < len; i++)
+		{
+			memcpy(mapped + mlen, tok->byte_char[w[i]], tok->byte_char_len[w[i]]);
+			mlen += tok->byte_char_len[w[i]];
+		}
+		id = sft_strmap_get(&tok->vocab, mapped, mlen);
+		sft_free(mapped);
+		if (id >= 0)
+		{
+			if (bpe_reserve(s, 1) != SFT_OK)
+				return sft_error(err, SFT_ERR_NOMEM, "out of memory encoding a word");
+			bpe_push_symbol(s, id, 0);
+			return SFT_OK;
+		}
+	}
+	else if (tok->ignore_merges || (use_shortcut && !tok->reference_mode))
 	{
 		int32_t		id = -1;
 
