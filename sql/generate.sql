@@ -72,6 +72,20 @@ SELECT string_agg(p, '') = :'greedy' AS select_list_stream
 SELECT length(p) > 0 AS first_piece FROM (SELECT sft_generate_stream('gen_m', :'hello'::jsonb, 24) AS p LIMIT 1) s;
 SELECT model, in_use FROM sft_model_cache() WHERE model = 'gen_m';
 
+-- near-uniform sampling (temperature 3) over a byte-level vocabulary makes
+-- broken UTF-8 of every kind: pieces stay whole characters (convert_from
+-- validates them) and the stream still concatenates to the text
+SELECT count(*) AS seeds,
+       bool_and(streamed = whole) AS stream_is_text,
+       bool_and(valid) AS pieces_valid_utf8, sum(n_pieces) > 30 * 8 AS many_pieces,
+       count(*) FILTER (WHERE strpos(whole, U&'\FFFD') > 0) > 0 AS some_replacement_chars
+  FROM generate_series(1, 30) s,
+       LATERAL (SELECT sft_generate('gen_m', 'The sea is', 24, temperature => 3.0, seed => s) AS whole) g,
+       LATERAL (SELECT string_agg(p, '' ORDER BY n) AS streamed, count(*) AS n_pieces,
+                       bool_and(convert_from(convert_to(p, 'UTF8'), 'UTF8') = p AND length(p) > 0) AS valid
+                  FROM sft_generate_stream('gen_m', 'The sea is', 24, temperature => 3.0, seed => s)
+                       WITH ORDINALITY t(p, n)) st;
+
 -- ---------------------------------------------------------------------------
 -- Stop strings: the text ends just before the first occurrence of any.
 -- ---------------------------------------------------------------------------
