@@ -13,7 +13,7 @@
  *   kcache, vcache [L, S, NKV HD]   keys after RoPE, values
  *   x [CH, C] residual stream; xn [CH, C]; qkv [CH, QKV]; att [CH, NH HD];
  *   proj [CH, C]; gu [CH, 2F]; h [CH, F]; lse [CH, NH]; rstd [CH];
- *   attn_scratch [attention_scratch_floats(S)]; cos, sin [S, HD/2]; pos [CH]
+ *   attn_scratch [attention_scratch_floats(S, NH / NKV, HD)]; cos, sin [S, HD/2]; pos [CH]
  */
 #include "model_internal.h"
 #include "kernels.h"
@@ -59,7 +59,8 @@ sft_decoder_new(const SftModel *model, int max_seq, SftDecoder **out, SftError *
 	d->max_seq = max_seq;
 	cache = (size_t) c->n_layers * max_seq * KVH;
 	n_work = CH * (3 * C + QKV + QH + 2 * F + F + c->n_heads + 1)
-		+ attention_scratch_floats(max_seq) + 2 * (size_t) max_seq * (HD / 2);
+		+ attention_scratch_floats(max_seq, c->n_heads / c->n_kv_heads, c->head_dim)
+		+ 2 * (size_t) max_seq * (HD / 2);
 	d->kcache = sft_alloc(cache * sizeof(float));
 	d->vcache = sft_alloc(cache * sizeof(float));
 	d->work = sft_alloc(n_work * sizeof(float));
@@ -79,7 +80,7 @@ sft_decoder_new(const SftModel *model, int max_seq, SftDecoder **out, SftError *
 	d->h = p, p += CH * F;
 	d->lse = p, p += CH * c->n_heads;
 	d->rstd = p, p += CH;
-	d->attn_scratch = p, p += attention_scratch_floats(max_seq);
+	d->attn_scratch = p, p += attention_scratch_floats(max_seq, c->n_heads / c->n_kv_heads, c->head_dim);
 	d->cos_tab = p, p += (size_t) max_seq * (HD / 2);
 	d->sin_tab = p;
 	sft_rope_tables(d->cos_tab, d->sin_tab, max_seq, c->head_dim, c->rope_theta);

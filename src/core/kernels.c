@@ -280,63 +280,80 @@ rope_backward(float *dx, const int32_t *pos, const float *cos_tab, const float *
 /* ---------------------------------------------------------------------------
  * Attention
  *
- * Per head, query rows go in blocks of SFT_ATTN_BLOCK.  A block of rows
- * [r0, r1) only sees keys [0, off + r1) (off = nkv - nq), so its score
- * matrix is [r1 - r0, off + r1] instead of [.., nkv]: at nq = nkv = 512 the
- * blocks compute 62% of the full square, and the sgemms stay large enough to
- * run at full speed.  Inside a block, entries right of the diagonal are set
- * to zero probability.
+ * Work goes by kv head g and block of query rows [r0, r1):
+ *   - the G = NH / NKV query heads that share kv head g are stacked into one
+ *     [G * nr, HD] matrix (row j * nr + i is head g G + j, query r0 + i), so
+ *     each product is one sgemm G times taller than per-head products;
+ *   - the block only sees keys [0, off + r1) (off = nkv - nq), so its scores
+ *     are [G * nr, off + r1] instead of [.., nkv]: with 64-row blocks at
+ *     nq = nkv = 512 that is 56% of the full square; entries right of each
+ *     row's diagonal get probability zero.
+ * SFT_ATTN_BLOCK rows per head keeps a block's probabilities (G * 64 x 512
+ * floats for SmolLM2) near the L2 cache for the softmax passes.
  * ------------------------------------------------------------------------- */
 
 size_t
-attention_scratch_floats(int nkv)
+attention_scratch_floats(int nkv, int group, int HD)
 {
-	/* scores/probabilities and their gradient, one block each */
-	return 2 * (size_t) SFT_ATTN_BLOCK * (size_t) nkv;
+	size_t		rows = (size_t) group * SFT_ATTN_BLOCK;
+
+	/* P and dP [rows, nkv]; stacked Q, dO and dQ [rows, HD]; D [rows] */
+	return 2 * rows * (size_t) nkv + 3 * rows * (size_t) HD + rows;
+}
+
+/* Stack rows [r0, r0 + nr) of heads h0 .. h0 + G - 1 of x[., ld] into s[G nr, HD]. */
+static void
+stack_heads(float *s, const float *x, int ld, int h0, int G, int r0, int nr, int HD)
+{
+	for (int j = 0; j < G; j++)
+		for (int i = 0; i < nr; i++)
+			memcpy(s + ((size_t) j * nr + i) * HD, x + (size_t) (r0 + i) * ld + (size_t) (h0 + j) * HD,
+				   sizeof(float) * HD);
 }
 
 /*
- * Scores of query rows [r0, r1) of head h against keys [0, ncol):
- * P[r1 - r0, ncol] = softmax(scale q k^T) with the causal mask, using the
- * given lse (backward) or computing it (forward, lse_out).
+ * Probabilities P[G nr, ncol] of stacked queries Qs against keys [0, ncol):
+ * softmax(scale Qs K^T) under the causal mask, computing lse (forward,
+ * lse_out) or reusing it (backward, lse_in).  lse is [nq, NH].
  */
 static void
-attention_probs(float *P, float *lse_out, const float *lse_in, int NH,
-				const float *qh, int ldq, const float *kg, int ldkv,
-				int r0, int r1, int off, int ncol, int HD, float scale)
+attention_probs(float *P, float *lse_out, const float *lse_in, const float *Qs,
+				const float *kg, int ldkv, int G, int h0, int NH, int r0, int nr,
+				int off, int ncol, int HD, float scale)
 {
-	int			nr = r1 - r0;
-
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, ncol, HD,
-				scale, qh + (size_t) r0 * ldq, ldq, kg, ldkv, 0.0f, P, ncol);
-	for (int i = 0; i < nr; i++)
-	{
-		float	   *p = P + (size_t) i * ncol;
-		int			nvis = off + r0 + i + 1;	/* keys this query sees */
-		float		lse;
-
-		if (lse_out)
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, G * nr, ncol, HD,
+				scale, Qs, HD, kg, ldkv, 0.0f, P, ncol);
+	for (int j = 0; j < G; j++)
+		for (int i = 0; i < nr; i++)
 		{
-			float		m = sft_vec_max(p, nvis);
-			float		sum;
+			float	   *p = P + ((size_t) j * nr + i) * ncol;
+			int			nvis = off + r0 + i + 1;	/* keys this query sees */
+			size_t		li = (size_t) (r0 + i) * NH + h0 + j;
 
-			for (int j = 0; j < nvis; j++)
-				p[j] = sft_expf(p[j] - m);
-			sum = sft_vec_sum(p, nvis);
-			lse = m + logf(sum);
-			lse_out[(size_t) (r0 + i) * NH] = lse;
-			for (int j = 0; j < nvis; j++)
-				p[j] = p[j] * (1.0f / sum);
+			if (lse_out)
+			{
+				float		m = sft_vec_max(p, nvis);
+				float		sum,
+							inv;
+
+				for (int c = 0; c < nvis; c++)
+					p[c] = sft_expf(p[c] - m);
+				sum = sft_vec_sum(p, nvis);
+				lse_out[li] = m + logf(sum);
+				inv = 1.0f / sum;
+				for (int c = 0; c < nvis; c++)
+					p[c] *= inv;
+			}
+			else
+			{
+				float		lse = lse_in[li];
+
+				for (int c = 0; c < nvis; c++)
+					p[c] = sft_expf(p[c] - lse);
+			}
+			for (int c = nvis; c < ncol; c++)
+				p[c] = 0.0f;
 		}
-		else
-		{
-			lse = lse_in[(size_t) (r0 + i) * NH];
-			for (int j = 0; j < nvis; j++)
-				p[j] = sft_expf(p[j] - lse);
-		}
-		for (int j = nvis; j < ncol; j++)
-			p[j] = 0.0f;
-	}
 }
 
 void
@@ -344,28 +361,33 @@ attention_forward(float *out, int ldo, float *lse, const float *q, int ldq,
 				  const float *k, const float *v, int ldkv, int nq, int nkv,
 				  int NH, int NKV, int HD, float *scratch)
 {
-	int			group = NH / NKV;
+	int			G = NH / NKV;
 	int			off = nkv - nq;
 	float		scale = 1.0f / sqrtf((float) HD);
-	float	   *P = scratch;	/* [BLOCK, nkv] */
+	size_t		rows = (size_t) G * SFT_ATTN_BLOCK;
+	float	   *P = scratch;	/* [G BLOCK, nkv] */
+	float	   *Qs = P + 2 * rows * nkv;	/* [G BLOCK, HD] */
+	float	   *Os = Qs + rows * HD;	/* [G BLOCK, HD] */
 
-	for (int h = 0; h < NH; h++)
+	for (int g = 0; g < NKV; g++)
 	{
-		const float *qh = q + (size_t) h * HD;
-		const float *kg = k + (size_t) (h / group) * HD;
-		const float *vg = v + (size_t) (h / group) * HD;
+		const float *kg = k + (size_t) g * HD;
+		const float *vg = v + (size_t) g * HD;
 
 		for (int r0 = 0; r0 < nq; r0 += SFT_ATTN_BLOCK)
 		{
-			int			r1 = r0 + SFT_ATTN_BLOCK < nq ? r0 + SFT_ATTN_BLOCK : nq;
-			int			ncol = off + r1;
+			int			nr = nq - r0 < SFT_ATTN_BLOCK ? nq - r0 : SFT_ATTN_BLOCK;
+			int			ncol = off + r0 + nr;
 
-			attention_probs(P, lse + h, NULL, NH, qh, ldq, kg, ldkv,
-							r0, r1, off, ncol, HD, scale);
-			/* out rows [r0, r1) of head h = P @ v[0:ncol] */
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, HD, ncol,
-						1.0f, P, ncol, vg, ldkv, 0.0f,
-						out + (size_t) r0 * ldo + (size_t) h * HD, ldo);
+			stack_heads(Qs, q, ldq, g * G, G, r0, nr, HD);
+			attention_probs(P, lse, NULL, Qs, kg, ldkv, G, g * G, NH, r0, nr, off, ncol, HD, scale);
+			/* Os = P @ v[0:ncol], then back to the heads' columns */
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, G * nr, HD, ncol,
+						1.0f, P, ncol, vg, ldkv, 0.0f, Os, HD);
+			for (int j = 0; j < G; j++)
+				for (int i = 0; i < nr; i++)
+					memcpy(out + (size_t) (r0 + i) * ldo + (size_t) (g * G + j) * HD,
+						   Os + ((size_t) j * nr + i) * HD, sizeof(float) * HD);
 		}
 	}
 }
@@ -382,57 +404,71 @@ attention_backward(float *dq, int ld_dq, float *dk, float *dv, int ld_dkv,
 				   const float *lse, int nq, int nkv, int NH, int NKV, int HD,
 				   float *scratch)
 {
-	int			group = NH / NKV;
+	int			G = NH / NKV;
 	int			off = nkv - nq;
 	float		scale = 1.0f / sqrtf((float) HD);
-	float	   *P = scratch;	/* [BLOCK, nkv] */
-	float	   *dP = scratch + (size_t) SFT_ATTN_BLOCK * nkv;	/* [BLOCK, nkv] */
+	size_t		rows = (size_t) G * SFT_ATTN_BLOCK;
+	float	   *P = scratch;	/* [G BLOCK, nkv] */
+	float	   *dP = P + rows * nkv;	/* [G BLOCK, nkv] */
+	float	   *Qs = dP + rows * nkv;	/* [G BLOCK, HD] */
+	float	   *dOs = Qs + rows * HD;	/* [G BLOCK, HD] */
+	float	   *dQs = dOs + rows * HD;	/* [G BLOCK, HD] */
+	float	   *D = dQs + rows * HD;	/* [G BLOCK] */
 
-	for (int h = 0; h < NH; h++)
+	for (int g = 0; g < NKV; g++)
 	{
-		const float *qh = q + (size_t) h * HD;
-		const float *kg = k + (size_t) (h / group) * HD;
-		const float *vg = v + (size_t) (h / group) * HD;
-		const float *doh = dout + (size_t) h * HD;
-		const float *oh = out + (size_t) h * HD;
-		float	   *dqh = dq + (size_t) h * HD;
-		float	   *dkg = dk + (size_t) (h / group) * HD;
-		float	   *dvg = dv + (size_t) (h / group) * HD;
+		const float *kg = k + (size_t) g * HD;
+		const float *vg = v + (size_t) g * HD;
+		float	   *dkg = dk + (size_t) g * HD;
+		float	   *dvg = dv + (size_t) g * HD;
 
 		for (int r0 = 0; r0 < nq; r0 += SFT_ATTN_BLOCK)
 		{
-			int			r1 = r0 + SFT_ATTN_BLOCK < nq ? r0 + SFT_ATTN_BLOCK : nq;
-			int			nr = r1 - r0;
-			int			ncol = off + r1;
-			const float *do_b = doh + (size_t) r0 * ldo;
+			int			nr = nq - r0 < SFT_ATTN_BLOCK ? nq - r0 : SFT_ATTN_BLOCK;
+			int			ncol = off + r0 + nr;
+			int			M = G * nr;
 
-			attention_probs(P, NULL, lse + h, NH, qh, ldq, kg, ldkv,
-							r0, r1, off, ncol, HD, scale);
-			/* dV[0:ncol] += P^T dO_b */
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ncol, HD, nr,
-						1.0f, P, ncol, do_b, ldo, 1.0f, dvg, ld_dkv);
-			/* dP = dO_b V^T */
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, ncol, HD,
-						1.0f, do_b, ldo, vg, ldkv, 0.0f, dP, ncol);
-			for (int i = 0; i < nr; i++)
-			{
-				const float *p = P + (size_t) i * ncol;
-				float	   *ds = dP + (size_t) i * ncol;
-				int			nvis = off + r0 + i + 1;
-				float		D = sft_vec_dot(do_b + (size_t) i * ldo,
-											oh + (size_t) (r0 + i) * ldo, HD);
+			stack_heads(Qs, q, ldq, g * G, G, r0, nr, HD);
+			stack_heads(dOs, dout, ldo, g * G, G, r0, nr, HD);
+			for (int j = 0; j < G; j++)
+				for (int i = 0; i < nr; i++)
+					D[j * nr + i] = sft_vec_dot(dOs + ((size_t) j * nr + i) * HD,
+												out + (size_t) (r0 + i) * ldo + (size_t) (g * G + j) * HD, HD);
+			attention_probs(P, NULL, lse, Qs, kg, ldkv, G, g * G, NH, r0, nr, off, ncol, HD, scale);
+			/* dV[0:ncol] += P^T dOs */
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ncol, HD, M,
+						1.0f, P, ncol, dOs, HD, 1.0f, dvg, ld_dkv);
+			/* dP = dOs V^T */
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, ncol, HD,
+						1.0f, dOs, HD, vg, ldkv, 0.0f, dP, ncol);
+			for (int j = 0; j < G; j++)
+				for (int i = 0; i < nr; i++)
+				{
+					const float *p = P + ((size_t) j * nr + i) * ncol;
+					float	   *ds = dP + ((size_t) j * nr + i) * ncol;
+					float		Di = D[j * nr + i];
+					int			nvis = off + r0 + i + 1;
 
-				for (int j = 0; j < nvis; j++)
-					ds[j] = p[j] * (ds[j] - D);
-				for (int j = nvis; j < ncol; j++)
-					ds[j] = 0.0f;
-			}
-			/* dQ_b += scale dS K[0:ncol] */
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, HD, ncol,
-						scale, dP, ncol, kg, ldkv, 1.0f, dqh + (size_t) r0 * ld_dq, ld_dq);
-			/* dK[0:ncol] += scale dS^T Q_b */
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ncol, HD, nr,
-						scale, dP, ncol, qh + (size_t) r0 * ldq, ldq, 1.0f, dkg, ld_dkv);
+					for (int c = 0; c < nvis; c++)
+						ds[c] = p[c] * (ds[c] - Di);
+					for (int c = nvis; c < ncol; c++)
+						ds[c] = 0.0f;
+				}
+			/* dQs = scale dS K[0:ncol], added back to the heads' columns */
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, HD, ncol,
+						scale, dP, ncol, kg, ldkv, 0.0f, dQs, HD);
+			for (int j = 0; j < G; j++)
+				for (int i = 0; i < nr; i++)
+				{
+					float	   *dst = dq + (size_t) (r0 + i) * ld_dq + (size_t) (g * G + j) * HD;
+					const float *src = dQs + ((size_t) j * nr + i) * HD;
+
+					for (int c = 0; c < HD; c++)
+						dst[c] += src[c];
+				}
+			/* dK[0:ncol] += scale dS^T Qs */
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ncol, HD, M,
+						scale, dP, ncol, Qs, HD, 1.0f, dkg, ld_dkv);
 		}
 	}
 }

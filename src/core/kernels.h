@@ -93,12 +93,12 @@ void		rope_backward(float *dx, const int32_t *pos, const float *cos_tab,
  * h / (NH / NKV).  q[nq, ldq] holds heads at columns h*HD, k and v [nkv, ldkv]
  * hold kv heads at g*HD, out[nq, ldo] receives heads at h*HD, lse[nq, NH] the
  * log-sum-exp of each softmax row (scaled scores), saved for backward.
- * Scratch: attention_scratch_floats(nkv) floats.
+ * Scratch: attention_scratch_floats(nkv, NH / NKV, HD) floats.
  * ------------------------------------------------------------------------- */
 
-#define SFT_ATTN_BLOCK 128		/* query rows per block: skips the masked tail */
+#define SFT_ATTN_BLOCK 64		/* query rows per head and block */
 
-size_t		attention_scratch_floats(int nkv);
+size_t		attention_scratch_floats(int nkv, int group, int HD);
 void		attention_forward(float *out, int ldo, float *lse,
 							  const float *q, int ldq, const float *k, const float *v,
 							  int ldkv, int nq, int nkv, int NH, int NKV, int HD,

@@ -41,6 +41,7 @@
 #include "kernels.h"
 #include "optim.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -340,7 +341,7 @@ sft_rope_tables(float *cos_tab, float *sin_tab, int n_pos, int head_dim, float t
  *     dgu      [T, 2F]
  *     datt     [T, QH]
  *     dqkv     [T, QKV]
- *     attn_scratch [attention_scratch_floats(T)]
+ *     attn_scratch [attention_scratch_floats(T, NH / NKV, HD)]
  *     cos, sin [P, HD/2] RoPE tables, P = min(T, max_position)
  *   keep slab (only with dropout): [L, 2, T, C] bytes, the dropout draws
  *   index slab: pos [T], tgt_row [T], tgt_id [T] (int32)
@@ -442,7 +443,7 @@ layout_acts(const SftLlamaConfig *c, int T, SftTrainer *tr, float *base)
 		TAKE(t->dgu, T * 2 * F);
 		TAKE(t->datt, T * QH);
 		TAKE(t->dqkv, T * QKV);
-		TAKE(t->attn_scratch, attention_scratch_floats(T));
+		TAKE(t->attn_scratch, attention_scratch_floats(T, c->n_heads / c->n_kv_heads, c->head_dim));
 		TAKE(t->cos_tab, n_rope * HD / 2);
 		TAKE(t->sin_tab, n_rope * HD / 2);
 	}
@@ -700,9 +701,13 @@ forward(SftTrainer *tr, const SftBatch *b, int T, int N, int train)
 			   sizeof(float) * C);
 	rmsnorm_forward(tr->xf, tr->rstdf, tr->xg, m->params + m->final_norm, N, C,
 					c->rms_norm_eps);
-	for (int r0 = 0; r0 < N; r0 += SFT_LM_HEAD_ROWS)
+	/* equal chunks of at most SFT_LM_HEAD_ROWS rows: no small last sgemm */
+	int			n_chunks = (N + SFT_LM_HEAD_ROWS - 1) / SFT_LM_HEAD_ROWS;
+	int			chunk = n_chunks ? (N + n_chunks - 1) / n_chunks : 0;
+
+	for (int r0 = 0; r0 < N; r0 += chunk)
 	{
-		int			nr = N - r0 < SFT_LM_HEAD_ROWS ? N - r0 : SFT_LM_HEAD_ROWS;
+		int			nr = N - r0 < chunk ? N - r0 : chunk;
 		const float *xf = tr->xf + (size_t) r0 * C;
 
 		matmul_forward(tr->logits, xf, lm_head, nr, C, V);
@@ -833,6 +838,7 @@ sft_trainer_step(SftTrainer *tr, int64_t n_targets, const SftAdamWConfig *adamw,
 	double		scale,
 				norm,
 				clip = 1.0;
+	int			n_threads;
 
 	if (n_targets <= 0)
 		return sft_error(err, SFT_ERR_INVALID,
@@ -843,8 +849,10 @@ sft_trainer_step(SftTrainer *tr, int64_t n_targets, const SftAdamWConfig *adamw,
 		  isfinite(lr) && lr >= 0.0))
 		return sft_error(err, SFT_ERR_INVALID,
 						 "AdamW settings out of range (betas in [0, 1), eps, weight decay and lr >= 0)");
+	/* the caller's BLAS thread count is the process's thread budget */
+	n_threads = openblas_get_num_threads();
 	scale = 1.0 / (double) n_targets;
-	norm = sqrt(sft_sum_squares(tr->grads, m->n_params)) * scale;
+	norm = sqrt(sft_sum_squares_threaded(tr->grads, m->n_params, n_threads)) * scale;
 	if (grad_norm)
 		*grad_norm = norm;
 	if (!isfinite(norm))
@@ -861,14 +869,7 @@ sft_trainer_step(SftTrainer *tr, int64_t n_targets, const SftAdamWConfig *adamw,
 			clip = 1.0;
 	}
 	tr->step++;
-	for (int i = 0; i < m->n_tensors; i++)
-	{
-		const SftParamTensor *t = &m->tensors[i];
-
-		sft_adamw_update(m->params + t->offset, tr->grads + t->offset,
-						 tr->adam_m + t->offset, tr->adam_v + t->offset, t->numel,
-						 (float) (scale * clip), adamw, lr,
-						 t->weight_decay ? adamw->weight_decay : 0.0, tr->step);
-	}
+	sft_adamw_update_slab(m->params, tr->grads, tr->adam_m, tr->adam_v, m->tensors,
+						  m->n_tensors, (float) (scale * clip), adamw, lr, tr->step, n_threads);
 	return SFT_OK;
 }

@@ -338,7 +338,7 @@ attn_setup(AttnCtx *c, int nq, int nkv, int NH, int NKV, int HD)
 	c->R = randn((size_t) nq * c->ldo, 1);
 	for (int i = 0; i < nq; i++)	/* the padding column of out is not an output */
 		c->R[(size_t) i * c->ldo + NH * HD] = 0.0f;
-	c->scratch = zeros(attention_scratch_floats(nkv));
+	c->scratch = zeros(attention_scratch_floats(nkv, NH / NKV, HD));
 }
 
 static void
@@ -390,7 +390,7 @@ test_attention_grad(int nq, int nkv, int NH, int NKV, int HD, int max_checks)
 	dq = zeros((size_t) nq * c.ldq);
 	dk = zeros((size_t) nkv * c.ldkv);
 	dv = zeros((size_t) nkv * c.ldkv);
-	scr = zeros(attention_scratch_floats(nkv));
+	scr = zeros(attention_scratch_floats(nkv, NH / NKV, HD));
 	attn_probe(&c);
 	attention_backward(dq, c.ldq, dk, dv, c.ldkv, c.R, c.ldo, c.q, c.ldq, c.k, c.v, c.ldkv,
 					   c.out, c.lse, nq, nkv, NH, NKV, HD, scr);
