@@ -150,7 +150,15 @@ SET client_min_messages = warning;
 SELECT sft_train('eval_train', 'eval_m', 'eval_trained', epochs => 2, learning_rate => 0.01,
                  max_length => 512, batch_size => 1,
                  options => '{"log_every": 1, "validation": "eval_valid", "lr_schedule": "constant"}') AS run \gset
+SELECT set_config('eval.run', :'run', false) IS NOT NULL AS noted;
 SELECT sft_wait(:run);
+-- the worker may still be exiting: let its slot go before later tests start runs
+DO $$ BEGIN
+  FOR i IN 1..200 LOOP
+    EXIT WHEN NOT sft_run_active(current_setting('eval.run')::bigint);
+    PERFORM pg_sleep(0.05);
+  END LOOP;
+END $$;
 RESET client_min_messages;
 SELECT abs(loss - (SELECT sft_loss('eval_m', messages) FROM eval_train)) < 1e-5 AS step_1_loss_is_sft_loss
   FROM sft_run_log WHERE run_id = :run AND step = 1;
