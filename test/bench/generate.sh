@@ -5,7 +5,8 @@
 # weights, fp32, a 32-token prompt, 64 new tokens, greedy, 2 BLAS threads on
 # both sides.
 #
-#   decode tokens/s  core: bench_decode's median of 3 (cached decode steps only)
+#   decode tokens/s  core: bench_decode's median of 3 (cached decode steps
+#                          only), run before and after the SQL part, mean
 #                    SQL:  64 / (T(65 new tokens) - T(1 new token)), medians of
 #                          3 calls each, so prompt prefill and per-call work
 #                          cancel and what is left is the per-token cost of
@@ -46,9 +47,15 @@ SQL
 # a 32-token prompt of the tiny tokenizer
 prompt=$($PSQL -c "SELECT sft_detokenize('bench_plain', (sft_tokenize('bench_plain', repeat('The sea is wide and the waves are high. ', 8)))[1:32])")
 
-core=$("$DECODE" "$THREADS" 64 32)
-echo "$core" | grep -v '^RESULT' | sed 's/^/  /'
-core_rate=$(echo "$core" | sed -n 's/^RESULT tokens_per_s=\([0-9.]*\).*/\1/p')
+# the core benchmark runs before and after the SQL measurements; their mean
+# is the reference, so a load change on the machine shows as their spread
+core_run() {
+	local out
+	out=$("$DECODE" "$THREADS" 64 32)
+	echo "$out" | grep -v '^RESULT' | sed 's/^/  /' >&2
+	echo "$out" | sed -n 's/^RESULT tokens_per_s=\([0-9.]*\).*/\1/p'
+}
+core_before=$(core_run)
 
 sql=$($PSQL <<SQL
 SET sft.threads = $THREADS;
@@ -67,16 +74,18 @@ SELECT bench_median(array_agg(bench_seconds(format('SELECT sft_generate_raw(%L, 
 SQL
 )
 read -r _ prompt_tokens generated cold warm t65 t1 <<<"$(echo "$sql" | grep '^RESULT')"
+core_after=$(core_run)
+core_rate=$(awk -v a="$core_before" -v b="$core_after" 'BEGIN { printf "%.4f", (a + b) / 2 }')
 if [ "$generated" != 65 ]; then
 	echo "bench generate: expected 65 generated tokens, got $generated"
 	exit 1
 fi
-awk -v core="$core_rate" -v t65="$t65" -v t1="$t1" -v cold="$cold" -v warm="$warm" \
+awk -v core="$core_rate" -v c1="$core_before" -v c2="$core_after" -v t65="$t65" -v t1="$t1" -v cold="$cold" -v warm="$warm" \
 	-v p="$prompt_tokens" -v threads="$THREADS" 'BEGIN {
 	sql = 64 / (t65 - t1)
 	printf "  model: SmolLM2-135M shape, fp32, random weights; prompt %d tokens; %d BLAS threads\n", p, threads
 	printf "  %-44s %10s\n", "", "tokens/s"
-	printf "  %-44s %10.2f\n", "core decode (bench_decode, median of 3)", core
+	printf "  %-44s %10.2f   (before %.2f, after %.2f)\n", "core decode (bench_decode, medians of 3)", core, c1, c2
 	printf "  %-44s %10.2f\n", "sft_generate_raw decode (64 / (T65 - T1))", sql
 	printf "  %-44s %10.2f\n", "sft_generate_raw end to end (65 / T65)", 65 / t65
 	printf "  SQL overhead per decoded token: %+.1f%% (core / SQL - 1; target < 5%%)\n", (core / sql - 1) * 100
