@@ -60,11 +60,11 @@ CREATE TABLE sft_tokenizers (
     kind text NOT NULL,                 -- byte_bpe | sentencepiece_bpe
     vocab_size integer NOT NULL,
     special_tokens text[] NOT NULL,     -- added tokens marked special, in id order
-    chat_template text CHECK (chat_template IN ('chatml', 'llama3', 'llama2')),
+    chat_template text CHECK (chat_template IN ('chatml', 'llama3', 'llama2', 'qwen3')),
     default_system text,                -- inserted when a conversation has no system message
     end_of_turn_token text GENERATED ALWAYS AS (
         CASE chat_template WHEN 'chatml' THEN '<|im_end|>' WHEN 'llama3' THEN '<|eot_id|>'
-                           WHEN 'llama2' THEN '</s>' END) STORED,
+                           WHEN 'llama2' THEN '</s>' WHEN 'qwen3' THEN '<|im_end|>' END) STORED,
     bos_token text,                     -- as tokenizer_config.json says
     eos_token text,
     owner regrole NOT NULL DEFAULT current_user::regrole,
@@ -122,7 +122,7 @@ CREATE FUNCTION sft_tokenizer_set_template(name text, template text, default_sys
 RETURNS void
 AS 'MODULE_PATHNAME', 'sft_tokenizer_set_template' LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION sft_tokenizer_set_template(text, text, text) IS
-  'Chooses the chat template of a tokenizer (chatml, llama3, llama2, or NULL for none) and its default system prompt (NULL for none)';
+  'Chooses the chat template of a tokenizer (chatml, llama3, llama2, qwen3, or NULL for none) and its default system prompt (NULL for none)';
 
 CREATE FUNCTION sft_token_count(tokenizer text, messages jsonb) RETURNS integer
 AS 'MODULE_PATHNAME', 'sft_token_count_messages' LANGUAGE C STABLE STRICT PARALLEL SAFE;
@@ -205,6 +205,7 @@ CREATE TABLE sft_run_table (
     validation_rows bigint,
     tokens          bigint,
     target_tokens   bigint,
+    load_seconds    float8,
     steps           bigint,
     steps_done      bigint NOT NULL DEFAULT 0,
     epochs_done     integer NOT NULL DEFAULT 0,
@@ -265,7 +266,7 @@ SELECT r.id, r.owner, r.source, r.base, r.output, r.epochs, r.learning_rate,
             THEN 'interrupted' ELSE r.status END AS status,
        r.attempts, r.created, r.started, r.finished, r.rows_read, r.rows_used,
        r.rows_too_long, r.rows_truncated, r.rows_no_assistant, r.rows_null,
-       r.validation_rows, r.tokens, r.target_tokens, r.steps, r.steps_done,
+       r.validation_rows, r.tokens, r.target_tokens, r.load_seconds, r.steps, r.steps_done,
        r.epochs_done, r.final_loss, r.error
   FROM sft_run_table r;
 COMMENT ON VIEW sft_runs IS
@@ -285,7 +286,9 @@ COMMENT ON FUNCTION sft_progress_rows() IS
 'live state of the training runs of this database, from shared memory (see the sft_progress view)';
 
 CREATE VIEW sft_progress AS
-SELECT p.run, r.output, r.owner, p.phase, p.epoch, p.epochs, p.step, p.steps,
+SELECT p.run, r.output, r.owner,
+       CASE WHEN p.phase = 'starting' THEN 'queued' ELSE 'running' END AS status,
+       p.phase, p.epoch, p.epochs, p.step, p.steps,
        p.rows_read, p.loss, p.learning_rate, p.grad_norm, p.tokens_per_s,
        p.eta, p.started, p.updated, p.pid, p.cancel_requested
   FROM sft_progress_rows() p

@@ -4,6 +4,7 @@
 \set sp `cat test/fixtures/tiny_sp.json`
 \set cfg_chatml `cat test/fixtures/tiny_config_chatml.json`
 \set cfg_llama2 `cat test/fixtures/tiny_config_llama2.json`
+\set qwen `cat test/fixtures/tiny_qwen3.json`
 SELECT tokenizer, chat_template FROM sft_tokenizer_load('m_chatml', :'bpe', :'cfg_chatml');
 SELECT tokenizer FROM sft_tokenizer_load('m_llama3', :'bpe');
 SELECT sft_tokenizer_set_template('m_llama3', 'llama3');
@@ -11,6 +12,8 @@ SELECT tokenizer, chat_template FROM sft_tokenizer_load('m_llama2', :'sp', :'cfg
 -- chatml without the default system prompt keeps the listings short
 SELECT tokenizer FROM sft_tokenizer_load('m_plain', :'bpe');
 SELECT sft_tokenizer_set_template('m_plain', 'chatml');
+SELECT tokenizer FROM sft_tokenizer_load('m_qwen3', :'qwen');
+SELECT sft_tokenizer_set_template('m_qwen3', 'qwen3');
 
 CREATE FUNCTION tokens(tok text, messages jsonb, max_length int DEFAULT NULL,
                        train_on text DEFAULT 'all_assistant')
@@ -41,6 +44,7 @@ SELECT * FROM tokens('m_llama2', :'one');
 SELECT pos, token, mask FROM tokens('m_chatml', :'two') WHERE token = '<|im_end|>';
 SELECT pos, token, mask FROM tokens('m_llama3', :'two') WHERE token = '<|eot_id|>';
 SELECT pos, token, mask FROM tokens('m_llama2', :'two') WHERE token = '</s>';
+SELECT pos, token, mask FROM tokens('m_qwen3', :'two') WHERE token IN ('<|im_end|>', '<think>', '</think>');
 
 -- 3. both replies of a two-turn conversation are trained; only the last with last_assistant
 SELECT * FROM trained('m_chatml', :'two');
@@ -49,6 +53,9 @@ SELECT * FROM trained('m_llama3', :'two');
 SELECT * FROM trained('m_llama3', :'two', 'last_assistant');
 SELECT * FROM trained('m_llama2', :'two');
 SELECT * FROM trained('m_llama2', :'two', 'last_assistant');
+-- qwen3: the final reply's think block is part of what is trained
+SELECT * FROM trained('m_qwen3', :'two');
+SELECT * FROM trained('m_qwen3', :'two', 'last_assistant');
 -- train_on changes the mask, never the ids
 SELECT a.input_ids = l.input_ids AS same_ids,
        (SELECT sum(x) FROM unnest(a.loss_mask) x) AS all_bits,
@@ -61,7 +68,7 @@ SELECT t AS tokenizer,
        cardinality(p.ids) AS prompt_tokens, cardinality(e.input_ids) AS all_tokens,
        e.loss_mask[cardinality(p.ids)] AS last_prompt_bit,
        e.loss_mask[cardinality(p.ids) + 1] AS first_reply_bit
-  FROM unnest(ARRAY['m_chatml', 'm_plain', 'm_llama3', 'm_llama2']) AS t,
+  FROM unnest(ARRAY['m_chatml', 'm_plain', 'm_llama3', 'm_llama2', 'm_qwen3']) AS t,
        LATERAL (SELECT sft_tokenize(t, sft_render(t, :'two_prompt', true), split_special => true) AS ids) p,
        LATERAL sft_encode(t, :'two') e;
 

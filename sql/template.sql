@@ -6,6 +6,7 @@
 \set cfg_llama3 `cat test/fixtures/tiny_config_llama3.json`
 \set cfg_llama2 `cat test/fixtures/tiny_config_llama2.json`
 \set cfg_other `cat test/fixtures/tiny_config_other.json`
+\set qwen `cat test/fixtures/tiny_qwen3.json`
 \set two '[{"role":"system","content":"Be nice."},{"role":"user","content":"Hi there"},{"role":"assistant","content":" Hello! "},{"role":"user","content":"2+2?"},{"role":"assistant","content":"4"}]'
 \set prompt '[{"role":"user","content":"Hi there"}]'
 
@@ -26,6 +27,13 @@ SELECT sft_render('t_llama3', :'two');
 SELECT sft_render('t_llama3', :'prompt', true);
 SELECT sft_render('t_llama2', :'two');
 SELECT sft_render('t_llama2', :'prompt', true);
+-- qwen3: chatml with think blocks; only the reply after the last query keeps one
+SELECT tokenizer FROM sft_tokenizer_load('t_qwen3', :'qwen');
+SELECT sft_tokenizer_set_template('t_qwen3', 'qwen3');
+SELECT sft_render('t_qwen3', :'two');
+SELECT sft_render('t_qwen3', '[{"role":"user","content":"Hi"},{"role":"assistant","content":"<think>\nplan A\n</think>\n\nHello!"},{"role":"user","content":"More?"},{"role":"assistant","content":"<think>\nplan B\n</think>\n\nSure."}]');
+SELECT sft_render('t_qwen3', :'prompt', true);
+SELECT sft_tokenizer_set_template('t_chatml', 'qwen3');
 -- content parts are joined before rendering; roles are case-insensitive
 SELECT sft_render('t_llama3', '[{"role":"User","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]},{"role":"assistant","content":"c"}]');
 -- special-token text in content is rendered as typed

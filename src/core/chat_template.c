@@ -43,10 +43,10 @@
  * Template names and their special tokens
  * ------------------------------------------------------------------------- */
 
-static const char *const template_names[] = {"chatml", "llama3", "llama2"};
+static const char *const template_names[] = {"chatml", "llama3", "llama2", "qwen3"};
 
-#define SFT_TEMPLATE_COUNT 3
-#define SFT_TEMPLATE_NAME_LIST "chatml, llama3, llama2"
+#define SFT_TEMPLATE_COUNT 4
+#define SFT_TEMPLATE_NAME_LIST "chatml, llama3, llama2, qwen3"
 
 /* The special tokens a template emits, by role in the template. */
 typedef enum TemplateSpecial
@@ -55,14 +55,17 @@ typedef enum TemplateSpecial
 	SPECIAL_TURN_END,			/* <|im_end|>, <|eot_id|>, </s> */
 	SPECIAL_HEADER_END,			/* llama3: <|end_header_id|> */
 	SPECIAL_BOS,				/* llama3: <|begin_of_text|> */
+	SPECIAL_THINK_START,		/* qwen3: <think> */
+	SPECIAL_THINK_END,			/* qwen3: </think> */
 	SPECIAL_COUNT
 } TemplateSpecial;
 
 static const char *const template_specials[SFT_TEMPLATE_COUNT][SPECIAL_COUNT] = {
-	[SFT_TEMPLATE_CHATML] = {"<|im_start|>", "<|im_end|>", NULL, NULL},
+	[SFT_TEMPLATE_CHATML] = {"<|im_start|>", "<|im_end|>", NULL, NULL, NULL, NULL},
 	[SFT_TEMPLATE_LLAMA3] = {"<|start_header_id|>", "<|eot_id|>", "<|end_header_id|>",
-	"<|begin_of_text|>"},
-	[SFT_TEMPLATE_LLAMA2] = {"<s>", "</s>", NULL, NULL},
+	"<|begin_of_text|>", NULL, NULL},
+	[SFT_TEMPLATE_LLAMA2] = {"<s>", "</s>", NULL, NULL, NULL, NULL},
+	[SFT_TEMPLATE_QWEN3] = {"<|im_start|>", "<|im_end|>", NULL, NULL, "<think>", "</think>"},
 };
 
 static int
@@ -549,6 +552,170 @@ walk_llama2(const SftChatTemplate *tpl, const SftConversation *conv,
 	return st;
 }
 
+/*
+ * qwen3 (Qwen3's own template, without tools): chatml, except for assistant
+ * turns.  A reply's "<think>...</think>" part is cut off; the reply after the
+ * last user query gets a think block back, holding that reasoning (empty when
+ * there was none): "<|im_start|>assistant\n<think>\n{reasoning}\n</think>\n\n
+ * {reply}<|im_end|>\n".  Earlier replies keep only their answer.  The "last
+ * user query" skips user messages that are entirely a <tool_response>, as
+ * the reference does.  The think block is part of the trained reply.
+ */
+
+/* Last occurrence of needle in s[0..len), or NULL. */
+static const char *
+find_last(const char *s, size_t len, const char *needle)
+{
+	size_t		n = strlen(needle);
+	const char *hit = NULL;
+
+	for (size_t i = 0; i + n <= len; i++)
+		if (memcmp(s + i, needle, n) == 0)
+			hit = s + i;
+	return hit;
+}
+
+static const char *
+find_first(const char *s, size_t len, const char *needle)
+{
+	size_t		n = strlen(needle);
+
+	for (size_t i = 0; i + n <= len; i++)
+		if (memcmp(s + i, needle, n) == 0)
+			return s + i;
+	return NULL;
+}
+
+/* Python's s.strip('\n') pieces: what lstrip/rstrip keep. */
+static void
+lstrip_newlines(const char **s, size_t *len)
+{
+	while (*len > 0 && **s == '\n')
+	{
+		(*s)++;
+		(*len)--;
+	}
+}
+
+static void
+rstrip_newlines(const char *s, size_t *len)
+{
+	while (*len > 0 && s[*len - 1] == '\n')
+		(*len)--;
+}
+
+static int
+has_affixes(const char *s, size_t len, const char *prefix, const char *suffix)
+{
+	size_t		p = strlen(prefix);
+	size_t		q = strlen(suffix);
+
+	return len >= p && len >= q && memcmp(s, prefix, p) == 0 && memcmp(s + len - q, suffix, q) == 0;
+}
+
+static SftStatus
+walk_qwen3(const SftChatTemplate *tpl, const SftConversation *conv,
+		   int add_generation_prompt, SftTrainOn train_on, int last_assistant, Sink *sink)
+{
+	const char *const *sp = template_specials[SFT_TEMPLATE_QWEN3];
+	int			first = 0;
+	int			last_query = conv->n - 1;
+
+	if (conv->messages[0].role == SFT_ROLE_SYSTEM || tpl->default_system)
+	{
+		int			explicit = conv->messages[0].role == SFT_ROLE_SYSTEM;
+
+		TRY(emit_special(sink, SPECIAL_TURN_START, sp[SPECIAL_TURN_START], 0));
+		TRY(emit_cstr(sink, "system\n", 0));
+		TRY(emit_text(sink, explicit ? conv->messages[0].content : tpl->default_system,
+					  explicit ? conv->messages[0].len : tpl->default_system_len, 0));
+		TRY(emit_special(sink, SPECIAL_TURN_END, sp[SPECIAL_TURN_END], 0));
+		TRY(emit_cstr(sink, "\n", 0));
+		first = explicit;
+	}
+	for (int i = conv->n - 1; i >= 0; i--)
+	{
+		const SftMessage *m = &conv->messages[i];
+
+		if (m->role == SFT_ROLE_USER &&
+			!has_affixes(m->content, m->len, "<tool_response>", "</tool_response>"))
+		{
+			last_query = i;
+			break;
+		}
+	}
+
+	for (int i = first; i < conv->n; i++)
+	{
+		const SftMessage *m = &conv->messages[i];
+		int			train = trained(conv, i, train_on, last_assistant);
+		const char *content = m->content;
+		size_t		len = m->len;
+		const char *reasoning = "";
+		size_t		reasoning_len = 0;
+		const char *end_think;
+
+		TRY(emit_special(sink, SPECIAL_TURN_START, sp[SPECIAL_TURN_START], 0));
+		TRY(emit_cstr(sink, sft_role_name(m->role), 0));
+		TRY(emit_cstr(sink, "\n", 0));
+		if (m->role != SFT_ROLE_ASSISTANT)
+		{
+			TRY(emit_text(sink, content, len, 0));
+			TRY(emit_special(sink, SPECIAL_TURN_END, sp[SPECIAL_TURN_END], 0));
+			TRY(emit_cstr(sink, "\n", 0));
+			continue;
+		}
+
+		end_think = find_last(m->content, m->len, "</think>");
+		if (end_think)
+		{
+			/* content.split('</think>')[-1].lstrip('\n') */
+			const char *before_end = find_first(m->content, m->len, "</think>");
+			const char *start_think;
+
+			content = end_think + strlen("</think>");
+			len = (size_t) (m->content + m->len - content);
+			lstrip_newlines(&content, &len);
+			/* .split('</think>')[0].rstrip('\n').split('<think>')[-1].lstrip('\n') */
+			reasoning = m->content;
+			reasoning_len = (size_t) (before_end - m->content);
+			rstrip_newlines(reasoning, &reasoning_len);
+			start_think = find_last(reasoning, reasoning_len, "<think>");
+			if (start_think)
+			{
+				const char *after = start_think + strlen("<think>");
+
+				reasoning_len -= (size_t) (after - reasoning);
+				reasoning = after;
+			}
+			lstrip_newlines(&reasoning, &reasoning_len);
+		}
+
+		if (i > last_query && (i == conv->n - 1 || reasoning_len > 0))
+		{
+			/* reasoning_content.strip('\n'), content.lstrip('\n') */
+			lstrip_newlines(&reasoning, &reasoning_len);
+			rstrip_newlines(reasoning, &reasoning_len);
+			lstrip_newlines(&content, &len);
+			TRY(emit_special(sink, SPECIAL_THINK_START, sp[SPECIAL_THINK_START], train));
+			TRY(emit_cstr(sink, "\n", train));
+			TRY(emit_text(sink, reasoning, reasoning_len, train));
+			TRY(emit_cstr(sink, "\n", train));
+			TRY(emit_special(sink, SPECIAL_THINK_END, sp[SPECIAL_THINK_END], train));
+			TRY(emit_cstr(sink, "\n\n", train));
+		}
+		TRY(emit_text(sink, content, len, train));
+		TRY(emit_special(sink, SPECIAL_TURN_END, sp[SPECIAL_TURN_END], train));
+		TRY(emit_cstr(sink, "\n", 0));
+	}
+	if (add_generation_prompt)
+	{
+		TRY(emit_special(sink, SPECIAL_TURN_START, sp[SPECIAL_TURN_START], 0));
+		TRY(emit_cstr(sink, "assistant\n", 0));
+	}
+	return SFT_OK;
+}
+
 static SftStatus
 walk(const SftChatTemplate *tpl, const SftConversation *conv, int add_generation_prompt,
 	 SftTrainOn train_on, Sink *sink)
@@ -567,6 +734,8 @@ walk(const SftChatTemplate *tpl, const SftConversation *conv, int add_generation
 			return walk_llama3(tpl, conv, add_generation_prompt, train_on, last_assistant, sink);
 		case SFT_TEMPLATE_LLAMA2:
 			return walk_llama2(tpl, conv, train_on, last_assistant, sink);
+		case SFT_TEMPLATE_QWEN3:
+			return walk_qwen3(tpl, conv, add_generation_prompt, train_on, last_assistant, sink);
 	}
 	return sft_error(sink->err, SFT_ERR_INTERNAL, "invalid template kind %d", (int) tpl->kind);
 }
@@ -981,7 +1150,7 @@ canonicalize(const char *s, size_t len, Canonical *c)
 typedef struct TemplateSignature
 {
 	SftTemplateKind kind;
-	const char *required[4];	/* Jinja fragments that must all appear */
+	const char *required[6];	/* Jinja fragments that must all appear */
 	const char *forbidden[3];	/* plain substrings of variants we do not render */
 } TemplateSignature;
 
@@ -1008,6 +1177,15 @@ static const TemplateSignature signatures[] = {
 		{"{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}",
 			"{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}",
 			"{{ ' ' + content.strip() + ' ' + eos_token }}",
+		NULL},
+	{NULL}},
+	{SFT_TEMPLATE_QWEN3,
+		{"{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}",
+			"{%- set ns = namespace(multi_step_tool=true, last_query_index=messages|length - 1) %}",
+			"{%- if loop.index0 > ns.last_query_index %}{%- if loop.last or (not loop.last and reasoning_content) %}",
+			"{{- '<|im_start|>' + message.role + '\\n<think>\\n' + reasoning_content.strip('\\n')"
+			" + '\\n</think>\\n\\n' + content.lstrip('\\n') }}",
+			"{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}",
 		NULL},
 	{NULL}},
 };
@@ -1075,7 +1253,7 @@ sft_template_detect(const char *jinja, size_t len, SftTemplateKind *kind,
 		const TemplateSignature *sig = &signatures[s];
 		int			ok = 1;
 
-		for (int f = 0; f < 4 && sig->required[f] && ok; f++)
+		for (int f = 0; f < 6 && sig->required[f] && ok; f++)
 			ok = contains_expression(&c, sig->required[f]) == 1;
 		for (int f = 0; f < 3 && sig->forbidden[f] && ok; f++)
 			ok = strstr(c.text.data, sig->forbidden[f]) == NULL;
@@ -1083,7 +1261,7 @@ sft_template_detect(const char *jinja, size_t len, SftTemplateKind *kind,
 			continue;
 		*kind = sig->kind;
 		found = 1;
-		if (sig->kind == SFT_TEMPLATE_CHATML)
+		if (sig->kind == SFT_TEMPLATE_CHATML || sig->kind == SFT_TEMPLATE_QWEN3)
 			*default_system = chatml_default_system(&c);
 	}
 	canonical_free(&c);

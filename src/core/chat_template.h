@@ -21,7 +21,8 @@ typedef enum SftTemplateKind
 {
 	SFT_TEMPLATE_CHATML = 0,	/* SmolLM2, Qwen */
 	SFT_TEMPLATE_LLAMA3,
-	SFT_TEMPLATE_LLAMA2
+	SFT_TEMPLATE_LLAMA2,
+	SFT_TEMPLATE_QWEN3			/* chatml with Qwen3's think blocks */
 } SftTemplateKind;
 
 typedef enum SftTrainOn
@@ -37,10 +38,10 @@ typedef struct SftChatTemplate
 	size_t		default_system_len;
 } SftChatTemplate;
 
-/* "chatml" / "llama3" / "llama2"; unknown is SFT_ERR_INVALID listing the names. */
+/* "chatml" / "llama3" / "llama2" / "qwen3"; unknown is SFT_ERR_INVALID listing the names. */
 SftStatus	sft_template_from_name(const char *name, SftTemplateKind *out, SftError *err);
 const char *sft_template_name(SftTemplateKind kind);
-const char *sft_template_name_list(void);	/* "chatml, llama3, llama2" */
+const char *sft_template_name_list(void);	/* "chatml, llama3, llama2, qwen3" */
 
 /*
  * The special token that closes an assistant turn (<|im_end|>, <|eot_id|>,
