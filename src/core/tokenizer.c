@@ -90,29 +90,42 @@ void
 sft_strmap_free(SftStrMap *map)
 {
 	sft_free(map->slots);
-	sft_free(map->entries);
 	sft_buf_free(&map->keys);
 	sft_strmap_init(map);
+}
+
+static inline uint64_t
+key_head(const char *key, size_t len)
+{
+	uint64_t	head = 0;
+
+	memcpy(&head, key, len < 8 ? len : 8);
+	return head;
 }
 
 static SftStatus
 strmap_grow(SftStrMap *map)
 {
 	uint32_t	cap = map->slots ? (map->mask + 1) * 2 : 64;
-	uint32_t   *slots;
+	SftStrMapSlot *slots;
 
-	if (cap > (1u << 30))
+	if (cap > (1u << 28))
 		return SFT_ERR_LIMIT;
-	slots = sft_calloc(cap, sizeof(uint32_t));
+	slots = sft_alloc((size_t) cap * sizeof(SftStrMapSlot));
 	if (slots == NULL)
 		return SFT_ERR_NOMEM;
-	for (uint32_t e = 0; e < map->n; e++)
+	for (uint32_t i = 0; i < cap; i++)
+		slots[i].len = SFT_STRMAP_EMPTY;
+	for (uint32_t k = 0; map->slots && k <= map->mask; k++)
 	{
-		uint32_t	i = map->entries[e].hash & (cap - 1);
+		uint32_t	i;
 
-		while (slots[i])
+		if (map->slots[k].len == SFT_STRMAP_EMPTY)
+			continue;
+		i = map->slots[k].hash & (cap - 1);
+		while (slots[i].len != SFT_STRMAP_EMPTY)
 			i = (i + 1) & (cap - 1);
-		slots[i] = e + 1;
+		slots[i] = map->slots[k];
 	}
 	sft_free(map->slots);
 	map->slots = slots;
@@ -120,21 +133,21 @@ strmap_grow(SftStrMap *map)
 	return SFT_OK;
 }
 
-static uint32_t *
+static inline SftStrMapSlot *
 strmap_find_slot(const SftStrMap *map, const char *key, size_t len, uint32_t hash)
 {
+	uint64_t	head = key_head(key, len);
 	uint32_t	i = hash & map->mask;
 
 	for (;;)
 	{
-		uint32_t   *slot = &map->slots[i];
-		const SftStrMapEntry *e;
+		SftStrMapSlot *s = &map->slots[i];
 
-		if (*slot == 0)
-			return slot;
-		e = &map->entries[*slot - 1];
-		if (e->hash == hash && e->len == len && memcmp(map->keys.data + e->off, key, len) == 0)
-			return slot;
+		if (s->len == SFT_STRMAP_EMPTY)
+			return s;
+		if (s->hash == hash && s->len == len && s->head == head &&
+			(len <= 8 || memcmp(map->keys.data + s->off + 8, key + 8, len - 8) == 0))
+			return s;
 		i = (i + 1) & map->mask;
 	}
 }
@@ -143,57 +156,47 @@ SftStatus
 sft_strmap_put(SftStrMap *map, const char *key, size_t len, int32_t value, int *existed)
 {
 	uint32_t	hash = sft_hash_bytes(key, len);
-	uint32_t   *slot;
+	SftStrMapSlot *slot;
 	SftStatus	st;
 
 	if (existed)
 		*existed = 0;
-	if (len > UINT32_MAX / 2 || map->keys.len > UINT32_MAX / 2)
+	if (len >= UINT32_MAX / 2 || map->keys.len > UINT32_MAX / 2)
 		return SFT_ERR_LIMIT;
-	/* Keep the load factor under 1/2. */
-	if (map->slots == NULL || (map->n + 1) * 2 > map->mask + 1)
+	/* Keep the load factor at most 0.7. */
+	if (map->slots == NULL || (uint64_t) (map->n + 1) * 10 > (uint64_t) (map->mask + 1) * 7)
 	{
 		if ((st = strmap_grow(map)) != SFT_OK)
 			return st;
 	}
 	slot = strmap_find_slot(map, key, len, hash);
-	if (*slot)
+	if (slot->len != SFT_STRMAP_EMPTY)
 	{
-		map->entries[*slot - 1].value = value;
+		slot->value = value;
 		if (existed)
 			*existed = 1;
 		return SFT_OK;
 	}
-	if (map->n == map->entries_cap)
-	{
-		uint32_t	cap = map->entries_cap ? map->entries_cap * 2 : 64;
-		SftStrMapEntry *entries = sft_realloc(map->entries, (size_t) cap * sizeof(SftStrMapEntry));
-
-		if (entries == NULL)
-			return SFT_ERR_NOMEM;
-		map->entries = entries;
-		map->entries_cap = cap;
-	}
-	map->entries[map->n].off = (uint32_t) map->keys.len;
-	map->entries[map->n].len = (uint32_t) len;
-	map->entries[map->n].hash = hash;
-	map->entries[map->n].value = value;
+	slot->head = key_head(key, len);
+	slot->hash = hash;
+	slot->value = value;
+	slot->off = (uint32_t) map->keys.len;
 	if ((st = sft_buf_append(&map->keys, key, len)) != SFT_OK)
 		return st;
+	slot->len = (uint32_t) len;
 	map->n++;
-	*slot = map->n;
 	return SFT_OK;
 }
 
 int32_t
 sft_strmap_get(const SftStrMap *map, const char *key, size_t len)
 {
-	uint32_t   *slot;
+	const SftStrMapSlot *slot;
 
 	if (map->slots == NULL)
 		return -1;
 	slot = strmap_find_slot(map, key, len, sft_hash_bytes(key, len));
-	return *slot ? map->entries[*slot - 1].value : -1;
+	return slot->len != SFT_STRMAP_EMPTY ? slot->value : -1;
 }
 
 static SftStatus
@@ -400,6 +403,7 @@ tokenizer_new(void)
 	tok->bos_id = -1;
 	tok->eos_id = -1;
 	tok->add_bos_token = -1;
+	tok->added_only_lead[0] = tok->added_only_lead[1] = -1;
 	for (int i = 0; i < 256; i++)
 	{
 		tok->fallback_id[i] = -1;
@@ -948,6 +952,15 @@ finish_added_tokens(SftTokenizer *tok, SftError *err)
 							 (int) (t->len > 64 ? 64 : t->len), tok->tok_text.data + t->off);
 		tok->added_lead[(unsigned char) tok->tok_text.data[t->off]] |= t->special ? 1 : 3;
 	}
+	for (int cls = 0; cls < 2; cls++)
+	{
+		int			only = -1;
+
+		for (int b = 0; b < 256; b++)
+			if (tok->added_lead[b] & (cls ? 2 : 1))
+				only = only == -1 ? b : -2;
+		tok->added_only_lead[cls] = only;
+	}
 	tok->n_special = nspecial;
 	sort_tok = tok;
 	qsort(tok->added_order, (size_t) tok->n_added, sizeof(int), cmp_added_order);
@@ -1422,13 +1435,16 @@ build_raw_words(SftTokenizer *tok, SftError *err)
 
 	sft_buf_init(&raw);
 	memset(&scratch, 0, sizeof(scratch));
-	for (uint32_t e = 0; e < tok->vocab.n && st == SFT_OK; e++)
+	for (uint32_t e = 0; tok->vocab.slots && e <= tok->vocab.mask && st == SFT_OK; e++)
 	{
-		const SftStrMapEntry *ent = &tok->vocab.entries[e];
-		const unsigned char *s = (const unsigned char *) tok->vocab.keys.data + ent->off;
+		const SftStrMapSlot *ent = &tok->vocab.slots[e];
+		const unsigned char *s;
 		size_t		i = 0;
 		int			ok = 1;
 
+		if (ent->len == SFT_STRMAP_EMPTY)
+			continue;
+		s = (const unsigned char *) SFT_STRMAP_KEY(&tok->vocab, ent);
 		raw.len = 0;
 		while (i < ent->len && ok)
 		{

@@ -868,11 +868,24 @@ find_added(const EncodeCtx *ctx, int32_t from, int32_t end, int normalized, int3
 	const SftTokenizer *tok = ctx->tok;
 	const unsigned char *s = (const unsigned char *) ctx->input;
 	uint8_t		want = ctx->split_special ? 1 : 2;
+	int			only = tok->added_only_lead[ctx->split_special ? 0 : 1];
 
+	if (only == -1)
+		return -1;
 	for (int32_t i = from; i < end; i++)
 	{
-		unsigned char b = s[i];
+		unsigned char b;
 
+		/* Usually every token starts with '<': jump from one to the next. */
+		if (only >= 0)
+		{
+			const unsigned char *hit = memchr(s + i, only, (size_t) (end - i));
+
+			if (hit == NULL)
+				return -1;
+			i = (int32_t) (hit - s);
+		}
+		b = s[i];
 		if (!(tok->added_lead[b] & want))
 			continue;
 		for (int k = tok->added_first[b]; k < tok->added_first[b + 1]; k++)

@@ -22,26 +22,33 @@
  * Hash maps
  * ------------------------------------------------------------------------- */
 
-/* Byte string -> int32, open addressing; keys are copied into an arena. */
-typedef struct SftStrMapEntry
+/*
+ * Byte string -> int32, open addressing with the entry in the slot itself;
+ * keys are copied into an arena, and keys of up to 8 bytes are also kept in
+ * the slot, so looking up a short word touches one cache line.
+ */
+typedef struct SftStrMapSlot
 {
-	uint32_t	off;			/* key offset in keys */
-	uint32_t	len;			/* key length in bytes */
+	uint64_t	head;			/* first 8 key bytes, zero padded */
 	uint32_t	hash;
 	int32_t		value;
-} SftStrMapEntry;
+	uint32_t	off;			/* key offset in keys */
+	uint32_t	len;			/* key length; SFT_STRMAP_EMPTY when free */
+} SftStrMapSlot;
+
+#define SFT_STRMAP_EMPTY UINT32_MAX
 
 typedef struct SftStrMap
 {
-	uint32_t   *slots;			/* [cap] entry index + 1, 0 = empty */
-	uint32_t	mask;			/* cap - 1, cap a power of two */
-	SftStrMapEntry *entries;	/* [n] */
-	uint32_t	n;
-	uint32_t	entries_cap;
+	SftStrMapSlot *slots;		/* [mask + 1] */
+	uint32_t	mask;
+	uint32_t	n;				/* entries in use */
 	SftBuf		keys;
 } SftStrMap;
 
 void		sft_strmap_init(SftStrMap *map);
+/* Key of a slot in use (iterate slots 0..mask, skipping len == EMPTY). */
+#define SFT_STRMAP_KEY(map, slot) ((map)->keys.data + (slot)->off)
 void		sft_strmap_free(SftStrMap *map);
 /* Insert or overwrite; *existed (may be NULL) says whether the key was there. */
 SftStatus	sft_strmap_put(SftStrMap *map, const char *key, size_t len, int32_t value, int *existed);
@@ -215,6 +222,8 @@ struct SftTokenizer
 	int		   *added_order;	/* [A] indices sorted by first byte, longest first */
 	int			added_first[257];	/* added_order range per first byte */
 	uint8_t		added_lead[256];	/* bit 1: any token starts with byte; bit 2: a non-special one */
+	int			added_only_lead[2];	/* [0] all tokens, [1] non-special: their single lead
+									 * byte, -1 when none, -2 when several */
 	int32_t    *special_ids;	/* [n_special] */
 	int			n_special;
 
