@@ -29,14 +29,14 @@ RETURN CASE WHEN demo_hash(skill || ':' || item) < 100 THEN 'test'
             WHEN demo_hash(skill || ':' || item) < 150 THEN 'validation'
             ELSE 'train' END;
 
--- Pseudo-words of 3 to 7 letters, alternating consonants and vowels so they
+-- Pseudo-words of 3 to 6 letters, alternating consonants and vowels so they
 -- read like words; distinct.
 CREATE TABLE demo_words AS
 SELECT DISTINCT ON (word) word
 FROM (SELECT (SELECT string_agg(CASE WHEN k % 2 = 0
                                      THEN substr('bcdfghjklmnprstvwz', 1 + get_byte(h, k) % 18, 1)
                                      ELSE substr('aeiou', 1 + get_byte(h, k) % 5, 1) END, '' ORDER BY k)
-              FROM generate_series(0, 2 + get_byte(h, 15) % 5) k) AS word
+              FROM generate_series(0, 2 + get_byte(h, 15) % 4) k) AS word
       FROM generate_series(1, 6000) i, LATERAL (SELECT decode(md5('word' || i), 'hex') AS h) s) w
 ORDER BY word;
 
@@ -63,14 +63,17 @@ FROM demo_words,
        ('reverse', 'Reverse the word: %s', 'Spell backwards: %s', 'Write in reverse: %s', reverse(word)),
        ('count', 'How many letters are in %s?', 'Count the letters of %s', 'How long is the word %s?', length(word)::text)
      ) v(skill, q1, q2, q3, answer)
--- each skill uses its own third of the words, so that the skills do not share items
-WHERE demo_hash('pick' || word) % 3 = CASE skill WHEN 'upper' THEN 0 WHEN 'reverse' THEN 1 ELSE 2 END;
+-- each skill has words of its own (the copying skills, which take longest to
+-- learn, two fifths each; counting one fifth)
+WHERE demo_hash('pick' || word) % 5 = ANY (CASE skill WHEN 'upper' THEN '{0,1}'::int[]
+                                                      WHEN 'reverse' THEN '{2,3}'::int[] ELSE '{4}'::int[] END);
 
 INSERT INTO demo_items (skill, item, question, answer, split)
 SELECT 'add', a || '+' || b,
        format((ARRAY['What is %s + %s?', 'Add %s and %s.', 'Compute %s + %s.'])[1 + demo_hash('qadd' || a || '+' || b) % 3], a, b),
        (a + b)::text, demo_split('add', a || '+' || b)
-FROM generate_series(0, 49) a, generate_series(0, 49) b;
+FROM generate_series(0, 49) a, generate_series(0, 49) b
+WHERE demo_hash('pickadd' || a || '+' || b) % 2 = 0;
 
 -- Identity: fixed answers.  The test split has phrasings never trained on,
 -- plus the canonical questions themselves (trained, asked exactly).
@@ -126,7 +129,7 @@ SELECT skill, split, count(*) AS items FROM demo_items GROUP BY 1, 2 ORDER BY 1,
 -- so that they are a good share of the mix.
 CREATE TEMP TABLE train_items AS
 SELECT row_number() OVER (ORDER BY md5(id || ':' || r)) AS n, skill, question, answer
-FROM demo_items, generate_series(1, CASE WHEN skill = 'identity' THEN 4 ELSE 1 END) r
+FROM demo_items, generate_series(1, CASE WHEN skill = 'identity' THEN 2 ELSE 1 END) r
 WHERE split = 'train';
 
 -- 1. chat messages, a quarter with a system prompt, a fifth with a second

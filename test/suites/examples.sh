@@ -108,5 +108,60 @@ eq "held-out loss falls with training" \
 check "evaluation printed before and after" [ "$(grep -c 'perplexity' "$log")" -ge 2 ]
 check "exported model directory" test -f "$export_dir/model.safetensors" -a -f "$export_dir/config.json" -a -f "$export_dir/tokenizer.json"
 
+# ---------------------------------------------------------------------------
+# The demo's SQL (make demo runs it at full size): data, tokenizer and view as
+# they are, then training and evaluation on a slice, so that every statement
+# of examples/demo_*.sql runs here.
+# ---------------------------------------------------------------------------
+PGOPTIONS="-c client_min_messages=warning" psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+psql -X -q -c "CREATE EXTENSION sft"
+demo_log=$SFT_TMP/demo-sql.log
+demo_ok=true
+for f in demo_tokenizer demo_data demo_view; do
+	psql -X -v ON_ERROR_STOP=1 -f examples/$f.sql >>"$demo_log" 2>&1 || demo_ok=false
+done
+check "demo data, tokenizer and view scripts run" $demo_ok
+$demo_ok || tail -20 "$demo_log"
+eq "byte tokenizer: 256 bytes + 3 special tokens, chatml" \
+	"SELECT vocab_size || ' ' || chat_template || ' ' || array_to_string(special_tokens, ',') FROM sft_tokenizers WHERE name = 'pebble-bytes'" \
+	"259 chatml <|endoftext|>,<|im_start|>,<|im_end|>"
+eq "byte tokenizer: one token per byte, ids are the bytes" \
+	"SELECT sft_tokenize('pebble-bytes', 'A é') = ARRAY[65, 32, 195, 169] AND sft_detokenize('pebble-bytes', ARRAY[65, 32, 195, 169]) = 'A é'" "t"
+eq "byte tokenizer: control tokens are single ids in the template" \
+	"SELECT (sft_encode('pebble-bytes', '[{\"role\":\"user\",\"content\":\"x\"},{\"role\":\"assistant\",\"content\":\"y\"}]')).input_ids[1:2] = ARRAY[257, 117]" "t"
+eq "demo: thousands of training conversations, some with two turns" \
+	"SELECT count(*) > 3000 AND bool_or(sft_turns(messages) = 2) AND max(sft_turns(messages)) = 2 FROM demo_train" "t"
+eq "demo: system prompts folded, at most 512 tokens" \
+	"SELECT count(*) FROM demo_train WHERE messages @> '[{\"role\":\"system\"}]' OR sft_token_count('pebble-bytes', messages) > 512" "0"
+eq "demo: the filters dropped three-turn and over-long conversations" \
+	"SELECT (SELECT count(*) FROM demo_chats) + (SELECT count(*) FROM demo_sharegpt) + (SELECT count(*) FROM demo_pairs) > (SELECT count(*) FROM demo_train)" "t"
+eq "demo: every skill and identity in the test set" \
+	"SELECT string_agg(DISTINCT skill, ',' ORDER BY skill) FROM demo_test" "add,count,identity,reverse,upper"
+eq "demo: no held-out skill question is a training prompt" \
+	"SELECT count(*) FROM demo_test t, demo_train d, jsonb_array_elements(d.messages) m WHERE t.skill <> 'identity' AND m->>'role' = 'user' AND (m->>'content' = t.question OR m->>'content' LIKE '%' || E'\n\n' || t.question)" "0"
+eq "demo: no held-out word answer is a training reply" \
+	"SELECT count(*) FROM demo_test t, demo_train d, jsonb_array_elements(d.messages) m WHERE t.skill IN ('upper', 'reverse') AND m->>'role' = 'assistant' AND m->>'content' = t.answer" "0"
+eq "demo: test-only identity phrasings are not in the training view" \
+	"SELECT count(*) FROM demo_train d, demo_identity i WHERE i.split = 'test' AND d.messages::text LIKE '%' || i.question || '%'" "0"
+eq "demo: validation items are neither train nor test" \
+	"SELECT count(*) FROM demo_items v JOIN demo_items o ON o.skill = v.skill AND o.item = v.item AND o.split <> 'validation' WHERE v.split = 'validation'" "0"
+
+# Training and evaluation on a slice: 128 conversations, two test questions a skill.
+psql -X -q -v ON_ERROR_STOP=1 >>"$demo_log" 2>&1 <<'SQL'
+ALTER VIEW demo_train RENAME TO demo_train_full;
+CREATE VIEW demo_train AS SELECT messages FROM demo_train_full LIMIT 128;
+DELETE FROM demo_test t WHERE question NOT IN (
+  SELECT question FROM (SELECT question, row_number() OVER (PARTITION BY skill ORDER BY question) n FROM demo_test) s WHERE n <= 2);
+SQL
+chart=$SFT_TMP/demo-loss.svg
+psql -X -v ON_ERROR_STOP=1 -v epochs=1 -v batch_size=16 -v chart="$chart" -f examples/demo_train.sql >>"$demo_log" 2>&1
+rc=$?
+check "demo training and evaluation script runs (psql status $rc)" [ $rc = 0 ]
+[ $rc = 0 ] || tail -20 "$demo_log"
+eq "demo: answers before and after for every test question" \
+	"SELECT count(*) FILTER (WHERE model = 'before') || ' ' || count(*) FILTER (WHERE model = 'after') FROM demo_answers" "10 10"
+check "demo: accuracy table printed" grep -q "before_pct | after_pct" "$demo_log"
+check "demo: loss chart written as SVG" grep -q "^<svg" "$chart"
+
 psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1
 echo "$passed passed, $failed failed"
