@@ -111,3 +111,5 @@ SELECT * FROM sft_encode('m_chatml', NULL);
 SELECT * FROM sft_encode('m_chatml', '[{"role":"user","content":"a"},{"role":"assistant","content":"b"},{"role":"assistant","content":"c"}]');
 
 SELECT sft_tokenizer_drop(name) FROM sft_tokenizers WHERE name LIKE 'm\_%' ORDER BY name;
+DROP FUNCTION tokens(text, jsonb, int, text);
+DROP FUNCTION trained(text, jsonb, text);

@@ -150,3 +150,6 @@ SELECT sft_tokenizer_drop('nope');
 SELECT c.relname, e.extconfig IS NOT NULL AS dumped
   FROM pg_extension e, pg_class c
  WHERE e.extname = 'sft' AND c.oid = ANY (e.extconfig) AND c.relname = 'sft_tokenizers';
+
+SELECT sft_tokenizer_drop(name) FROM sft_tokenizers
+ WHERE name IN ('tiny', 'sp', 'plain', 'other') ORDER BY name;

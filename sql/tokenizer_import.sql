@@ -89,3 +89,6 @@ DROP ROLE regress_sft_nobody;
 
 SELECT sft_tokenizer_drop(name) FROM sft_tokenizers WHERE name LIKE 'imp\_%' ORDER BY name;
 SELECT shell(format('rm -rf %s', :'dir'));
+DROP FUNCTION shell(text);
+DROP FUNCTION write_file(text, bytea);
+DROP FUNCTION try_import(text, text, text);
