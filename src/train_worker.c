@@ -55,6 +55,7 @@
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
 #include "storage/lmgr.h"
+#include "storage/pmsignal.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -346,6 +347,14 @@ SftCatalogExec(const char *sql, int nargs, Oid *argtypes, Datum *values, const c
 		elog(ERROR, "catalog statement failed (%d): %s", rc, sql);
 }
 
+/* A worker that never sleeps must look for the postmaster's death itself. */
+static void
+SftCheckPostmaster(void)
+{
+	if (!PostmasterIsAlive())
+		proc_exit(1);
+}
+
 static void
 SftPublish(SftRun *run, SftRunPhase phase)
 {
@@ -524,6 +533,7 @@ SftReadRelation(SftRun *run, const char *relation, const SftTokenizerEntry *entr
 				if ((counts->read & 63) == 0)
 				{
 					CHECK_FOR_INTERRUPTS();
+					SftCheckPostmaster();
 					run->progress.rows_read = counts->read;
 					SftPublish(run, SFT_PHASE_LOADING);
 				}
@@ -587,6 +597,7 @@ SftLoadData(SftRun *run)
 	SftDataset	valid_all = {0};
 	SftLoadCounts vcounts = {0};
 	SftSeqKey  *order;
+	TimestampTz load_start = GetCurrentTimestamp();
 
 	SftPublish(run, SFT_PHASE_LOADING);
 	SftBeginTransaction();
@@ -671,14 +682,16 @@ SftLoadData(SftRun *run)
 	SftBeginTransaction();
 	SftCatalogExec("UPDATE " SFT_SCHEMA ".sft_run_table SET rows_read = $2, rows_used = $3, "
 				   "rows_too_long = $4, rows_truncated = $5, rows_no_assistant = $6, rows_null = $7, "
-				   "validation_rows = $8, tokens = $9, target_tokens = $10 WHERE id = $1",
-				   10, (Oid[]) {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID,
-					   INT8OID, INT8OID, INT8OID},
+				   "validation_rows = $8, tokens = $9, target_tokens = $10, load_seconds = $11 WHERE id = $1",
+				   11, (Oid[]) {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID,
+					   INT8OID, INT8OID, INT8OID, FLOAT8OID},
 				   (Datum[]) {Int64GetDatum(run->id), Int64GetDatum(run->counts.read),
 					   Int64GetDatum(run->train.n), Int64GetDatum(run->counts.too_long),
 					   Int64GetDatum(run->counts.truncated), Int64GetDatum(run->counts.no_assistant),
 					   Int64GetDatum(run->counts.null), Int64GetDatum(run->valid.n),
-				   Int64GetDatum(run->train.total), Int64GetDatum(run->train.targets)}, NULL, SPI_OK_UPDATE);
+					   Int64GetDatum(run->train.total), Int64GetDatum(run->train.targets),
+				   Float8GetDatum((double) (GetCurrentTimestamp() - load_start) / USECS_PER_SEC)},
+				   NULL, SPI_OK_UPDATE);
 	SftCommitTransaction();
 
 	if (run->train.n == 0)
@@ -936,6 +949,7 @@ SftTrainLoop(SftRun *run)
 					tokens_done += batch.seq_lens[i];
 
 				CHECK_FOR_INTERRUPTS();
+				SftCheckPostmaster();
 				if (SftProgressCancelRequested(SftWorkerSlot))
 					return false;
 			}
