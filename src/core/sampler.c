@@ -3,7 +3,8 @@
  *
  * The order is Hugging Face generate()'s warper order:
  *   1. temperature: logits / temperature (temperature <= 0 means greedy:
- *      the argmax, lowest id on ties, no randomness consumed);
+ *      the argmax, lowest id on ties, no randomness consumed; so does a
+ *      NULL cfg, rng or scratch);
  *   2. top-k: keep tokens whose scaled logit is >= the k-th largest (ties
  *      with the k-th value are kept, as TopKLogitsWarper does);
  *   3. top-p: over the softmax of what is left, sorted by probability,
@@ -146,7 +147,8 @@ sft_sample(const float *logits, int V, const SftSamplerConfig *cfg, SftRng *rng,
 				acc = 0.0;
 	int			n = 0;
 
-	if (cfg == NULL || !(cfg->temperature > 0.0) || V <= 1)
+	/* greedy needs neither rng nor scratch (both may be NULL then) */
+	if (cfg == NULL || !(cfg->temperature > 0.0) || V <= 1 || rng == NULL || scratch == NULL)
 		return V >= 1 ? argmax(logits, V) : 0;
 
 	/* 1. temperature */
