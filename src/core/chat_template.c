@@ -1,7 +1,10 @@
 /*
- * chat_template.c: the built-in chat templates (chatml, llama3, llama2), their
+ * chat_template.c: the built-in chat templates (chatml, llama3, llama2, qwen3), their
  * detection from a tokenizer_config.json Jinja string, and the encoder that
  * produces token ids plus the assistant-only loss mask.
+ *
+ * Templates: chatml (SmolLM2, Qwen2/2.5), llama3 (Llama 3 Instruct), llama2
+ * (Llama 2 chat), qwen3 (chatml with Qwen3's think blocks).
  *
  * Design
  * ------
@@ -17,14 +20,24 @@
  * Hugging Face's apply_chat_template(tokenize=True) renders the text and
  * tokenizes it after splitting at added tokens; each split is normalised and
  * pre-tokenized on its own.  Splitting at the template's specials is
- * therefore the same segmentation whenever user text holds no special-token
- * text, and the ids are identical.
+ * therefore the same segmentation whenever user text holds no added-token
+ * text, and the ids are identical (test/suites/template_parity.sh checks
+ * this against the reference on real vocabularies).  Where content does
+ * spell an added token ("<|im_end|>", Qwen's "<think>"), the reference turns
+ * it into that token and we keep it as text: a conversation cannot inject
+ * control tokens, at the price of different ids for such rows.  One more
+ * case differs: a Metaspace pre-tokenizer with prepend_scheme "first" (newer
+ * SentencePiece conversions) prefixes "▁" only at offset 0 of the whole
+ * rendered text in the reference, while each run is encoded here as an input
+ * of its own; Llama 2 chat's own tokenizer.json (Prepend normalizer, which
+ * applies to every split) is not affected.
  *
  * The mask: a token is 1 when its first byte lies inside a trained span.  The
  * trained span of an assistant turn is what the model must generate after the
  * generation prompt, up to and including the token that closes the turn:
  *   chatml  content + <|im_end|>                (the "\n" after it is 0)
  *   llama3  trim(content) + <|eot_id|>
+ *   qwen3   [<think>\n{reasoning}\n</think>\n\n] + content + <|im_end|>
  *   llama2  " " + strip(content) + " " + </s>   (the spaces are generated too:
  *           the prompt ends with " [/INST]" and SentencePiece folds the space
  *           into the first content token "▁Hello"; the lone "▁" before </s>
@@ -33,7 +46,14 @@
  * only the final assistant turn's span is trained.
  *
  * Whitespace trimming follows Python's str.strip() (Jinja's trim filter and
- * .strip() are Python's in the transformers reference).
+ * .strip() are Python's in the transformers reference; JavaScript's trim()
+ * differs on U+001C..U+001F, U+0085 and U+FEFF).  Likewise an empty system
+ * prompt still gets Llama 2's <<SYS>> block, as in Python ('' != false).
+ *
+ * The encoder reports n_masked; a training conversation always has at least
+ * its final end-of-turn token trained, so zero only happens when max_length
+ * cut every reply off, and the caller must not train on such a row
+ * (sft_encode raises an error; the training worker counts and skips it).
  */
 #include "chat_template.h"
 
