@@ -107,4 +107,27 @@ SELECT sft_token_count('t_chatml', jsonb_build_array(
 SELECT length(sft_render('t_llama3', jsonb_build_array(
          jsonb_build_object('role', 'user', 'content', repeat('x', 1048576)))));
 
+-- PARALLEL SAFE: parallel workers load the tokenizer themselves and agree
+CREATE TABLE par_conversations AS
+SELECT i, jsonb_build_array(jsonb_build_object('role', 'user', 'content', 'Hello ' || i),
+                            jsonb_build_object('role', 'assistant', 'content', 'The sea ' || i)) AS m
+  FROM generate_series(1, 2000) i;
+ANALYZE par_conversations;
+SET parallel_setup_cost = 0;
+SET parallel_tuple_cost = 0;
+SET min_parallel_table_scan_size = 0;
+SET max_parallel_workers_per_gather = 2;
+EXPLAIN (COSTS OFF) SELECT sum(sft_token_count('t_llama3', m)) FROM par_conversations;
+CREATE TEMP TABLE par_result AS
+SELECT sum(sft_token_count('t_llama3', m)) AS n, sum(cardinality((sft_encode('t_llama3', m)).input_ids)) AS e
+  FROM par_conversations;
+RESET parallel_setup_cost;
+RESET parallel_tuple_cost;
+RESET min_parallel_table_scan_size;
+SET max_parallel_workers_per_gather = 0;
+SELECT p.n = s.n AND p.e = s.n AS parallel_agrees
+  FROM par_result p, (SELECT sum(sft_token_count('t_llama3', m)) AS n FROM par_conversations) s;
+RESET max_parallel_workers_per_gather;
+DROP TABLE par_conversations;
+
 SELECT sft_tokenizer_drop(name) FROM sft_tokenizers WHERE name LIKE 't\_%' ORDER BY name;
