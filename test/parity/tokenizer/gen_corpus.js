@@ -1,6 +1,7 @@
 // gen_corpus.js: the tokenizer parity corpus, generated deterministically.
 //
-//   node gen_corpus.js [count] > corpus.jsonl     (default 2400 strings)
+//   node gen_corpus.js [count] [--prose] > corpus.jsonl   (default 2400 strings;
+//                                     --prose: English prose only, for benchmarks)
 //
 // One JSON string per line.  Families (each a share of the count): English
 // prose, code, whitespace runs, digit runs, punctuation and contractions,
@@ -194,6 +195,11 @@ function longDoc() {
 
 const count = parseInt(process.argv[2] || '2400', 10);
 const out = [];
+if (process.argv.includes('--prose')) {
+  while (out.length < count) out.push(prose());
+  for (const s of out) process.stdout.write(JSON.stringify(s) + '\n');
+  process.exit(0);
+}
 // Fixed edge cases first.
 out.push('', ' ', '  ', '\n', 'a', 'A', '0', '\t\t', ' a', 'a ', '  a  ', "'", "'s", ' \n ', '\r\n', 'Hello', ' Hello',
   'Hello world', '    def', '1234567890', '1,000,000', 'ĠĠ', '▁', '<s>', '<|im_start|>', '\u00a0', '\u3000x', 'x\u0085y',
