@@ -26,4 +26,6 @@ done
 printf '\x01Hi\x00Hello!\x00More?\x00Sure.' >"$out/seeds/chat_template/conv_plain"
 printf '\x07Be nice.\x00 Hi there \x00\tHello! \n\x00<|im_end|>' >"$out/seeds/chat_template/conv_system"
 printf '\x02\xe3\x80\x80x\x1c\x00\xef\xbb\xbfy\xc2\x85\x00\n\nz' >"$out/seeds/chat_template/conv_spaces"
+printf '\x01q\x00<think>\nplan\n</think>\n\na\x00<tool_response>x</tool_response>\x00a</think>b</think>c' \
+	>"$out/seeds/chat_template/conv_think"
 echo "built $out/fuzz_chat_template; seeds in $out/seeds/chat_template"

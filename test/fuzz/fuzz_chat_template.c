@@ -6,7 +6,8 @@
  *     (outside input: it comes from files users import);
  *   - split at 0x00 bytes into message contents (roles system?/user/assistant
  *     alternating, chosen by the first byte), rendered and encoded with each
- *     template on the tiny fixture tokenizers (test/fixtures, or the directory
+ *     template (qwen3 included: content may hold <think> parts) on the tiny
+ *     fixture tokenizers (test/fixtures, or the directory
  *     in SFT_FIXTURES).
  * Checks: detection returns a valid kind; invalid UTF-8 content is an error,
  * never a crash; for valid content the ids decode to exactly the rendered
@@ -23,6 +24,7 @@
 
 static SftTokenizer *bpe;
 static SftTokenizer *sp;
+static SftTokenizer *qwen;
 
 static void
 check(int cond)
@@ -72,6 +74,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void) argv;
 	bpe = load(dir, "tiny_bpe.json");
 	sp = load(dir, "tiny_sp.json");
+	qwen = load(dir, "tiny_qwen3.json");
 	return 0;
 }
 
@@ -149,7 +152,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	/* detection over the raw bytes */
 	if (sft_template_detect((const char *) data, size, &kind, &system))
-		check(kind == SFT_TEMPLATE_CHATML || kind == SFT_TEMPLATE_LLAMA3 || kind == SFT_TEMPLATE_LLAMA2);
+		check(kind == SFT_TEMPLATE_CHATML || kind == SFT_TEMPLATE_LLAMA3 ||
+			  kind == SFT_TEMPLATE_LLAMA2 || kind == SFT_TEMPLATE_QWEN3);
 	sft_free(system);
 
 	if (size < 2)
@@ -190,6 +194,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (int t = 0; t < 4; t++)
 			run_template(&templates[t], bpe, 1, &conv, valid, max_length);
 		run_template(&templates[3], sp, 0, &conv, valid, max_length);
+		{
+			SftChatTemplate q = {SFT_TEMPLATE_QWEN3, NULL, 0};
+
+			run_template(&q, qwen, 1, &conv, valid, max_length);
+		}
 	}
 	return 0;
 }
