@@ -206,6 +206,7 @@ CREATE TABLE sft_run_table (
     tokens          bigint,
     target_tokens   bigint,
     load_seconds    float8,
+    data_fingerprint bigint,
     steps           bigint,
     steps_done      bigint NOT NULL DEFAULT 0,
     epochs_done     integer NOT NULL DEFAULT 0,
@@ -266,7 +267,7 @@ SELECT r.id, r.owner, r.source, r.base, r.output, r.epochs, r.learning_rate,
             THEN 'interrupted' ELSE r.status END AS status,
        r.attempts, r.created, r.started, r.finished, r.rows_read, r.rows_used,
        r.rows_too_long, r.rows_truncated, r.rows_no_assistant, r.rows_null,
-       r.validation_rows, r.tokens, r.target_tokens, r.load_seconds, r.steps, r.steps_done,
+       r.validation_rows, r.tokens, r.target_tokens, r.load_seconds, r.data_fingerprint, r.steps, r.steps_done,
        r.epochs_done, r.final_loss, r.error
   FROM sft_run_table r;
 COMMENT ON VIEW sft_runs IS
