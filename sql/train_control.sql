@@ -41,6 +41,15 @@ SELECT status, error, epochs_done BETWEEN 1 AND 5 AS stopped_midway, finished IS
 SELECT count(*) FILTER (WHERE checkpoint IS NOT NULL) AS checkpoints_kept FROM sft_run_epochs WHERE run_id = :run;
 SELECT count(*) AS no_model_yet FROM sft_models WHERE name = 'tctl_cancelled';
 SELECT sft_cancel(:run) AS cancel_again;
+-- resuming from a checkpoint needs the same rows: a changed row is refused
+UPDATE tctl_data SET messages = sft_from_pair('Changed', 'Changed') WHERE n = 1;
+SELECT sft_resume(:run) = :run AS resumed;
+SET client_min_messages = error;
+SELECT sft_wait(:run);
+SET client_min_messages = warning;
+SELECT status, error LIKE 'the rows of public.tctl_data changed since training run % started.%' AS changed_rows_refused
+  FROM sft_runs WHERE id = :run;
+UPDATE tctl_data SET messages = sft_from_pair('Question number 1', 'Answer number 1') WHERE n = 1;
 SELECT sft_resume(:run) = :run AS resumed;
 SELECT set_config('tctl.run', :'run', false) IS NOT NULL AS remembered;
 DO $$ BEGIN
@@ -49,7 +58,7 @@ EXCEPTION WHEN object_in_use THEN
   RAISE WARNING '%', regexp_replace(SQLERRM, '[0-9]+', 'N');
 END $$;
 SELECT sft_wait(:run);
-SELECT status, attempts, epochs_done, steps_done = steps AS all_steps FROM sft_runs WHERE id = :run;
+SELECT status, error, attempts, epochs_done, steps_done = steps AS all_steps FROM sft_runs WHERE id = :run;
 -- identical to the uninterrupted run: weights, epoch losses, logged steps
 SELECT md5(lo_get(r.weights)) = md5(lo_get(c.weights)) AS same_weights
   FROM sft_models r, sft_models c WHERE r.name = 'tctl_reference' AND c.name = 'tctl_cancelled';

@@ -126,6 +126,8 @@ typedef struct SftRun
 	int			best_epoch;		/* keep = best: epoch with the lowest validation loss so far */
 	double		best_loss;
 	Oid			best_checkpoint;
+	bool		have_fingerprint;	/* an earlier attempt recorded the data's fingerprint */
+	int64		fingerprint;
 
 	SftDataset	train;
 	SftDataset	valid;
@@ -272,6 +274,29 @@ SftCanonicalOrder(const SftDataset *ds)
 	return keys;
 }
 
+/*
+ * One number for a run's data: the training rows' hashes in canonical order,
+ * then the validation relation's (a resumed run must see the same).
+ */
+static int64
+SftFingerprint(const SftSeqKey *order, int64 n, const SftDataset *valid)
+{
+	uint64		h = UINT64CONST(0xcbf29ce484222325);
+
+	for (int64 k = 0; k < n; k++)
+		h = (h ^ order[k].hash) * UINT64CONST(0x100000001b3);
+	if (valid)
+	{
+		SftSeqKey  *vorder = SftCanonicalOrder(valid);
+
+		h = (h ^ UINT64CONST(0x5d)) * UINT64CONST(0x100000001b3);
+		for (int64 k = 0; k < valid->n; k++)
+			h = (h ^ vorder[k].hash) * UINT64CONST(0x100000001b3);
+		pfree(vorder);
+	}
+	return (int64) h;
+}
+
 static void
 SftDatasetFree(SftDataset *ds)
 {
@@ -382,7 +407,7 @@ SftRunClaim(SftRun *run)
 	SftBeginTransaction();
 	SftBecomeCatalogOwner(&sw);
 	rc = SPI_execute_with_args("SELECT status, source, base, output, tokenizer, threads, epochs, "
-							   "learning_rate, max_length, batch_size, options "
+							   "learning_rate, max_length, batch_size, options, data_fingerprint "
 							   "FROM " SFT_SCHEMA ".sft_run_table WHERE id = $1 FOR UPDATE",
 							   1, argtypes, values, NULL, false, 1);
 	SftRestoreUser(&sw);
@@ -408,6 +433,8 @@ SftRunClaim(SftRun *run)
 						 DatumGetInt32(SPI_getbinval(tup, desc, 10, &isnull)),
 						 DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 11, &isnull)));
 	MemoryContextSwitchTo(old);
+	run->fingerprint = DatumGetInt64(SPI_getbinval(tup, desc, 12, &isnull));
+	run->have_fingerprint = !isnull;
 
 	/* Where to start: the newest epoch that still has its checkpoint. */
 	run->start_epoch = 1;
@@ -597,6 +624,7 @@ SftLoadData(SftRun *run)
 	SftDataset	valid_all = {0};
 	SftLoadCounts vcounts = {0};
 	SftSeqKey  *order;
+	int64		fingerprint;
 	TimestampTz load_start = GetCurrentTimestamp();
 
 	SftPublish(run, SFT_PHASE_LOADING);
@@ -632,6 +660,15 @@ SftLoadData(SftRun *run)
 
 	/* Canonical order, then the held-out split (both functions of the data and the seed). */
 	order = SftCanonicalOrder(&all);
+	fingerprint = SftFingerprint(order, all.n, valid_all.n > 0 ? &valid_all : NULL);
+	if (OidIsValid(run->resume_checkpoint) && run->have_fingerprint && fingerprint != run->fingerprint)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the rows of %s changed since training run %lld started", run->source,
+						(long long) run->id),
+				 errdetail("Resuming from a checkpoint needs the same conversations (fingerprint %lld, now %lld).",
+						   (long long) run->fingerprint, (long long) fingerprint),
+				 errhint("Restore the rows, or start a new run from the model you want.")));
 	if (run->opts.validation_fraction > 0 && all.n > 0)
 	{
 		int64		n_valid = (int64) floor(run->opts.validation_fraction * all.n + 0.5);
@@ -682,15 +719,17 @@ SftLoadData(SftRun *run)
 	SftBeginTransaction();
 	SftCatalogExec("UPDATE " SFT_SCHEMA ".sft_run_table SET rows_read = $2, rows_used = $3, "
 				   "rows_too_long = $4, rows_truncated = $5, rows_no_assistant = $6, rows_null = $7, "
-				   "validation_rows = $8, tokens = $9, target_tokens = $10, load_seconds = $11 WHERE id = $1",
-				   11, (Oid[]) {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID,
-					   INT8OID, INT8OID, INT8OID, FLOAT8OID},
+				   "validation_rows = $8, tokens = $9, target_tokens = $10, load_seconds = $11, "
+				   "data_fingerprint = $12 WHERE id = $1",
+				   12, (Oid[]) {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID,
+					   INT8OID, INT8OID, INT8OID, FLOAT8OID, INT8OID},
 				   (Datum[]) {Int64GetDatum(run->id), Int64GetDatum(run->counts.read),
 					   Int64GetDatum(run->train.n), Int64GetDatum(run->counts.too_long),
 					   Int64GetDatum(run->counts.truncated), Int64GetDatum(run->counts.no_assistant),
 					   Int64GetDatum(run->counts.null), Int64GetDatum(run->valid.n),
 					   Int64GetDatum(run->train.total), Int64GetDatum(run->train.targets),
-				   Float8GetDatum((double) (GetCurrentTimestamp() - load_start) / USECS_PER_SEC)},
+					   Float8GetDatum((double) (GetCurrentTimestamp() - load_start) / USECS_PER_SEC),
+				   Int64GetDatum(fingerprint)},
 				   NULL, SPI_OK_UPDATE);
 	SftCommitTransaction();
 
