@@ -1,17 +1,22 @@
 #!/bin/bash
-# template_parity: sft_render and sft_encode against the reference Jinja chat
-# templates applied by @lenml/tokenizers (transformers.js) on three real
-# vocabularies: Qwen3's with a SmolLM2-shaped chatml template, Llama 3's with
-# the Llama 3 Instruct template, and the Llama 2 package's SentencePiece
-# vocabulary with the Llama 2 chat template.  For each of 180 conversations
-# (60 per tokenizer, a third of them prompts with add_generation_prompt) the
-# rendered text and the token ids must be identical.  The tokenizers go in
-# through sft_tokenizer_import, so template detection is checked too, also on
-# Qwen3's package as shipped (its own template must be detected as qwen3;
-# the JavaScript Jinja engine cannot render that one, so no cases for it).
+# template_parity: sft_render and sft_encode against the reference chat
+# templates on real vocabularies, with two Jinja engines:
+#   - @lenml/tokenizers (transformers.js) renders and tokenizes 180
+#     conversations: Qwen3's vocabulary with a SmolLM2-shaped chatml template,
+#     Llama 3's with the Llama 3 Instruct template, the Llama 2 package's
+#     SentencePiece vocabulary with the Llama 2 chat template;
+#   - Python's Jinja2, set up as transformers' apply_chat_template does,
+#     renders about 240 more (test/suites/template_jinja_ref.py), Qwen3's own
+#     published template included (think blocks, tool responses) and the
+#     whitespace Python strips but JavaScript does not; the reference
+#     tokenizer in node turns those texts into ids.
+# Rendered text and ids must be identical.  The tokenizers go in through
+# sft_tokenizer_import, so template detection is checked too (Qwen3's package
+# as shipped must come out as qwen3).
 #
 # Needs node/npm (packages pinned, cached in ${SFT_CACHE:-~/.cache/sft});
-# without them the suite reports a skip.  Ends with "N passed, N failed".
+# without them the suite reports a skip; without python3-jinja2 the Python
+# half is skipped.  Ends with "N passed, N failed".
 set -u
 cd "$(dirname "$0")/../.."
 
@@ -38,9 +43,21 @@ rm -rf "$OUT"
 mkdir -p "$OUT"
 node test/suites/template_parity_ref.js "$CACHE/node_modules" "$OUT" | sed 's/^/# /' ||
 	{ echo "not ok - reference driver failed"; echo "0 passed, 1 failed"; exit 0; }
+# The same comparison against Python's Jinja2, the engine the published
+# templates are written for (Debian python3-jinja2); texts are tokenized by
+# the reference tokenizer in node.
+if /usr/bin/python3 -c 'import jinja2' 2>/dev/null; then
+	/usr/bin/python3 test/suites/template_jinja_ref.py "$OUT" | sed 's/^/# /' &&
+		node test/suites/template_parity_ref.js "$CACHE/node_modules" "$OUT" "$OUT/jinja_cases.jsonl" ||
+		{ echo "not ok - Jinja2 reference driver failed"; : >"$OUT/jinja_cases.jsonl"; }
+else
+	echo "# Python Jinja2 not installed (python3-jinja2): its comparison is skipped"
+	: >"$OUT/jinja_cases.jsonl"
+fi
 chmod -R a+rX "$OUT"
 
-psql -X -q -At -v ON_ERROR_STOP=1 -v out="$OUT" -v cases="$OUT/cases.jsonl" >"$OUT/results.txt" 2>&1 <<'SQL'
+psql -X -q -At -v ON_ERROR_STOP=1 -v out="$OUT" -v cases="$OUT/cases.jsonl" \
+	-v jinja_cases="$OUT/jinja_cases.jsonl" >"$OUT/results.txt" 2>&1 <<'SQL'
 CREATE EXTENSION IF NOT EXISTS sft;
 SET client_min_messages = warning;
 SELECT sft_tokenizer_drop(name) FROM sft_tokenizers WHERE name LIKE 'ref\_%';
@@ -64,8 +81,12 @@ SELECT CASE WHEN chat_template = expected AND default_system IS NOT DISTINCT FRO
 CREATE TEMP TABLE raw (line text);
 -- one JSON document per line, taken verbatim (no quote or delimiter can occur)
 COPY raw FROM :'cases' WITH (FORMAT csv, QUOTE E'\x01', DELIMITER E'\x02');
+UPDATE raw SET line = jsonb_set(line::jsonb, '{engine}', '"javascript"')::text;
+CREATE TEMP TABLE raw_py (line text);
+COPY raw_py FROM :'jinja_cases' WITH (FORMAT csv, QUOTE E'\x01', DELIMITER E'\x02');
+INSERT INTO raw SELECT jsonb_set(line::jsonb, '{engine}', '"python"')::text FROM raw_py;
 CREATE TEMP TABLE cases AS
-SELECT row_number() OVER () AS n, c->>'tokenizer' AS tok, c->'messages' AS messages,
+SELECT row_number() OVER () AS n, c->>'engine' AS engine, c->>'tokenizer' AS tok, c->'messages' AS messages,
        (c->>'gen')::boolean AS gen, c->>'text' AS text,
        ARRAY(SELECT jsonb_array_elements_text(c->'ids')::int) AS ids
   FROM (SELECT line::jsonb AS c FROM raw) s;
@@ -78,12 +99,13 @@ SELECT n, sft_render(tok, messages, gen) AS text,
   FROM cases;
 
 SELECT CASE WHEN o.text = c.text THEN 'ok' ELSE 'not ok' END
-       || ' - render ' || c.tok || ' case ' || c.n || CASE WHEN c.gen THEN ' (prompt)' ELSE '' END
+       || ' - render ' || c.tok || ' case ' || c.n || ' vs ' || c.engine || CASE WHEN c.gen THEN ' (prompt)' ELSE '' END
        || CASE WHEN o.text = c.text THEN ''
                ELSE E'\n#   ours: ' || to_json(o.text)::text || E'\n#   reference: ' || to_json(c.text)::text END
   FROM cases c JOIN ours o USING (n) ORDER BY n;
 SELECT CASE WHEN o.ids = c.ids THEN 'ok' ELSE 'not ok' END
        || ' - ' || CASE WHEN c.gen THEN 'prompt ids ' ELSE 'encode ids ' END || c.tok || ' case ' || c.n
+       || ' vs ' || c.engine
        || CASE WHEN o.ids = c.ids THEN ''
                ELSE E'\n#   ours: ' || o.ids::text || E'\n#   reference: ' || c.ids::text END
   FROM cases c JOIN ours o USING (n) ORDER BY n;

@@ -7,6 +7,11 @@
 // writes <out>/<name>/tokenizer.json + tokenizer_config.json (the reference
 // vocabulary with our template) and <out>/cases.jsonl: one line per case
 // {"tokenizer", "messages", "gen", "text", "ids"}.
+//
+//   node template_parity_ref.js <node_modules dir> <out dir> <cases.jsonl>
+// instead adds "ids" to each line of cases.jsonl (texts rendered elsewhere):
+// the reference tokenization of the rendered text, added tokens split out
+// and no special tokens added, as apply_chat_template(tokenize=True) does.
 "use strict";
 const fs = require("fs");
 const path = require("path");
@@ -88,6 +93,24 @@ function conversations() {
       convs.push({ messages: messages.slice(0, -1), gen: true });
   }
   return convs;
+}
+
+if (process.argv[4]) {
+  const file = process.argv[4];
+  const toks = new Map();
+  const lines = fs.readFileSync(file, "utf8").trim().split("\n").map((line) => {
+    const c = JSON.parse(line);
+    if (!toks.has(c.tokenizer)) {
+      const dir = path.join(out, c.tokenizer);
+      toks.set(c.tokenizer, TokenizerLoader.fromPreTrained({
+        tokenizerJSON: JSON.parse(fs.readFileSync(path.join(dir, "tokenizer.json"), "utf8")),
+        tokenizerConfig: JSON.parse(fs.readFileSync(path.join(dir, "tokenizer_config.json"), "utf8")) }));
+    }
+    c.ids = Array.from(toks.get(c.tokenizer).encode(c.text, { add_special_tokens: false }));
+    return JSON.stringify(c);
+  });
+  fs.writeFileSync(file, lines.join("\n") + "\n");
+  process.exit(0);
 }
 
 const lines = [];
