@@ -142,6 +142,11 @@ RETURNS record
 AS 'MODULE_PATHNAME', 'sft_encode' LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION sft_encode(text, jsonb, integer, text) IS
   'Token ids and loss mask (1 on assistant replies and their end-of-turn token) of a training conversation; truncated tells whether max_length cut it';
+
+CREATE FUNCTION sft_chat_template_jinja(tokenizer text) RETURNS text
+AS 'MODULE_PATHNAME', 'sft_chat_template_jinja' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION sft_chat_template_jinja(text) IS
+  'The tokenizer''s chat template (with its default system prompt) as a Hugging Face Jinja chat_template, as exports write it into tokenizer_config.json';
 -- ==== end section: templates ====
 
 -- ==== section: models and training ====

@@ -107,6 +107,20 @@ SELECT sft_token_count('t_chatml', jsonb_build_array(
 SELECT length(sft_render('t_llama3', jsonb_build_array(
          jsonb_build_object('role', 'user', 'content', repeat('x', 1048576)))));
 
+-- as Jinja, for exported tokenizer_config.json files: the imported template
+-- when it still says the same, else our own form (default prompt included)
+SELECT sft_chat_template_jinja('t_chatml') = config ->> 'chat_template' AS verbatim
+  FROM sft_tokenizers WHERE name = 't_chatml';
+SELECT sft_tokenizer_set_template('t_chatml', 'chatml', E'It''s a\nnew prompt');
+SELECT sft_chat_template_jinja('t_chatml');
+SELECT sft_tokenizer_set_template('t_llama2', 'llama2', 'Be brief.');
+SELECT sft_chat_template_jinja('t_llama2');
+SELECT sft_tokenizer_set_template('t_llama2', 'llama2');
+SELECT sft_chat_template_jinja('t_llama3');
+SELECT sft_chat_template_jinja('t_qwen3');
+SELECT sft_chat_template_jinja('t_other');
+SELECT sft_chat_template_jinja('nope');
+
 -- PARALLEL SAFE: parallel workers load the tokenizer themselves and agree
 CREATE TABLE par_conversations AS
 SELECT i, jsonb_build_array(jsonb_build_object('role', 'user', 'content', 'Hello ' || i),

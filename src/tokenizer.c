@@ -84,6 +84,7 @@ PG_FUNCTION_INFO_V1(sft_token_count);
 PG_FUNCTION_INFO_V1(sft_token_count_messages);
 PG_FUNCTION_INFO_V1(sft_render);
 PG_FUNCTION_INFO_V1(sft_encode);
+PG_FUNCTION_INFO_V1(sft_chat_template_jinja);
 
 #define SFT_CATALOG_TABLE "sft_tokenizers"
 
@@ -898,6 +899,73 @@ WriteServerFile(const char *path, const char *data, size_t len)
 				 errmsg("could not write file \"%s\": %m", path)));
 }
 
+/*
+ * The Jinja chat_template that renders as the entry's template: the one of
+ * the stored tokenizer_config.json when it detects as exactly that (so a
+ * published template is written back verbatim), else our own Jinja form.
+ * NULL without a template.  qwen3 has no own form: ERROR, or NULL with a
+ * WARNING when warn_only.
+ */
+static char *
+EntryJinja(const SftTokenizerEntry *entry, bool warn_only)
+{
+	const char *stored = sft_tokenizer_chat_template(entry->tok);
+	SftBuf		buf;
+	SftError	err;
+	char	   *result;
+
+	if (!entry->has_template)
+		return NULL;
+	if (stored)
+	{
+		SftTemplateKind kind;
+		char	   *system = NULL;
+		bool		same = false;
+
+		if (sft_template_detect(stored, strlen(stored), &kind, &system) &&
+			kind == entry->template.kind)
+			same = (system == NULL && entry->default_system == NULL) ||
+				(system && entry->default_system && strcmp(system, entry->default_system) == 0);
+		sft_free(system);
+		if (same)
+			return pstrdup(stored);
+	}
+	sft_buf_init(&buf);
+	sft_error_clear(&err);
+	if (sft_template_jinja(&entry->template, &buf, &err) != SFT_OK)
+	{
+		sft_buf_free(&buf);
+		ereport(warn_only ? WARNING : ERROR,
+				(errcode(SftErrcodeForStatus(err.status)),
+				 errmsg("tokenizer \"%s\": %s", entry->name, err.message),
+				 warn_only ? errdetail("The exported tokenizer_config.json keeps the chat_template it was imported with.") : 0));
+		return NULL;
+	}
+	PG_TRY();
+	{
+		result = pnstrdup(buf.data, buf.len);
+	}
+	PG_CATCH();
+	{
+		sft_buf_free(&buf);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	sft_buf_free(&buf);
+	return result;
+}
+
+Datum
+sft_chat_template_jinja(PG_FUNCTION_ARGS)
+{
+	const SftTokenizerEntry *entry = SftTokenizerLookup(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	char	   *jinja;
+
+	SftTokenizerRequireTemplate(entry);
+	jinja = EntryJinja(entry, false);
+	PG_RETURN_TEXT_P(cstring_to_text(jinja));
+}
+
 bool
 SftTokenizerExists(const char *name)
 {
@@ -925,8 +993,10 @@ SftTokenizerVocabSize(const char *name)
 List *
 SftTokenizerExportDirectory(const char *name, const char *directory)
 {
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		args[1] = {CStringGetTextDatum(name)};
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		args[2] = {CStringGetTextDatum(name), (Datum) 0};
+	char		nulls[2] = {' ', 'n'};
+	char	   *jinja;
 	char	   *sql;
 	char	   *dir;
 	HeapTuple	row;
@@ -942,11 +1012,17 @@ SftTokenizerExportDirectory(const char *name, const char *directory)
 	CheckServerFileRole(ROLE_PG_WRITE_SERVER_FILES, "pg_write_server_files",
 						"write tokenizer files to the server's file system");
 	dir = ServerDirectory(directory);
-	sql = psprintf("SELECT source, merges, config::text FROM %s "
-				   "WHERE name OPERATOR(pg_catalog.=) $1", CatalogTableName());
+	/* the chosen template goes into the config, so that HF renders as we do */
+	jinja = EntryJinja(SftTokenizerLookup(name), true);
+	args[1] = jinja ? CStringGetTextDatum(jinja) : (Datum) 0;
+	nulls[1] = jinja ? ' ' : 'n';
+	sql = psprintf("SELECT source, merges, CASE WHEN $2 IS NULL THEN config::text "
+				   "ELSE (coalesce(config, '{}'::pg_catalog.jsonb) "
+				   "OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('chat_template', $2))::text END "
+				   "FROM %s WHERE name OPERATOR(pg_catalog.=) $1", CatalogTableName());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+	if (SPI_execute_with_args(sql, 2, argtypes, args, nulls, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the tokenizer catalog");
 	if (SPI_processed == 0)
 		ReportUnknownTokenizer(name);

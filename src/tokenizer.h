@@ -71,8 +71,10 @@ void		SftTokenizerImportDirectory(const char *name, const char *directory);
 
 /*
  * Write the tokenizer's source files into an existing absolute directory;
- * returns the written paths (palloc'd char *).  ERROR unless the user has
- * pg_write_server_files privileges.
+ * returns the written paths (palloc'd char *).  The chosen chat template (and
+ * default system prompt) is written into tokenizer_config.json as Jinja, so
+ * that Hugging Face renders conversations as sft_render() does.  ERROR unless
+ * the user has pg_write_server_files privileges.
  */
 List	   *SftTokenizerExportDirectory(const char *name, const char *directory);
 

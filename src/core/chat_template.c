@@ -1258,6 +1258,26 @@ chatml_default_system(const Canonical *c)
 	return NULL;
 }
 
+/*
+ * The form sft_template_jinja() writes for llama3/llama2 defaults: a system
+ * message put in front when the conversation has none.
+ */
+#define DEFAULT_MESSAGE_HEAD "{%ifmessages[0]['role']!='system'%}{%setmessages=[{'role':'system','content':'"
+#define DEFAULT_MESSAGE_TAIL "'}]+messages%}"
+
+static char *
+inserted_default_system(const Canonical *c)
+{
+	const char *head = strstr(c->text.data, DEFAULT_MESSAGE_HEAD);
+	const char *tail;
+
+	if (head == NULL)
+		return NULL;
+	head += strlen(DEFAULT_MESSAGE_HEAD);
+	tail = strstr(head, DEFAULT_MESSAGE_TAIL);
+	return tail ? sft_strndup(head, (size_t) (tail - head)) : NULL;
+}
+
 int
 sft_template_detect(const char *jinja, size_t len, SftTemplateKind *kind,
 					char **default_system)
@@ -1283,7 +1303,128 @@ sft_template_detect(const char *jinja, size_t len, SftTemplateKind *kind,
 		found = 1;
 		if (sig->kind == SFT_TEMPLATE_CHATML || sig->kind == SFT_TEMPLATE_QWEN3)
 			*default_system = chatml_default_system(&c);
+		else
+			*default_system = inserted_default_system(&c);
 	}
 	canonical_free(&c);
 	return found;
+}
+
+/* ---------------------------------------------------------------------------
+ * Writing a template back as Jinja (for exported tokenizer_config.json)
+ *
+ * The texts below are the published templates' logic written for our
+ * renderer's behaviour; test/suites/template_parity.sh renders them with
+ * Python's Jinja2 and compares with sft_render().  Detection recognises them,
+ * default system prompt included, so an export imports back unchanged.
+ * ------------------------------------------------------------------------- */
+
+static const char jinja_chatml_head[] =
+"{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+"{{ '<|im_start|>system\\n";
+static const char jinja_chatml_body_default[] =
+"<|im_end|>\\n' }}{% endif %}";
+static const char jinja_chatml_loop[] =
+"{% for message in messages %}";
+static const char jinja_chatml_rest[] =
+"{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}"
+"{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+static const char jinja_llama3[] =
+"{% set loop_messages = messages %}{% for message in loop_messages %}"
+"{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'"
+" + message['content'] | trim + '<|eot_id|>' %}"
+"{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}"
+"{{ content }}{% endfor %}"
+"{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}";
+
+static const char jinja_llama2[] =
+"{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
+"{% set system_message = messages[0]['content'] %}{% else %}"
+"{% set loop_messages = messages %}{% set system_message = false %}{% endif %}"
+"{% for message in loop_messages %}"
+"{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+"{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+"{% if loop.index0 == 0 and system_message != false %}"
+"{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}"
+"{% else %}{% set content = message['content'] %}{% endif %}"
+"{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}"
+"{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}"
+"{% endif %}{% endfor %}";
+
+/* text as the inside of a Jinja '...' literal */
+static SftStatus
+append_jinja_literal(SftBuf *out, const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+	{
+		const char *esc = NULL;
+		char		c = s[i];
+
+		switch (c)
+		{
+			case '\\':
+				esc = "\\\\";
+				break;
+			case '\'':
+				esc = "\\'";
+				break;
+			case '\n':
+				esc = "\\n";
+				break;
+			case '\r':
+				esc = "\\r";
+				break;
+			case '\t':
+				esc = "\\t";
+				break;
+		}
+		if ((esc ? sft_buf_append_str(out, esc) : sft_buf_append(out, &c, 1)) != SFT_OK)
+			return SFT_ERR_NOMEM;
+	}
+	return SFT_OK;
+}
+
+SftStatus
+sft_template_jinja(const SftChatTemplate *tpl, SftBuf *out, SftError *err)
+{
+	SftStatus	st = SFT_OK;
+
+	switch (tpl->kind)
+	{
+		case SFT_TEMPLATE_CHATML:
+			if (tpl->default_system)
+			{
+				if (sft_buf_append_str(out, jinja_chatml_head) != SFT_OK ||
+					append_jinja_literal(out, tpl->default_system, tpl->default_system_len) != SFT_OK ||
+					sft_buf_append_str(out, jinja_chatml_body_default) != SFT_OK)
+					st = SFT_ERR_NOMEM;
+			}
+			else if (sft_buf_append_str(out, jinja_chatml_loop) != SFT_OK)
+				st = SFT_ERR_NOMEM;
+			if (st == SFT_OK && sft_buf_append_str(out, jinja_chatml_rest) != SFT_OK)
+				st = SFT_ERR_NOMEM;
+			break;
+		case SFT_TEMPLATE_LLAMA3:
+		case SFT_TEMPLATE_LLAMA2:
+			if (tpl->default_system &&
+				(sft_buf_append_str(out, "{% if messages[0]['role'] != 'system' %}"
+									"{% set messages = [{'role': 'system', 'content': '") != SFT_OK ||
+				 append_jinja_literal(out, tpl->default_system, tpl->default_system_len) != SFT_OK ||
+				 sft_buf_append_str(out, "'}] + messages %}{% endif %}") != SFT_OK))
+				st = SFT_ERR_NOMEM;
+			if (st == SFT_OK &&
+				sft_buf_append_str(out, tpl->kind == SFT_TEMPLATE_LLAMA3 ? jinja_llama3 : jinja_llama2) != SFT_OK)
+				st = SFT_ERR_NOMEM;
+			break;
+		case SFT_TEMPLATE_QWEN3:
+			return sft_error(err, SFT_ERR_UNSUPPORTED,
+							 "the qwen3 template has no built-in Jinja form: only Qwen3's own "
+							 "template, as imported, can be written back");
+		default:
+			return sft_error(err, SFT_ERR_INTERNAL, "invalid template kind %d", (int) tpl->kind);
+	}
+	if (st != SFT_OK)
+		return sft_error(err, st, "out of memory while writing the chat template");
+	return SFT_OK;
 }

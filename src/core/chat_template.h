@@ -63,6 +63,14 @@ SftStatus	sft_template_check_tokenizer(SftTemplateKind kind, const SftTokenizer 
 int			sft_template_detect(const char *jinja, size_t len, SftTemplateKind *kind,
 								char **default_system);
 
+/*
+ * A Jinja chat_template that renders as tpl does (default system prompt
+ * included), appended to out, for tokenizer_config.json files we write;
+ * sft_template_detect() recognises it.  qwen3 is SFT_ERR_UNSUPPORTED (only
+ * Qwen3's own template, kept as imported, renders it).
+ */
+SftStatus	sft_template_jinja(const SftChatTemplate *tpl, SftBuf *out, SftError *err);
+
 SftStatus	sft_chat_render(const SftChatTemplate *tpl, const SftTokenizer *tok,
 							const SftConversation *conv, int add_generation_prompt,
 							SftBuf *out, SftError *err);

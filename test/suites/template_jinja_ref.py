@@ -10,7 +10,7 @@ JavaScript one it runs Qwen3's own template, and its strip()/trim and
 comparison has to leave out.
 
     template_jinja_ref.py <out dir>
-reads <out>/<name>/tokenizer_config.json for every setup and writes
+reads <out>/<name>/tokenizer_config.json for every setup directory and writes
 <out>/jinja_cases.jsonl: {"tokenizer", "messages", "gen", "text"} per line.
 """
 import json
@@ -22,7 +22,6 @@ import jinja2.ext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 OUT = sys.argv[1]
-SETUPS = ["ref_chatml", "ref_llama3", "ref_llama2", "ref_qwen3"]
 
 POOL = [
     "Hello!", "What is 2+2?", "  spaced out  ", "line one\nline two\n\nline four",
@@ -92,7 +91,8 @@ def conversations(thinking):
 def main():
     env = environment()
     lines = []
-    for name in SETUPS:
+    # every setup directory: the reference ones, and jx_* with our own Jinja
+    for name in sorted(os.listdir(OUT)):
         path = os.path.join(OUT, name, "tokenizer_config.json")
         if not os.path.exists(path):
             continue

@@ -100,8 +100,10 @@ if (process.argv[4]) {
   const toks = new Map();
   const lines = fs.readFileSync(file, "utf8").trim().split("\n").map((line) => {
     const c = JSON.parse(line);
+    const dir = path.join(out, c.tokenizer);
+    if (!fs.existsSync(path.join(dir, "tokenizer.json")))
+      return line;  // a template-only setup: text is compared, not ids
     if (!toks.has(c.tokenizer)) {
-      const dir = path.join(out, c.tokenizer);
       toks.set(c.tokenizer, TokenizerLoader.fromPreTrained({
         tokenizerJSON: JSON.parse(fs.readFileSync(path.join(dir, "tokenizer.json"), "utf8")),
         tokenizerConfig: JSON.parse(fs.readFileSync(path.join(dir, "tokenizer_config.json"), "utf8")) }));

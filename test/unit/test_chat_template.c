@@ -709,6 +709,45 @@ test_missing_tokens(void)
 	free(merges);
 }
 
+/* Templates written back as Jinja are detected as what they came from. */
+static void
+test_jinja_round_trip(void)
+{
+	static const char *const defaults[] = {NULL, "You are tiny.",
+	"It's a \"quoted\"\tprompt\nwith a back\\slash and \xe6\xbc\xa2\xe5\xad\x97"};
+	SftTemplateKind kinds[] = {SFT_TEMPLATE_CHATML, SFT_TEMPLATE_LLAMA3, SFT_TEMPLATE_LLAMA2};
+
+	for (int k = 0; k < 3; k++)
+		for (int d = 0; d < 3; d++)
+		{
+			SftChatTemplate tpl = {kinds[k], defaults[d], defaults[d] ? strlen(defaults[d]) : 0};
+			SftBuf		jinja;
+			SftError	err = {0};
+			SftTemplateKind got = (SftTemplateKind) -1;
+			char	   *system = NULL;
+			int			ok;
+
+			sft_buf_init(&jinja);
+			ok = sft_template_jinja(&tpl, &jinja, &err) == SFT_OK &&
+				sft_template_detect(jinja.data, jinja.len, &got, &system) && got == kinds[k] &&
+				((defaults[d] == NULL && system == NULL) ||
+				 (defaults[d] && system && strcmp(system, defaults[d]) == 0));
+			TAP_OK(ok, "%s with default system %d: Jinja detected back", sft_template_name(kinds[k]), d);
+			sft_free(system);
+			sft_buf_free(&jinja);
+		}
+	{
+		SftChatTemplate tpl = {SFT_TEMPLATE_QWEN3, NULL, 0};
+		SftBuf		jinja;
+		SftError	err = {0};
+
+		sft_buf_init(&jinja);
+		TAP_OK(sft_template_jinja(&tpl, &jinja, &err) == SFT_ERR_UNSUPPORTED,
+			   "qwen3 has no built-in Jinja form: %s", err.message);
+		sft_buf_free(&jinja);
+	}
+}
+
 /* Random Jinja-ish bytes through detection: never crashes, never leaks into a kind. */
 static void
 test_detect_noise(void)
@@ -765,6 +804,7 @@ main(int argc, char **argv)
 	test_names();
 	test_detection();
 	test_detect_noise();
+	test_jinja_round_trip();
 
 	bpe = load("tiny_bpe.json", "tiny_config_chatml.json");
 	sp = load("tiny_sp.json", "tiny_config_llama2.json");
