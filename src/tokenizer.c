@@ -2,7 +2,8 @@
  * tokenizer.c: the tokenizer catalog, its per-backend cache, and the SQL
  * functions over tokenizers and chat templates (sft_tokenizer_load/import/
  * drop/set_template, sft_tokenize, sft_detokenize, sft_token_count,
- * sft_render, sft_encode).
+ * sft_render, sft_encode, sft_chat_template_jinja), and the tokenizer side
+ * of model import/export (SftTokenizerImportDirectory/ExportDirectory).
  *
  * Catalog and privileges
  * ----------------------
