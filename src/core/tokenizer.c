@@ -11,7 +11,8 @@
  *   pre_tokenizer Split (Regex or String; Removed, Isolated,
  *                 MergedWithPrevious, MergedWithNext, Contiguous; invert),
  *                 ByteLevel (use_regex: GPT-2 pattern; add_prefix_space as
- *                 first step), Digits, Metaspace (first step), Sequence.
+ *                 first step), Digits (Unicode numerics, as Rust's
+ *                 char::is_numeric), Metaspace (first step), Sequence.
  *   decoder       ByteLevel, Replace (String), ByteFallback, Fuse, Strip,
  *                 Metaspace, Sequence; none: tokens joined by " " as HF does.
  *   post_processor ignored: encoding never adds BOS/EOS (templates do).
@@ -1241,7 +1242,10 @@ parse_pre(SftTokenizer *tok, json_object *p, int *seen_byte_level, SftError *err
 
 		if ((st = jbool(p, "individual_digits", 0, &individual, "pre_tokenizer Digits", err)) != SFT_OK)
 			return st;
-		return new_pre(tok, SFT_PRE_DIGITS, individual ? SFT_SPLIT_ISOLATED : SFT_SPLIT_CONTIGUOUS, &step, err);
+		/* HF splits on char::is_numeric (Nd, Nl, No): one match per character */
+		if ((st = new_pre(tok, SFT_PRE_REGEX, individual ? SFT_SPLIT_ISOLATED : SFT_SPLIT_CONTIGUOUS, &step, err)) != SFT_OK)
+			return st;
+		return sft_tokenizer_compile_regex(tok, "\\p{N}", 5, &step->re, err);
 	}
 	if (strcmp(type, "Metaspace") == 0)
 	{

@@ -11,7 +11,7 @@
  *      Replace), then the first pre-tokenizer's prefix (ByteLevel
  *      add_prefix_space, Metaspace), skipping empty segments;
  *   3. pre-tokenizer steps, each splitting every piece of the previous one
- *      (PCRE2 regex, literal, ASCII digits) with HF's split behaviours;
+ *      (PCRE2 regex, literal) with HF's split behaviours;
  *   4. BPE on every piece: initial symbols are bytes (byte-level; the byte ->
  *      character map is implicit because ids are looked up per byte) or
  *      characters with byte fallback / unk (SentencePiece); then the
@@ -579,29 +579,6 @@ literal_matches(EncodeCtx *ctx, const SftPreStep *step, PieceList *l, int32_t st
 	return SFT_OK;
 }
 
-static SftStatus
-digit_matches(EncodeCtx *ctx, PieceList *l, int32_t start, int32_t end)
-{
-	int32_t		prev = start;
-	SftStatus	st;
-
-	for (int32_t i = start; i < end; i++)
-	{
-		char		c = ctx->ns[i];
-
-		if (c < '0' || c > '9')
-			continue;
-		if (i > prev && (st = piece_add(ctx, l, prev, i, 0)) != SFT_OK)
-			return st;
-		if ((st = piece_add(ctx, l, i, i + 1, 1)) != SFT_OK)
-			return st;
-		prev = i + 1;
-	}
-	if (prev < end)
-		return piece_add(ctx, l, prev, end, 0);
-	return SFT_OK;
-}
-
 /* Fold (span, is_match) runs by the split behaviour, in place (HF semantics). */
 static void
 fold_pieces(PieceList *l, SftSplitBehavior behavior, int invert)
@@ -675,11 +652,8 @@ pretokenize(EncodeCtx *ctx, int depth, int32_t start, int32_t end)
 			st = regex_matches(ctx, step, l, start, end);
 			break;
 		case SFT_PRE_LITERAL:
-			st = literal_matches(ctx, step, l, start, end);
-			break;
-		case SFT_PRE_DIGITS:
 		default:
-			st = digit_matches(ctx, l, start, end);
+			st = literal_matches(ctx, step, l, start, end);
 			break;
 	}
 	if (st != SFT_OK)

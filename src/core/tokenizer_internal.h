@@ -125,9 +125,8 @@ typedef enum SftSplitBehavior
 
 typedef enum SftPreKind
 {
-	SFT_PRE_REGEX,				/* Split with a Regex, or ByteLevel's GPT-2 regex */
-	SFT_PRE_LITERAL,			/* Split with a String; Metaspace's split on the replacement */
-	SFT_PRE_DIGITS				/* ASCII digits: Isolated one by one or Contiguous */
+	SFT_PRE_REGEX,				/* Split with a Regex, ByteLevel's GPT-2 regex, Digits' \p{N} */
+	SFT_PRE_LITERAL				/* Split with a String; Metaspace's split on the replacement */
 } SftPreKind;
 
 typedef struct SftPreStep

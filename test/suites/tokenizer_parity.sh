@@ -157,6 +157,29 @@ FROM generate_series(1, $(wc -l <"$work/corpus.jsonl")) g(n)
 ORDER BY g.n"
 }
 
+# decode: our decode(ids) against HF's decode of the same ids: the corpus's
+# ids, and the same with the first and last id dropped (cut characters give
+# invalid UTF-8, U+FFFD on both sides)
+check_decode() {				# label, reference NAME, CLI loader args...; uses $work/cli.jsonl
+	local label=$1 ref=$2
+	shift 2
+	node -e "
+const fs=require('fs');const l=fs.readFileSync('$work/cli.jsonl','utf8').split('\n').filter(x=>x).map(JSON.parse);
+fs.writeFileSync('$work/dec_in.jsonl', l.map(x=>JSON.stringify({ids:x.ids||[]})).concat(l.map(x=>JSON.stringify({ids:(x.ids||[]).slice(1,-1)}))).join('\n')+'\n');"
+	"$work/tokenize_cli" "$@" --decode <"$work/dec_in.jsonl" >"$work/ourdec.jsonl"
+	if node test/parity/tokenizer/reference.js hf "$ref" plain "$work/corpus.jsonl" "$work/dec_in.jsonl" \
+		>"$work/hfdec.jsonl" 2>"$work/ref.err"; then
+		node -e "
+const fs=require('fs');const r=f=>fs.readFileSync(f,'utf8').split('\n').filter(l=>l).map(JSON.parse);
+const a=r('$work/ourdec.jsonl'),b=r('$work/hfdec.jsonl');let bad=0,first='';
+for(let i=0;i<a.length;i++) if(a[i].text!==b[i].text){bad++; if(!first) first=' # line '+(i+1)+': ours '+JSON.stringify(a[i].text||a[i].error).slice(0,60)+' hf '+JSON.stringify(b[i].text).slice(0,60);}
+console.log((bad?'not ok':'ok')+' - $label decode vs HF tokenizers: '+(a.length-bad)+'/'+a.length+' identical (whole and cut id sequences)'+(bad?'\n   '+first:''));" | report
+	else
+		cat "$work/ref.err"
+		echo "not ok - $label decode: HF tokenizers failed" | report
+	fi
+}
+
 # --- compare -----------------------------------------------------------------
 for t in qwen3 llama3 llama2 gpt2; do
 	modes="plain special"
@@ -173,6 +196,7 @@ for t in qwen3 llama3 llama2 gpt2; do
 				hf=$work/hf.jsonl
 				REF_NAME="HF tokenizers (Rust)" node test/parity/tokenizer/compare.js "$t $m CLI vs HF tokenizers" \
 					"$work/corpus.jsonl" "$work/cli.jsonl" "$work/hf.jsonl" - | report
+				[ "$m" = plain ] && [ "$t" != gpt2 ] && check_decode "$t" $t $(cli_args $t)
 			else
 				cat "$work/ref.err"
 				echo "not ok - $t $m: HF tokenizers reference failed" | report
@@ -191,5 +215,32 @@ for t in qwen3 llama3 llama2 gpt2; do
 		fi
 	done
 done
+# --- handmade fixtures against HF tokenizers (Rust) ---------------------------
+# Pre-tokenizer/normalizer combinations the four real files do not use.
+if [ "$hf_ok" = 1 ]; then
+	mkdir -p "$work/fixtures"
+	if cc -std=gnu11 -O2 -Isrc/core -Itest/unit -o "$work/gen_fixtures" test/parity/tokenizer/gen_fixtures.c \
+		src/core/common.c -lm 2>"$work/cc.log" && "$work/gen_fixtures" "$work/fixtures" >"$work/fixtures.txt"; then
+		while read -r f; do
+			for m in plain special; do
+				split=""
+				[ "$m" = special ] && split=--split-special
+				"$work/tokenize_cli" --hf "$work/fixtures/$f.json" $split <"$work/corpus.jsonl" >"$work/cli.jsonl"
+				if node test/parity/tokenizer/reference.js hf "file:$work/fixtures/$f.json" $m "$work/corpus.jsonl" \
+					>"$work/hf.jsonl" 2>"$work/ref.err"; then
+					REF_NAME="HF tokenizers (Rust)" node test/parity/tokenizer/compare.js "fixture $f $m vs HF tokenizers" \
+						"$work/corpus.jsonl" "$work/cli.jsonl" "$work/hf.jsonl" - | report
+					[ "$m" = plain ] && check_decode "fixture $f" "file:$work/fixtures/$f.json" --hf "$work/fixtures/$f.json"
+				else
+					cat "$work/ref.err"
+					echo "not ok - fixture $f $m: HF tokenizers failed" | report
+				fi
+			done
+		done <"$work/fixtures.txt"
+	else
+		cat "$work/cc.log"
+		echo "not ok - handmade fixtures do not build" | report
+	fi
+fi
 [ "$sql_ok" = 1 ] && psql -XAtq -c "DROP TABLE IF EXISTS tokparity_corpus; SELECT count(sft_tokenizer_drop(name)) FROM sft_tokenizers WHERE name LIKE 'tokparity_%'" >/dev/null 2>&1
 finish

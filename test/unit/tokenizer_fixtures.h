@@ -102,6 +102,30 @@ fx_byte_string(SftBuf *out, const char *raw)
 	}
 }
 
+/* Ids used by fx_byte_level_json: 256 bytes + distinct merge results. */
+static int
+fx_byte_level_vocab_size(void)
+{
+	int			n = 256;
+
+	for (int m = 0; m < FX_NMERGES; m++)
+	{
+		char		joined[64];
+		int			dup = 0;
+
+		snprintf(joined, sizeof(joined), "%s%s", fx_merges[m][0], fx_merges[m][1]);
+		for (int k = 0; k < m && !dup; k++)
+		{
+			char		other[64];
+
+			snprintf(other, sizeof(other), "%s%s", fx_merges[k][0], fx_merges[k][1]);
+			dup = strcmp(joined, other) == 0;
+		}
+		n += !dup;
+	}
+	return n;
+}
+
 typedef struct FxOptions
 {
 	const char *normalizer;		/* JSON value or NULL */

@@ -13,6 +13,8 @@
 //           special special added tokens are matched as whole tokens
 //
 // Prints one JSON line per corpus line: {"ids":[...]} or {"error":"..."}.
+// With a fifth argument ids.jsonl (IMPL hf only), decodes those ids instead
+// and prints {"text":"..."} per line.
 // Needs NODE_PATH pointing at the node_modules the suite installed.
 'use strict';
 const fs = require('fs');
@@ -75,19 +77,31 @@ async function main() {
       tok = new Tokenizer(model);
       tok.setPreTokenizer(byteLevelPreTokenizer(false, true));
     } else {
-      let file = `${modelDir(name)}/tokenizer.json`;
+      // NAME "file:PATH": any tokenizer.json (the suite's handmade fixtures)
+      let file = name.startsWith('file:') ? name.slice(5) : `${modelDir(name)}/tokenizer.json`;
       let tmp = null;
       if (mode === 'plain') {
         // Special added tokens must keep their ids (HF renumbers added
         // tokens it is given), so their content is made unmatchable instead.
         const json = JSON.parse(fs.readFileSync(file, 'utf8'));
         for (const t of json.added_tokens) if (t.special) t.content += '\u0000\u0000never-matched';
-        tmp = path.join(require('os').tmpdir(), `sft-ref-${process.pid}-${name}.json`);
+        tmp = path.join(require('os').tmpdir(), `sft-ref-${process.pid}.json`);
         fs.writeFileSync(tmp, JSON.stringify(json));
         file = tmp;
       }
       tok = Tokenizer.fromFile(file);
       if (tmp) fs.unlinkSync(tmp);
+    }
+    if (process.argv[6]) {
+      // decode mode: the ids of another run (ARGV 6), decoded by HF
+      const idLines = fs.readFileSync(process.argv[6], 'utf8').split('\n').filter((l) => l.length).map((l) => JSON.parse(l));
+      for (const l of idLines) {
+        try {
+          const text = await tok.decode(l.ids || [], false);
+          process.stdout.write(JSON.stringify({ text }) + '\n');
+        } catch (e) { fail(e); }
+      }
+      return;
     }
     for (const t of texts) {
       try {

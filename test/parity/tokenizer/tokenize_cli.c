@@ -4,9 +4,12 @@
  *
  *   tokenize_cli (--hf tokenizer.json [--config tokenizer_config.json]
  *                 | --vocab vocab.json --merges merges.txt)
- *                [--split-special] [--offsets] < corpus.jsonl
+ *                [--split-special] [--offsets] [--decode] < corpus.jsonl
  *
- * Reads one JSON string per input line and prints one JSON object per line:
+ * --decode: input lines are {"ids":[...]}; prints {"text":"..."} (the ids
+ * decoded, special tokens kept) or {"error":"..."} per line.
+ * Otherwise reads one JSON string per input line and prints one JSON object
+ * per line:
  *   {"ids":[...], "rt":1, "text":"...", "offsets":[...]}
  * where text is decode(encode(input)) and rt says whether it equals the
  * input; or {"error":"..."}.
@@ -50,6 +53,7 @@ main(int argc, char **argv)
 			   *merges = NULL;
 	int			split_special = 0;
 	int			want_offsets = 0;
+	int			decode_only = 0;
 	SftTokenizer *tok = NULL;
 	SftError	err = {0};
 	SftStatus	st;
@@ -71,6 +75,8 @@ main(int argc, char **argv)
 			split_special = 1;
 		else if (strcmp(argv[i], "--offsets") == 0)
 			want_offsets = 1;
+		else if (strcmp(argv[i], "--decode") == 0)
+			decode_only = 1;
 		else
 		{
 			fprintf(stderr, "usage: %s (--hf tokenizer.json [--config cfg.json] | --vocab v.json --merges m.txt) [--split-special] [--offsets] < corpus.jsonl\n", argv[0]);
@@ -130,6 +136,36 @@ main(int argc, char **argv)
 		sft_intvec_init(&ids);
 		sft_intvec_init(&offsets);
 		sft_buf_init(&text);
+		if (decode_only)
+		{
+			json_object *arr = NULL;
+			json_object *out;
+
+			if (obj == NULL || !json_object_object_get_ex(obj, "ids", &arr) || !json_object_is_type(arr, json_type_array))
+				printf("{\"error\":\"input line has no ids array\"}\n");
+			else
+			{
+				for (size_t i = 0; i < json_object_array_length(arr); i++)
+					sft_intvec_push(&ids, json_object_get_int(json_object_array_get_idx(arr, i)));
+				sft_error_clear(&err);
+				if (sft_tokenizer_decode(tok, ids.data, ids.len, 0, &text, &err) == SFT_OK)
+				{
+					out = json_object_new_string_len(text.data ? text.data : "", (int) text.len);
+					printf("{\"text\":%s}\n", json_object_to_json_string_ext(out, JSON_C_TO_STRING_PLAIN));
+				}
+				else
+				{
+					out = json_object_new_string(err.message);
+					printf("{\"error\":%s}\n", json_object_to_json_string_ext(out, JSON_C_TO_STRING_PLAIN));
+				}
+				json_object_put(out);
+			}
+			if (obj)
+				json_object_put(obj);
+			sft_intvec_free(&ids);
+			sft_buf_free(&text);
+			continue;
+		}
 		if (obj == NULL || !json_object_is_type(obj, json_type_string))
 		{
 			printf("{\"error\":\"input line is not a JSON string\"}\n");
