@@ -847,18 +847,23 @@ cmp_added_id(const void *a, const void *b)
 	return (x->id > y->id) - (x->id < y->id);
 }
 
-static const SftTokenizer *sort_tok;	/* qsort context (loading is single-threaded) */
+/* Sort key of an added token for the matcher: first byte, then longest first. */
+typedef struct AddedOrder
+{
+	int			first;			/* first byte; -1 for empty content */
+	uint32_t	len;
+	int32_t		id;
+	int			index;			/* into SftTokenizer.added */
+} AddedOrder;
 
 static int
 cmp_added_order(const void *a, const void *b)
 {
-	const SftAddedToken *x = &sort_tok->added[*(const int *) a];
-	const SftAddedToken *y = &sort_tok->added[*(const int *) b];
-	unsigned char fx = x->len ? (unsigned char) sort_tok->tok_text.data[x->off] : 0;
-	unsigned char fy = y->len ? (unsigned char) sort_tok->tok_text.data[y->off] : 0;
+	const AddedOrder *x = a;
+	const AddedOrder *y = b;
 
-	if (fx != fy)
-		return fx < fy ? -1 : 1;
+	if (x->first != y->first)
+		return x->first < y->first ? -1 : 1;
 	if (x->len != y->len)
 		return x->len > y->len ? -1 : 1;
 	return (x->id > y->id) - (x->id < y->id);
@@ -991,26 +996,33 @@ finish_added_tokens(SftTokenizer *tok, SftError *err)
 		tok->added_only_lead[cls] = only;
 	}
 	tok->n_special = nspecial;
-	sort_tok = tok;
-	qsort(tok->added_order, (size_t) tok->n_added, sizeof(int), cmp_added_order);
-	sort_tok = NULL;
 	/* added_first[b] .. added_first[b + 1]: tokens whose first byte is b */
 	{
+		AddedOrder *order = sft_alloc((size_t) tok->n_added * sizeof(AddedOrder));
 		int			k = 0;
 
-		for (int b = 0; b <= 256; b++)
+		if (order == NULL)
+			return sft_error(err, SFT_ERR_NOMEM, "out of memory for added tokens");
+		for (int i = 0; i < tok->n_added; i++)
 		{
-			while (b < 256 && k < tok->n_added)
-			{
-				const SftAddedToken *t = &tok->added[tok->added_order[k]];
+			const SftAddedToken *t = &tok->added[i];
 
-				if (t->len != 0 && (unsigned char) tok->tok_text.data[t->off] >= b)
-					break;
+			order[i].first = t->len ? (unsigned char) tok->tok_text.data[t->off] : -1;
+			order[i].len = t->len;
+			order[i].id = t->id;
+			order[i].index = i;
+		}
+		qsort(order, (size_t) tok->n_added, sizeof(AddedOrder), cmp_added_order);
+		for (int i = 0; i < tok->n_added; i++)
+			tok->added_order[i] = order[i].index;
+		for (int b = 0; b < 256; b++)
+		{
+			while (k < tok->n_added && order[k].first < b)
 				k++;
-			}
 			tok->added_first[b] = k;
 		}
 		tok->added_first[256] = tok->n_added;
+		sft_free(order);
 	}
 	return SFT_OK;
 }

@@ -34,7 +34,7 @@ static const char *const fx_merges[][2] = {
 };
 #define FX_NMERGES ((int) (sizeof(fx_merges) / sizeof(fx_merges[0])))
 
-static void
+static inline void
 fx_json_string(SftBuf *b, const char *s, size_t len)
 {
 	sft_buf_append(b, "\"", 1);
@@ -61,7 +61,7 @@ fx_json_string(SftBuf *b, const char *s, size_t len)
 }
 
 /* GPT-2 byte -> character (UTF-8 into out, returns length). */
-static size_t
+static inline size_t
 fx_byte_char(unsigned char byte, char *out)
 {
 	int			n = 0;
@@ -89,7 +89,7 @@ fx_byte_char(unsigned char byte, char *out)
 	return 2;
 }
 
-static void
+static inline void
 fx_byte_string(SftBuf *out, const char *raw)
 {
 	char		c[2];
@@ -103,7 +103,7 @@ fx_byte_string(SftBuf *out, const char *raw)
 }
 
 /* Ids used by fx_byte_level_json: 256 bytes + distinct merge results. */
-static int
+static inline int
 fx_byte_level_vocab_size(void)
 {
 	int			n = 256;
@@ -140,7 +140,7 @@ typedef struct FxOptions
  * Byte-level tokenizer.json: ids 0..255 are the byte characters in byte
  * order, then the merge results.  Returns a malloc'ed NUL-terminated text.
  */
-static char *
+static inline char *
 fx_byte_level_json(const FxOptions *o)
 {
 	SftBuf		b,
@@ -259,7 +259,7 @@ static const char *const fx_spm_merges[][2] = {
  * a-z, é, then merge results.  metaspace != 0 uses the Metaspace
  * pre-tokenizer form instead of the Prepend/Replace normalizer.
  */
-static char *
+static inline char *
 fx_spm_json(int metaspace, const char *added_tokens_extra)
 {
 	SftBuf		b;
