@@ -4,7 +4,7 @@
 set -e
 PACKAGES="postgresql-15 postgresql-server-dev-15 \
 libopenblas-dev libjson-c-dev libpcre2-dev pkg-config build-essential \
-python3 python3-torch clang libclang-rt-14-dev \
+python3 python3-torch python3-jinja2 clang libclang-rt-14-dev \
 libipc-run-perl"
 missing=""
 for p in $PACKAGES; do
