@@ -78,4 +78,10 @@ demo: deps all
 bench: all $(BENCH_BINS)
 	@bash test/run_bench.sh
 
-EXTRA_CLEAN = $(UNIT_BINS) $(BENCH_BINS) test/fuzz/fuzz_* results regression.diffs regression.out
+# Builds every libFuzzer target (clang, ASan + UBSan) into /tmp/sft-fuzz and
+# runs each for FUZZ_SECONDS, one after another.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@bash test/fuzz/run_all.sh $(FUZZ_SECONDS)
+
+EXTRA_CLEAN = $(UNIT_BINS) $(BENCH_BINS) results regression.diffs regression.out

@@ -1,0 +1,32 @@
+#!/bin/bash
+# make fuzz: builds every libFuzzer target and runs each for N seconds (default
+# 60), one after another, printing executions and findings per target.
+#   make fuzz FUZZ_SECONDS=600
+set -u
+cd "$(dirname "$0")/../.."
+seconds=${1:-60}
+out=/tmp/sft-fuzz
+bash test/fuzz/build.sh "$out" >/dev/null && bash test/fuzz/build_chat_template.sh "$out" >/dev/null &&
+	OUT=/tmp/sft-fuzz-weights bash test/fuzz/build_weights.sh >/dev/null || { echo "fuzz build failed"; exit 1; }
+findings=0
+run() {					# name, binary, corpus dirs and options...
+	local name=$1 bin=$2; shift 2
+	mkdir -p "$out/findings/$name"
+	local log=$out/findings/$name.log
+	nice -n 19 "$bin" -max_total_time="$seconds" -print_final_stats=1 \
+		-artifact_prefix="$out/findings/$name/" "$@" >"$log" 2>&1
+	local execs
+	execs=$(grep -m1 'stat::number_of_executed_units' "$log" | awk '{print $2}')
+	local found
+	found=$(ls "$out/findings/$name" | wc -l)
+	findings=$((findings + found))
+	printf '%-22s %12s executions  %d findings\n' "$name" "${execs:-?}" "$found"
+}
+run tokenizer_load "$out/fuzz_tokenizer_load" -dict=test/fuzz/tokenizer.dict "$out/corpus/load" "$out/seeds/load"
+run tokenizer_encode "$out/fuzz_tokenizer_encode" -max_len=4096 "$out/corpus/encode" "$out/seeds/encode"
+run chat_template "$out/fuzz_chat_template" -max_len=2048 "$out/corpus/chat_template" "$out/seeds/chat_template"
+for t in safetensors config checkpoint; do
+	(cd /tmp/sft-fuzz-weights && run "$t" ./fuzz_$t -max_len=16384 -dict=weights.dict "corpus_$t")
+done
+echo "fuzzing done: $findings findings"
+[ "$findings" -eq 0 ]
