@@ -77,6 +77,25 @@ SELECT sft_model_export('no_such_model', :'export_dir');
 SELECT sft_model_export('model_a', 'relative/path');
 SELECT count(*) AS failed_imports_left_nothing FROM sft_models WHERE name = 'model_y';
 
+-- damaged weights are reported, never loaded: a truncated and a corrupted
+-- copy of model_a's large object swapped in by a superuser behind the functions' back
+CREATE TEMP TABLE model_saved AS SELECT weights FROM sft_models WHERE name = 'model_a';
+UPDATE sft_models SET weights = lo_from_bytea(0, substring(lo_get(weights) FROM 1 FOR 1000))
+ WHERE name = 'model_a';
+SELECT sft_model_export('model_a', :'export_dir');
+SELECT lo_unlink(weights) FROM sft_models WHERE name = 'model_a';
+UPDATE sft_models SET weights = lo_from_bytea(0, overlay(lo_get(m.weights) PLACING '\x00000000'::bytea
+                                                         FROM (length(lo_get(m.weights)) / 2) FOR 4))
+  FROM model_saved m WHERE name = 'model_a';
+SELECT set_config('model.export_dir', :'export_dir', false) IS NOT NULL AS remembered;
+DO $$ BEGIN
+  PERFORM sft_model_export('model_a', current_setting('model.export_dir'));
+EXCEPTION WHEN data_corrupted THEN
+  RAISE WARNING '%', regexp_replace(SQLERRM, 'stored [0-9a-f]+, computed [0-9a-f]+', 'stored X, computed Y');
+END $$;
+SELECT lo_unlink(weights) FROM sft_models WHERE name = 'model_a';
+UPDATE sft_models SET weights = m.weights FROM model_saved m WHERE name = 'model_a';
+
 -- ownership: another role can neither drop nor export, nor read the weights
 CREATE ROLE regress_sft_model_owner LOGIN;
 CREATE ROLE regress_sft_model_other LOGIN;

@@ -37,37 +37,70 @@ typedef struct SftLoStream
 	ErrorData  *error;			/* server error caught inside a callback */
 } SftLoStream;
 
+/* The loops proper; they may raise ERROR (caught by the stream functions below). */
+static void
+SftLoWriteAll(SftLoStream *stream, const char *p, size_t len)
+{
+	while (len > 0)
+	{
+		int			n = (int) Min(len, (size_t) SFT_LO_CHUNK);
+		int			written;
+
+		CHECK_FOR_INTERRUPTS();
+		written = lo_write(stream->fd, p, n);
+		if (written != n)
+			ereport(ERROR,
+					(errcode(ERRCODE_IO_ERROR),
+					 errmsg("short write to large object: %d of %d bytes", written, n)));
+		p += n;
+		len -= n;
+		stream->bytes += n;
+	}
+}
+
+/* Returns false when the object ends before len bytes. */
+static bool
+SftLoReadAll(SftLoStream *stream, char *p, size_t len)
+{
+	while (len > 0)
+	{
+		int			n = (int) Min(len, (size_t) SFT_LO_CHUNK);
+		int			got;
+
+		CHECK_FOR_INTERRUPTS();
+		got = lo_read(stream->fd, p, n);
+		if (got <= 0)
+			return false;
+		p += got;
+		len -= got;
+		stream->bytes += got;
+	}
+	return true;
+}
+
+/* Keep a copy of the current error in the stream and clear it. */
+static void
+SftLoStreamCatch(SftLoStream *stream, MemoryContext oldcxt)
+{
+	MemoryContextSwitchTo(stream->cxt);
+	stream->error = CopyErrorData();
+	FlushErrorState();
+	MemoryContextSwitchTo(oldcxt);
+}
+
 static SftStatus
 SftLoStreamWrite(void *ctx, const void *data, size_t len, SftError *err)
 {
 	SftLoStream *stream = (SftLoStream *) ctx;
-	const char *p = (const char *) data;
 	MemoryContext oldcxt = CurrentMemoryContext;
 
 	PG_TRY();
 	{
-		while (len > 0)
-		{
-			int			n = (int) Min(len, (size_t) SFT_LO_CHUNK);
-			int			written;
-
-			CHECK_FOR_INTERRUPTS();
-			written = lo_write(stream->fd, p, n);
-			if (written != n)
-				ereport(ERROR,
-						(errcode(ERRCODE_IO_ERROR),
-						 errmsg("short write to large object: %d of %d bytes", written, n)));
-			p += n;
-			len -= n;
-			stream->bytes += n;
-		}
+		SftLoWriteAll(stream, (const char *) data, len);
 	}
 	PG_CATCH();
 	{
-		MemoryContextSwitchTo(stream->cxt);
-		stream->error = CopyErrorData();
-		FlushErrorState();
-		MemoryContextSwitchTo(oldcxt);
+		SftLoStreamCatch(stream, oldcxt);
 	}
 	PG_END_TRY();
 	if (stream->error)
@@ -79,40 +112,21 @@ static SftStatus
 SftLoStreamRead(void *ctx, void *data, size_t len, SftError *err)
 {
 	SftLoStream *stream = (SftLoStream *) ctx;
-	char	   *p = (char *) data;
-	bool		short_read = false;
 	MemoryContext oldcxt = CurrentMemoryContext;
+	volatile bool complete = false;
 
 	PG_TRY();
 	{
-		while (len > 0)
-		{
-			int			n = (int) Min(len, (size_t) SFT_LO_CHUNK);
-			int			got;
-
-			CHECK_FOR_INTERRUPTS();
-			got = lo_read(stream->fd, p, n);
-			if (got <= 0)
-			{
-				short_read = true;
-				break;
-			}
-			p += got;
-			len -= got;
-			stream->bytes += got;
-		}
+		complete = SftLoReadAll(stream, (char *) data, len);
 	}
 	PG_CATCH();
 	{
-		MemoryContextSwitchTo(stream->cxt);
-		stream->error = CopyErrorData();
-		FlushErrorState();
-		MemoryContextSwitchTo(oldcxt);
+		SftLoStreamCatch(stream, oldcxt);
 	}
 	PG_END_TRY();
 	if (stream->error)
 		return sft_error(err, SFT_ERR_IO, "%s", stream->error->message);
-	if (short_read)
+	if (!complete)
 		return sft_error(err, SFT_ERR_FORMAT,
 						 "large object ends after %lld bytes, in the middle of the checkpoint",
 						 (long long) stream->bytes);

@@ -258,7 +258,6 @@ bool
 SftProgressRead(int slot_index, int64 run_id, Oid dboid, SftRunProgress *out)
 {
 	SftRunSlot *slot;
-	bool		ok;
 
 	if (SftShared == NULL || slot_index < 0 || slot_index >= SFT_MAX_RUN_SLOTS)
 		return false;
