@@ -25,8 +25,9 @@ run() {					# name, binary, corpus dirs and options...
 run tokenizer_load "$out/fuzz_tokenizer_load" -dict=test/fuzz/tokenizer.dict "$out/corpus/load" "$out/seeds/load"
 run tokenizer_encode "$out/fuzz_tokenizer_encode" -max_len=4096 "$out/corpus/encode" "$out/seeds/encode"
 run chat_template "$out/fuzz_chat_template" -max_len=2048 "$out/corpus/chat_template" "$out/seeds/chat_template"
+w=/tmp/sft-fuzz-weights
 for t in safetensors config checkpoint; do
-	(cd /tmp/sft-fuzz-weights && run "$t" ./fuzz_$t -max_len=16384 -dict=weights.dict "corpus_$t")
+	run "$t" "$w/fuzz_$t" -max_len=16384 -dict="$w/weights.dict" "$w/corpus_$t"
 done
 echo "fuzzing done: $findings findings"
 [ "$findings" -eq 0 ]
