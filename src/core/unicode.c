@@ -127,7 +127,7 @@ sft_unicode_nfc_quick_ok(const char *s, size_t len)
 			continue;
 		}
 		cp = sft_utf8_decode(p + i, &n);
-		/* Below U+00C0 nothing decomposes, combines or composes. */
+		/* Below U+00C0 every code point is NFC_Quick_Check Yes with class 0. */
 		if (cp >= 0xC0 && nfc_sensitive(cp))
 			return 0;
 		i += n;

@@ -63,11 +63,15 @@ def main():
             seconds.add(d[1])
     comps.sort()
 
-    # Code points NFC can change or that can change what precedes them:
-    # anything with a decomposition, a non-zero class, or that composes as a
-    # second element (Hangul vowel and trailing jamo included).
-    sensitive = set(cp for cp, _ in ccc) | set(cp for cp, _, _ in decomp) | seconds
-    sensitive |= set(range(0x1161, 0x1176)) | set(range(0x11A8, 0x11C3))
+    # UAX #15 quick check: text whose code points all have NFC_Quick_Check =
+    # Yes and class 0 is already NFC.  Not Yes: "No" (the code point alone is
+    # not NFC: singletons, exclusions ...) and "Maybe" (it can compose with
+    # what precedes: second elements of compositions, Hangul V and T jamo).
+    # Precomposed letters such as U+00E9 are Yes and stay on the fast path.
+    no = set(cp for cp in range(MAX_CP)
+             if not (0xD800 <= cp <= 0xDFFF) and not unicodedata.is_normalized("NFC", chr(cp)))
+    maybe = seconds | set(range(0x1161, 0x1176)) | set(range(0x11A8, 0x11C3))
+    sensitive = set(cp for cp, _ in ccc) | no | maybe
     sens_ranges = ranges([(cp, 1) for cp in sorted(sensitive)])
 
     w = sys.stdout.write
@@ -95,7 +99,7 @@ def main():
         w("\t{0x%04X, 0x%04X, 0x%04X},\n" % (a, b, c))
     w("};\nconst int sft_unicode_comp_count = %d;\n\n" % len(comps))
 
-    w("/* Code points NFC may change or that may combine with what precedes. */\n")
+    w("/* Code points with NFC_Quick_Check No or Maybe, or a non-zero class. */\n")
     w("const SftUnicodeRange sft_unicode_nfc_sensitive[] = {\n")
     for a, b, _ in sens_ranges:
         w("\t{0x%04X, 0x%04X},\n" % (a, b))
