@@ -685,10 +685,14 @@ parse_json(const char *text, size_t len, const char *what, json_object **out, Sf
 	jerr = json_tokener_get_error(jt);
 	if (obj == NULL || jerr != json_tokener_success)
 	{
-		SftStatus	st = sft_error(err, SFT_ERR_FORMAT, "%s is not valid JSON: %s%s", what,
-								   jerr == json_tokener_continue ? "unexpected end of input" :
-								   json_tokener_error_desc(jerr),
-								   jerr == json_tokener_continue ? "" : "");
+		SftStatus	st;
+
+		if (jerr == json_tokener_success)	/* the text was "null" */
+			st = sft_error(err, SFT_ERR_FORMAT, "%s is JSON null, not an object", what);
+		else
+			st = sft_error(err, SFT_ERR_FORMAT, "%s is not valid JSON (byte %zu): %s", what,
+						   (size_t) json_tokener_get_parse_end(jt),
+						   jerr == json_tokener_continue ? "unexpected end of input" : json_tokener_error_desc(jerr));
 
 		if (obj)
 			json_object_put(obj);

@@ -459,6 +459,8 @@ test_malformed(void)
 		   "truncated: %s", err.message);
 	TAP_OK(load_status("{\"model\":{}} trailing", NULL, &err) == SFT_ERR_FORMAT, "text after the JSON value: %s", err.message);
 	TAP_OK(load_status("\"x\"", NULL, &err) == SFT_ERR_FORMAT, "not an object: %s", err.message);
+	TAP_OK(load_status("null", NULL, &err) == SFT_ERR_FORMAT, "JSON null: %s", err.message);
+	TAP_OK(load_status("", NULL, &err) == SFT_ERR_FORMAT, "empty text: %s", err.message);
 	TAP_OK(load_status("{}", NULL, &err) == SFT_ERR_FORMAT && contains(err.message, "model"), "no model: %s", err.message);
 	{
 		char		bad[8] = {'{', '"', (char) 0xC3, '"', ':', '1', '}', 0};
@@ -466,8 +468,10 @@ test_malformed(void)
 		TAP_OK(load_status(bad, NULL, &err) == SFT_ERR_FORMAT && contains(err.message, "UTF-8"), "invalid UTF-8 file: %s", err.message);
 	}
 	expect_edit(json, "\"type\":\"BPE\"", "\"type\":\"WordPiece\"", SFT_ERR_UNSUPPORTED, "WordPiece", "model type WordPiece");
-	expect_edit(json, "\"vocab\":{", "\"vocab\":[{", SFT_ERR_FORMAT, NULL, "vocab as an array");
-	expect_edit(json, "\"merges\":[", "\"merges\":{\"x\":[", SFT_ERR_FORMAT, NULL, "merges as an object");
+	expect_edit(json, "\"vocab\":{", "\"vocab\":[],\"old_vocab\":{", SFT_ERR_FORMAT, "model.vocab", "vocab as an array");
+	expect_edit(json, "\"merges\":[", "\"merges\":{},\"old_merges\":[", SFT_ERR_FORMAT, "model.merges", "merges as an object");
+	expect_edit(json, "\"pre_tokenizer\":{", "\"pre_tokenizer\":7,\"old\":{", SFT_ERR_FORMAT, "pre_tokenizer", "pre_tokenizer of wrong type");
+	expect_edit(json, "\"decoder\":{", "\"decoder\":[],\"old\":{", SFT_ERR_FORMAT, "decoder", "decoder of wrong type");
 	expect_edit(json, ":0,", ":\"0\",", SFT_ERR_FORMAT, "integer", "id as a string");
 	expect_edit(json, ":0,", ":1000000000000,", SFT_ERR_LIMIT, "1000000000000", "huge id");
 	expect_edit(json, ":0,", ":-7,", SFT_ERR_LIMIT, "-7", "negative id");
