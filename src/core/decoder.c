@@ -18,7 +18,6 @@
 #include "model_internal.h"
 #include "kernels.h"
 
-#include <cblas.h>
 #include <string.h>
 
 #define SFT_DECODE_CHUNK 128
@@ -112,12 +111,12 @@ sft_decoder_position(const SftDecoder *d)
 	return d->pos;
 }
 
-/* y[n, OUT] = x[n, IN] W[OUT, IN]^T; a single row is a (memory-bound) sgemv. */
+/* y[n, OUT] = x[n, IN] W[OUT, IN]^T; a single row is a memory-bound matvec. */
 static void
 linear(float *y, const float *x, const float *w, int n, int IN, int OUT)
 {
 	if (n == 1)
-		cblas_sgemv(CblasRowMajor, CblasNoTrans, OUT, IN, 1.0f, w, IN, x, 1, 0.0f, y, 1);
+		matvec_forward(y, x, w, IN, OUT);
 	else
 		matmul_forward(y, x, w, n, IN, OUT);
 }
@@ -152,8 +151,12 @@ feed_chunk(SftDecoder *d, const int32_t *tokens, int n, float *logits)
 			memcpy(vc + (size_t) (p0 + i) * KVH, d->qkv + (size_t) i * QKV + QH + KVH,
 				   sizeof(float) * KVH);
 		}
-		attention_forward(d->att, QH, d->lse, d->qkv, QKV, kc, vc, KVH, n, p0 + n,
-						  NH, NKV, HD, d->attn_scratch);
+		if (n == 1)
+			attention_forward_one(d->att, d->lse, d->qkv, kc, vc, KVH, p0 + 1, NH, NKV, HD,
+								  d->attn_scratch);
+		else
+			attention_forward(d->att, QH, d->lse, d->qkv, QKV, kc, vc, KVH, n, p0 + n,
+							  NH, NKV, HD, d->attn_scratch);
 		linear(d->proj, d->att, w.wo, n, QH, C);
 		for (size_t i = 0; i < (size_t) n * C; i++)
 			d->x[i] += d->proj[i];

@@ -73,12 +73,13 @@ sft_vec_sum(const float *x, int n)
 {
 	float		acc[8] = {0};
 	float		s = 0.0f;
-	int			i = 0;
+	size_t		i = 0,
+				len = n > 0 ? (size_t) n : 0;
 
-	for (; i + 8 <= n; i += 8)
+	for (; i + 8 <= len; i += 8)
 		for (int j = 0; j < 8; j++)
 			acc[j] += x[i + j];
-	for (; i < n; i++)
+	for (; i < len; i++)
 		s += x[i];
 	for (int j = 0; j < 8; j++)
 		s += acc[j];
@@ -90,12 +91,13 @@ sft_vec_dot(const float *a, const float *b, int n)
 {
 	float		acc[8] = {0};
 	float		s = 0.0f;
-	int			i = 0;
+	size_t		i = 0,
+				len = n > 0 ? (size_t) n : 0;
 
-	for (; i + 8 <= n; i += 8)
+	for (; i + 8 <= len; i += 8)
 		for (int j = 0; j < 8; j++)
 			acc[j] += a[i + j] * b[i + j];
-	for (; i < n; i++)
+	for (; i < len; i++)
 		s += a[i] * b[i];
 	for (int j = 0; j < 8; j++)
 		s += acc[j];
@@ -107,14 +109,15 @@ sft_vec_max(const float *x, int n)
 {
 	float		acc[8];
 	float		m = -INFINITY;
-	int			i = 0;
+	size_t		i = 0,
+				len = n > 0 ? (size_t) n : 0;
 
 	for (int j = 0; j < 8; j++)
 		acc[j] = -INFINITY;
-	for (; i + 8 <= n; i += 8)
+	for (; i + 8 <= len; i += 8)
 		for (int j = 0; j < 8; j++)
 			acc[j] = x[i + j] > acc[j] ? x[i + j] : acc[j];
-	for (; i < n; i++)
+	for (; i < len; i++)
 		m = x[i] > m ? x[i] : m;
 	for (int j = 0; j < 8; j++)
 		m = acc[j] > m ? acc[j] : m;
@@ -142,6 +145,30 @@ matmul_backward(float *dx, float *dw, const float *dout, const float *x,
 	if (dw)
 		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OUT, IN, T,
 					1.0f, dout, OUT, x, IN, 1.0f, dw, IN);
+}
+
+void
+matvec_forward(float *restrict y, const float *restrict x, const float *restrict w,
+			   int IN, int OUT)
+{
+	size_t		n = (size_t) IN;
+
+	for (int o = 0; o < OUT; o++)
+	{
+		const float *row = w + (size_t) o * IN;
+		float		acc[16] = {0};	/* two vector accumulators: FMA latency */
+		float		s = 0.0f;
+		size_t		i = 0;
+
+		for (; i + 16 <= n; i += 16)
+			for (int j = 0; j < 16; j++)
+				acc[j] += row[i + j] * x[i + j];
+		for (; i < n; i++)
+			s += row[i] * x[i];
+		for (int j = 0; j < 16; j++)
+			s += acc[j];
+		y[o] = s;
+	}
 }
 
 /* ---------------------------------------------------------------------------
@@ -206,17 +233,17 @@ rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
 		float		acc[8] = {0};
 		float		s = 0.0f;
 		float		coef;
-		int			i = 0;
+		size_t		i = 0;
 
-		for (; i + 8 <= C; i += 8)
+		for (; i + 8 <= (size_t) C; i += 8)
 			for (int j = 0; j < 8; j++)
 				acc[j] += dy[i + j] * w[i + j] * xt[i + j];
-		for (; i < C; i++)
+		for (; i < (size_t) C; i++)
 			s += dy[i] * w[i] * xt[i];
 		for (int j = 0; j < 8; j++)
 			s += acc[j];
 		coef = s * r * r * r / (float) C;
-		for (i = 0; i < C; i++)
+		for (i = 0; i < (size_t) C; i++)
 		{
 			dxt[i] += r * w[i] * dy[i] - xt[i] * coef;
 			dw[i] += dy[i] * xt[i] * r;
@@ -388,6 +415,46 @@ attention_forward(float *out, int ldo, float *lse, const float *q, int ldq,
 				for (int i = 0; i < nr; i++)
 					memcpy(out + (size_t) (r0 + i) * ldo + (size_t) (g * G + j) * HD,
 						   Os + ((size_t) j * nr + i) * HD, sizeof(float) * HD);
+		}
+	}
+}
+
+void
+attention_forward_one(float *out, float *lse, const float *q, const float *k,
+					  const float *v, int ldkv, int nkv, int NH, int NKV, int HD,
+					  float *scratch)
+{
+	int			G = NH / NKV;
+	float		scale = 1.0f / sqrtf((float) HD);
+	float	   *p = scratch;	/* [nkv] */
+
+	for (int h = 0; h < NH; h++)
+	{
+		const float *qh = q + (size_t) h * HD;
+		const float *kg = k + (size_t) (h / G) * HD;
+		const float *vg = v + (size_t) (h / G) * HD;
+		float	   *oh = out + (size_t) h * HD;
+		float		m,
+					sum,
+					inv;
+
+		for (int j = 0; j < nkv; j++)
+			p[j] = scale * sft_vec_dot(qh, kg + (size_t) j * ldkv, HD);
+		m = sft_vec_max(p, nkv);
+		for (int j = 0; j < nkv; j++)
+			p[j] = sft_expf(p[j] - m);
+		sum = sft_vec_sum(p, nkv);
+		lse[h] = m + logf(sum);
+		inv = 1.0f / sum;
+		for (int c = 0; c < HD; c++)
+			oh[c] = 0.0f;
+		for (int j = 0; j < nkv; j++)
+		{
+			const float *vj = vg + (size_t) j * ldkv;
+			float		pj = p[j] * inv;
+
+			for (int c = 0; c < HD; c++)
+				oh[c] += pj * vj[c];
 		}
 	}
 }

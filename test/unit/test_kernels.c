@@ -147,6 +147,25 @@ test_matmul(void)
 	free(c.x), free(c.w), free(c.R), free(c.out), free(dx), free(dw);
 }
 
+static void
+test_matvec(void)
+{
+	int			IN = 37,
+				OUT = 9;		/* an odd width: the 16-lane loop's tail too */
+	float	   *w = randn(OUT * IN, 1),
+			   *x = randn(IN, 1),
+			   *y = zeros(OUT),
+			   *y2 = zeros(OUT);
+	double		maxerr = 0.0;
+
+	matvec_forward(y, x, w, IN, OUT);
+	matmul_forward(y2, x, w, 1, IN, OUT);
+	for (int o = 0; o < OUT; o++)
+		maxerr = fmax(maxerr, fabs(y[o] - dot_d(w + o * IN, x, IN)) + fabs(y[o] - y2[o]));
+	TAP_OK(maxerr < 1e-5, "matvec_forward = loops = matmul_forward with T = 1 (max err %.2g)", maxerr);
+	free(w), free(x), free(y), free(y2);
+}
+
 /* ---------------------------------------------------------------------------
  * embedding
  * ------------------------------------------------------------------------- */
@@ -371,6 +390,33 @@ test_attention_vs_ref(int nq, int nkv, int NH, int NKV, int HD)
 		   "attention_forward = reference, nq %d nkv %d NH %d NKV %d HD %d (out %.2g, lse %.2g)",
 		   nq, nkv, NH, NKV, HD, eo, el);
 	free(out_ref), free(lse_ref);
+	attn_free(&c);
+}
+
+/* The decode step's one-query kernel against the reference. */
+static void
+test_attention_one(int nkv, int NH, int NKV, int HD)
+{
+	AttnCtx		c;
+	float	   *out,
+			   *lse,
+			   *out_ref,
+			   *lse_ref,
+			   *scr = zeros(nkv);
+	double		eo = 0.0,
+				el = 0.0;
+
+	attn_setup(&c, 1, nkv, NH, NKV, HD);
+	out = zeros(NH * HD), lse = zeros(NH), out_ref = zeros(c.ldo), lse_ref = zeros(NH);
+	attention_forward_one(out, lse, c.q, c.k, c.v, c.ldkv, nkv, NH, NKV, HD, scr);
+	attention_forward_ref(out_ref, c.ldo, lse_ref, c.q, c.ldq, c.k, c.v, c.ldkv, 1, nkv, NH, NKV, HD);
+	for (int j = 0; j < NH * HD; j++)
+		eo = fmax(eo, fabs(out[j] - out_ref[j]));
+	for (int h = 0; h < NH; h++)
+		el = fmax(el, fabs(lse[h] - lse_ref[h]));
+	TAP_OK(eo < 2e-5 && el < 2e-5, "attention_forward_one = reference, nkv %d NH %d NKV %d (out %.2g, lse %.2g)",
+		   nkv, NH, NKV, eo, el);
+	free(out), free(lse), free(out_ref), free(lse_ref), free(scr);
 	attn_free(&c);
 }
 
@@ -669,6 +715,7 @@ main(void)
 	sft_rng_seed(&rng, 1234);
 	test_vec_helpers();
 	test_matmul();
+	test_matvec();
 	test_embedding();
 	test_rmsnorm();
 	test_rope();
@@ -676,6 +723,8 @@ main(void)
 	test_attention_vs_ref(200, 200, 3, 1, 16);	/* two row blocks */
 	test_attention_vs_ref(5, 140, 4, 4, 8);	/* decode-style: 135 cached keys */
 	test_attention_vs_ref(1, 1, 2, 1, 4);
+	test_attention_one(1, 2, 1, 4);
+	test_attention_one(77, 9, 3, 16);
 	test_attention_grad(6, 6, 4, 2, 4, 0);	/* GQA, every element */
 	test_attention_grad(3, 9, 2, 1, 4, 0);	/* queries after cached keys */
 	fd_step = 4e-3f;			/* 150 x 16 outputs in the probe sum */
