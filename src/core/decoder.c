@@ -158,14 +158,12 @@ feed_chunk(SftDecoder *d, const int32_t *tokens, int n, float *logits)
 			attention_forward(d->att, QH, d->lse, d->qkv, QKV, kc, vc, KVH, n, p0 + n,
 							  NH, NKV, HD, d->attn_scratch);
 		linear(d->proj, d->att, w.wo, n, QH, C);
-		for (size_t i = 0; i < (size_t) n * C; i++)
-			d->x[i] += d->proj[i];
+		residual_forward(d->x, d->x, d->proj, (size_t) n * C);
 		rmsnorm_forward(d->xn, d->rstd, d->x, w.mlp_norm, n, C, c->rms_norm_eps);
 		linear(d->gu, d->xn, w.wgu, n, C, 2 * F);
 		swiglu_forward(d->h, d->gu, n, F);
 		linear(d->proj, d->h, w.wdown, n, F, C);
-		for (size_t i = 0; i < (size_t) n * C; i++)
-			d->x[i] += d->proj[i];
+		residual_forward(d->x, d->x, d->proj, (size_t) n * C);
 	}
 	d->pos += n;
 	if (logits)

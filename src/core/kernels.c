@@ -171,6 +171,13 @@ matvec_forward(float *restrict y, const float *restrict x, const float *restrict
 	}
 }
 
+void
+residual_forward(float *out, const float *x, const float *y, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		out[i] = x[i] + y[i];
+}
+
 /* ---------------------------------------------------------------------------
  * Embedding
  * ------------------------------------------------------------------------- */

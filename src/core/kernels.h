@@ -58,6 +58,10 @@ void		matmul_backward(float *dx, float *dw, const float *dout,
  */
 void		matvec_forward(float *y, const float *x, const float *w, int IN, int OUT);
 
+/* out[n] = x[n] + y[n] (the residual add; out may be x).  Its backward is
+ * the identity: the residual gradient flows to both inputs unchanged. */
+void		residual_forward(float *out, const float *x, const float *y, size_t n);
+
 /* ---------------------------------------------------------------------------
  * Embedding
  * ------------------------------------------------------------------------- */

@@ -632,13 +632,6 @@ prepare_batch(SftTrainer *tr, const SftBatch *b, int *T_out, int *N_out, SftErro
 	return SFT_OK;
 }
 
-static void
-add_inplace(float *x, const float *y, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		x[i] += y[i];
-}
-
 /*
  * Forward pass; with train, also dropout and the LM-head part of the
  * backward pass (dlogits -> dxf and the LM-head weight gradient), done chunk
@@ -681,8 +674,7 @@ forward(SftTrainer *tr, const SftBatch *b, int T, int N, int train)
 		matmul_forward(tr->proj, a->att, w.wo, T, QH, C);
 		if (drop)
 			dropout_forward(tr->proj, a->keep_att, tr->dropout, &tr->rng, (size_t) T * C);
-		for (size_t i = 0; i < (size_t) T * C; i++)
-			a->res_mid[i] = a->res_in[i] + tr->proj[i];
+		residual_forward(a->res_mid, a->res_in, tr->proj, (size_t) T * C);
 
 		/* MLP block */
 		rmsnorm_forward(tr->xn, a->rstd2, a->res_mid, w.mlp_norm, T, C, c->rms_norm_eps);
@@ -691,8 +683,7 @@ forward(SftTrainer *tr, const SftBatch *b, int T, int N, int train)
 		matmul_forward(tr->proj, tr->h, w.wdown, T, F, C);
 		if (drop)
 			dropout_forward(tr->proj, a->keep_mlp, tr->dropout, &tr->rng, (size_t) T * C);
-		for (size_t i = 0; i < (size_t) T * C; i++)
-			res_out[i] = a->res_mid[i] + tr->proj[i];
+		residual_forward(res_out, a->res_mid, tr->proj, (size_t) T * C);
 	}
 
 	/* final norm and LM head, only on the rows that predict a target */
@@ -740,7 +731,11 @@ backward(SftTrainer *tr, const SftBatch *b, int T, int N)
 					 m->params + m->final_norm, tr->rstdf, N, C);
 	memset(tr->dres, 0, sizeof(float) * TC);
 	for (int i = 0; i < N; i++)
-		add_inplace(tr->dres + (size_t) tr->tgt_row[i] * C, tr->dxn + (size_t) i * C, C);
+	{
+		float	   *d = tr->dres + (size_t) tr->tgt_row[i] * C;
+
+		residual_forward(d, d, tr->dxn + (size_t) i * C, C);
+	}
 
 	for (int l = c->n_layers - 1; l >= 0; l--)
 	{
