@@ -45,7 +45,10 @@ SftStatus	sft_tokenizer_from_vocab_merges(const char *vocab_json, size_t vocab_l
 void		sft_tokenizer_free(SftTokenizer *tok);
 
 /*
- * Encode UTF-8 text (invalid UTF-8 is SFT_ERR_INVALID naming the byte offset).
+ * Encode UTF-8 text (invalid UTF-8 is SFT_ERR_INVALID naming the byte offset;
+ * on any error ids/offsets are left as they were).  split_special: special
+ * added tokens in the text become their ids; otherwise their text is encoded
+ * as ordinary text (non-special added tokens are always matched, as in HF).
  * Appends to ids; when offsets is not NULL, appends for every token the byte
  * offset in text where the token's first byte came from (monotonic
  * non-decreasing), so callers can map tokens back to spans of the input.
@@ -54,7 +57,13 @@ SftStatus	sft_tokenizer_encode(const SftTokenizer *tok, const char *text, size_t
 								 int split_special, SftIntVec *ids, SftIntVec *offsets,
 								 SftError *err);
 
-/* Decode ids to text (appended to out).  Unknown ids are SFT_ERR_INVALID. */
+/*
+ * Decode ids to text (appended to out) as HF's decode(): the file's decoder
+ * steps, special tokens dropped when skip_special.  Unknown ids are
+ * SFT_ERR_INVALID.  The result is always valid UTF-8: ids that stop inside a
+ * character (a partial sequence) give U+FFFD for each maximal invalid byte
+ * run, exactly as HF (Rust from_utf8_lossy; ByteFallback: one per byte).
+ */
 SftStatus	sft_tokenizer_decode(const SftTokenizer *tok, const int32_t *ids, size_t n,
 								 int skip_special, SftBuf *out, SftError *err);
 
