@@ -109,6 +109,10 @@ EXCEPTION WHEN object_in_use THEN
   RAISE WARNING '%', regexp_replace(SQLERRM, '[0-9]+', 'N');
 END $$;
 SELECT sft_cancel(:run);
+-- the worker exits on its own time: wait, so that later tests find no active run
+SET client_min_messages = warning;
+SELECT sft_wait(:run);
+RESET client_min_messages;
 
 -- clean up: no large object left
 SELECT sft_model_drop(name) FROM sft_models WHERE name LIKE 'tctl\_%' AND name <> 'tctl_base' ORDER BY name;

@@ -32,30 +32,6 @@ PG_FUNCTION_INFO_V1(sft_from_pair);
  * jsonb access helpers
  * ------------------------------------------------------------------------- */
 
-static const char *
-DescribeJsonbValue(const JsonbValue *v)
-{
-	switch (v->type)
-	{
-		case jbvNull:
-			return "null";
-		case jbvString:
-			return "a string";
-		case jbvNumeric:
-			return "a number";
-		case jbvBool:
-			return "a boolean";
-		case jbvBinary:
-			return JsonContainerIsArray(v->val.binary.data) ? "an array" : "an object";
-		case jbvArray:
-			return "an array";
-		case jbvObject:
-			return "an object";
-		default:
-			return "a value";
-	}
-}
-
 static bool
 JsonbIsObject(const JsonbValue *v)
 {
@@ -122,7 +98,7 @@ ParseContent(JsonbValue *content, const char *key, int index, SftMessage *msg,
 	if (!JsonbIsArray(content))
 	{
 		appendStringInfo(problem, "message %d: \"%s\" must be a string or an array of text parts, not %s",
-						 index, key, DescribeJsonbValue(content));
+						 index, key, SftDescribeJsonbValue(content));
 		return false;
 	}
 	parts = content->val.binary.data;
@@ -148,7 +124,7 @@ ParseContent(JsonbValue *content, const char *key, int index, SftMessage *msg,
 		if (!JsonbIsObject(part))
 		{
 			appendStringInfo(problem, "message %d: content part %d must be an object, not %s",
-							 index, p, DescribeJsonbValue(part));
+							 index, p, SftDescribeJsonbValue(part));
 			return false;
 		}
 		if (JsonbObjectGet(part->val.binary.data, "type", &typev) != NULL &&
@@ -160,7 +136,7 @@ ParseContent(JsonbValue *content, const char *key, int index, SftMessage *msg,
 								 index, p, Min(typev.val.string.len, 64), typev.val.string.val);
 			else
 				appendStringInfo(problem, "message %d: content part %d: \"type\" must be a string, not %s",
-								 index, p, DescribeJsonbValue(&typev));
+								 index, p, SftDescribeJsonbValue(&typev));
 			return false;
 		}
 		text = JsonbObjectGet(part->val.binary.data, "text", &textv);
@@ -174,7 +150,7 @@ ParseContent(JsonbValue *content, const char *key, int index, SftMessage *msg,
 		if (text->type != jbvString)
 		{
 			appendStringInfo(problem, "message %d: content part %d: \"text\" must be a string, not %s",
-							 index, p, DescribeJsonbValue(text));
+							 index, p, SftDescribeJsonbValue(text));
 			return false;
 		}
 		appendBinaryStringInfo(&joined, text->val.string.val, text->val.string.len);
@@ -247,7 +223,7 @@ ParseMessages(Jsonb *jb, const char *key_role, const char *key_content,
 
 		if (!JsonbIsObject(elem))
 		{
-			appendStringInfo(problem, "message %d must be an object, not %s", i, DescribeJsonbValue(elem));
+			appendStringInfo(problem, "message %d must be an object, not %s", i, SftDescribeJsonbValue(elem));
 			return NULL;
 		}
 		if (JsonbObjectGet(elem->val.binary.data, key_role, &rolev) == NULL)
@@ -258,7 +234,7 @@ ParseMessages(Jsonb *jb, const char *key_role, const char *key_content,
 		if (rolev.type != jbvString)
 		{
 			appendStringInfo(problem, "message %d: \"%s\" must be a string, not %s",
-							 i, key_role, DescribeJsonbValue(&rolev));
+							 i, key_role, SftDescribeJsonbValue(&rolev));
 			return NULL;
 		}
 		role = role_of(rolev.val.string.val, rolev.val.string.len);

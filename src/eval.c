@@ -66,29 +66,6 @@ PG_FUNCTION_INFO_V1(sft_eval);
  * Arguments
  * ------------------------------------------------------------------------- */
 
-static char *
-SftTextArgNotNull(FunctionCallInfo fcinfo, int argno, const char *name)
-{
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be NULL", name)));
-	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
-}
-
-static SftTrainOn
-SftParseTrainOn(const char *value)
-{
-	if (strcmp(value, "all_assistant") == 0)
-		return SFT_TRAIN_ALL_ASSISTANT;
-	if (strcmp(value, "last_assistant") == 0)
-		return SFT_TRAIN_LAST_ASSISTANT;
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("train_on must be 'all_assistant' or 'last_assistant', not '%s'", value)));
-	return SFT_TRAIN_ALL_ASSISTANT;	/* keep the compiler quiet */
-}
-
 /* Evaluator size for sequences of up to n tokens, within the model's positions. */
 static int
 SftEvalTokens(const SftModelLease *lease, int64 n)
@@ -107,7 +84,7 @@ sft_loss(PG_FUNCTION_ARGS)
 {
 	char	   *model = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	Jsonb	   *messages = PG_GETARG_JSONB_P(1);
-	SftTrainOn	train_on = SftParseTrainOn(text_to_cstring(PG_GETARG_TEXT_PP(2)));
+	SftTrainOn	train_on = SftTrainOnFromName(text_to_cstring(PG_GETARG_TEXT_PP(2)));
 	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "sft_loss",
 											  ALLOCSET_DEFAULT_SIZES);
 	MemoryContext old = MemoryContextSwitchTo(cxt);
@@ -379,7 +356,7 @@ sft_eval(PG_FUNCTION_ARGS)
 	char	   *model = SftTextArgNotNull(fcinfo, 0, "model");
 	char	   *source = SftTextArgNotNull(fcinfo, 1, "source");
 	char	   *column = SftTextArgNotNull(fcinfo, 3, "messages_column");
-	SftTrainOn	train_on = SftParseTrainOn(SftTextArgNotNull(fcinfo, 4, "train_on"));
+	SftTrainOn	train_on = SftTrainOnFromName(SftTextArgNotNull(fcinfo, 4, "train_on"));
 	char	   *too_long = SftTextArgNotNull(fcinfo, 5, "too_long");
 	bool		truncate;
 	int			max_length;

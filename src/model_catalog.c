@@ -56,16 +56,6 @@ PG_FUNCTION_INFO_V1(sft_model_drop);
  * Small helpers
  * ------------------------------------------------------------------------- */
 
-static char *
-SftTextArg(FunctionCallInfo fcinfo, int argno, const char *argname)
-{
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be NULL", argname)));
-	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
-}
-
 static void
 SftCheckModelName(const char *name)
 {
@@ -333,8 +323,8 @@ SftCheckModelMemory(const SftLlamaConfig *cfg, const char *name)
 Datum
 sft_model_create(PG_FUNCTION_ARGS)
 {
-	char	   *name = SftTextArg(fcinfo, 0, "name");
-	char	   *tokenizer = SftTextArg(fcinfo, 1, "tokenizer");
+	char	   *name = SftTextArgNotNull(fcinfo, 0, "name");
+	char	   *tokenizer = SftTextArgNotNull(fcinfo, 1, "tokenizer");
 	Jsonb	   *config;
 	char	   *config_text;
 	uint64		seed;
@@ -423,8 +413,8 @@ SftCheckDirectory(const char *dir)
 Datum
 sft_model_import(PG_FUNCTION_ARGS)
 {
-	char	   *name = SftTextArg(fcinfo, 0, "name");
-	char	   *dir = SftTextArg(fcinfo, 1, "directory");
+	char	   *name = SftTextArgNotNull(fcinfo, 0, "name");
+	char	   *dir = SftTextArgNotNull(fcinfo, 1, "directory");
 	char	   *tokenizer;
 	SftError	err = {0};
 	SftModel   *model = NULL;
@@ -472,8 +462,8 @@ sft_model_import(PG_FUNCTION_ARGS)
 Datum
 sft_model_export(PG_FUNCTION_ARGS)
 {
-	char	   *name = SftTextArg(fcinfo, 0, "name");
-	char	   *dir = SftTextArg(fcinfo, 1, "directory");
+	char	   *name = SftTextArgNotNull(fcinfo, 0, "name");
+	char	   *dir = SftTextArgNotNull(fcinfo, 1, "directory");
 	SftModelRow row;
 	SftModel   *model;
 	SftError	err = {0};
@@ -526,7 +516,7 @@ sft_model_export(PG_FUNCTION_ARGS)
 Datum
 sft_model_drop(PG_FUNCTION_ARGS)
 {
-	char	   *name = SftTextArg(fcinfo, 0, "name");
+	char	   *name = SftTextArgNotNull(fcinfo, 0, "name");
 	SftModelRow row;
 	Oid			argtypes[2] = {TEXTOID, INT8OID};
 	Datum		values[2];

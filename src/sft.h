@@ -17,4 +17,18 @@
 void		SftReportCoreError(const SftError *err, const char *context) pg_attribute_noreturn();
 int			SftErrcodeForStatus(SftStatus status);
 
+/* Argument helpers shared by the SQL functions. */
+#include "fmgr.h"
+#include "utils/jsonb.h"
+#include "core/chat_template.h"
+
+/* ERROR "<argname> must not be NULL" unless the argument is set. */
+void		SftArgNotNull(FunctionCallInfo fcinfo, int argno, const char *argname);
+/* The text argument as a C string; NULL is an ERROR naming it. */
+char	   *SftTextArgNotNull(FunctionCallInfo fcinfo, int argno, const char *argname);
+/* 'all_assistant' / 'last_assistant'; anything else is an ERROR with a hint. */
+SftTrainOn	SftTrainOnFromName(const char *name);
+/* "a string", "a number", "an object" ... for error messages. */
+const char *SftDescribeJsonbValue(const JsonbValue *v);
+
 #endif							/* SFT_H */

@@ -1,7 +1,10 @@
 /*
- * sfterror.c: converting core errors (SftError) into ereport().
+ * sfterror.c: converting core errors (SftError) into ereport(), and the
+ * argument checks every SQL function shares.
  */
 #include "postgres.h"
+
+#include "utils/builtins.h"
 
 #include "sft.h"
 
@@ -41,4 +44,60 @@ SftReportCoreError(const SftError *err, const char *context)
 	ereport(ERROR,
 			(errcode(SftErrcodeForStatus(err->status)),
 			 errmsg("%s", message)));
+}
+
+void
+SftArgNotNull(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", argname)));
+}
+
+char *
+SftTextArgNotNull(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	SftArgNotNull(fcinfo, argno, argname);
+	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
+}
+
+SftTrainOn
+SftTrainOnFromName(const char *name)
+{
+	SftTrainOn	train_on;
+	SftError	err = {0};
+
+	if (sft_train_on_from_name(name, &train_on, &err) != SFT_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s", err.message),
+				 errhint("Valid values are \"all_assistant\" and \"last_assistant\".")));
+	return train_on;
+}
+
+const char *
+SftDescribeJsonbValue(const JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			return "null";
+		case jbvString:
+			return "a string";
+		case jbvNumeric:
+			return "a number";
+		case jbvBool:
+			return "a boolean";
+		case jbvBinary:
+			if (JsonContainerIsScalar(v->val.binary.data))
+				return "a scalar";
+			return JsonContainerIsArray(v->val.binary.data) ? "an array" : "an object";
+		case jbvArray:
+			return "an array";
+		case jbvObject:
+			return "an object";
+		default:
+			return "a value";
+	}
 }

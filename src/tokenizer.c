@@ -1338,20 +1338,6 @@ sft_render(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(result);
 }
 
-static SftTrainOn
-ParseTrainOn(const char *s)
-{
-	if (strcmp(s, "all_assistant") == 0)
-		return SFT_TRAIN_ALL_ASSISTANT;
-	if (strcmp(s, "last_assistant") == 0)
-		return SFT_TRAIN_LAST_ASSISTANT;
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("invalid train_on value \"%s\"", s),
-			 errhint("Valid values are \"all_assistant\" and \"last_assistant\".")));
-	return SFT_TRAIN_ALL_ASSISTANT;		/* keep the compiler quiet */
-}
-
 Datum
 sft_encode(PG_FUNCTION_ARGS)
 {
@@ -1388,7 +1374,7 @@ sft_encode(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("train_on must not be NULL"),
 				 errhint("Valid values are \"all_assistant\" and \"last_assistant\".")));
-	train_on = ParseTrainOn(text_to_cstring(PG_GETARG_TEXT_PP(3)));
+	train_on = SftTrainOnFromName(text_to_cstring(PG_GETARG_TEXT_PP(3)));
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 

@@ -140,24 +140,6 @@ static const char *const SftOptionNames[] = {
 	"messages_column", "template", "train_on", "too_long", "keep", "log_every", NULL
 };
 
-static const char *
-SftJsonbTypeName(const JsonbValue *v)
-{
-	switch (v->type)
-	{
-		case jbvNull:
-			return "null";
-		case jbvString:
-			return "a string";
-		case jbvNumeric:
-			return "a number";
-		case jbvBool:
-			return "a boolean";
-		default:
-			return "an array or object";
-	}
-}
-
 static double
 SftOptionNumber(const char *key, const JsonbValue *v)
 {
@@ -166,7 +148,7 @@ SftOptionNumber(const char *key, const JsonbValue *v)
 	if (v->type != jbvNumeric)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("option \"%s\" must be a number, not %s", key, SftJsonbTypeName(v))));
+				 errmsg("option \"%s\" must be a number, not %s", key, SftDescribeJsonbValue(v))));
 	d = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
 	if (!isfinite(d))
 		ereport(ERROR,
@@ -198,7 +180,7 @@ SftOptionInteger(const char *key, const JsonbValue *v, int64 lo, int64 hi)
 	if (v->type != jbvNumeric)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("option \"%s\" must be an integer, not %s", key, SftJsonbTypeName(v))));
+				 errmsg("option \"%s\" must be an integer, not %s", key, SftDescribeJsonbValue(v))));
 	if (numeric_is_nan(v->val.numeric) || numeric_is_inf(v->val.numeric))
 		ok = false;
 	else
@@ -236,7 +218,7 @@ SftOptionString(const char *key, const JsonbValue *v)
 	if (v->type != jbvString)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("option \"%s\" must be a string, not %s", key, SftJsonbTypeName(v))));
+				 errmsg("option \"%s\" must be a string, not %s", key, SftDescribeJsonbValue(v))));
 	return pnstrdup(v->val.string.val, v->val.string.len);
 }
 
@@ -462,7 +444,7 @@ SftTrainOptionsToJsonb(const SftTrainOptions *opts)
 	SftJsonNumber(&s, "validation_fraction", opts->validation_fraction);
 	SftJsonString(&s, "messages_column", opts->messages_column);
 	SftJsonString(&s, "template", opts->template_name);
-	SftJsonString(&s, "train_on", opts->train_on == SFT_TRAIN_LAST_ASSISTANT ? "last_assistant" : "all_assistant");
+	SftJsonString(&s, "train_on", sft_train_on_name(opts->train_on));
 	SftJsonString(&s, "too_long", opts->truncate ? "truncate" : "drop");
 	SftJsonString(&s, "keep", opts->keep_best ? "best" : "last");
 	SftJsonNumber(&s, "log_every", opts->log_every);
@@ -618,31 +600,12 @@ SftStartWorker(int64 run_id, Oid run_role, bool resume)
  * sft_train
  * ------------------------------------------------------------------------- */
 
-static char *
-SftRequiredText(FunctionCallInfo fcinfo, int argno, const char *argname)
-{
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be NULL", argname)));
-	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
-}
-
-static void
-SftRequireNotNull(FunctionCallInfo fcinfo, int argno, const char *argname)
-{
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be NULL", argname)));
-}
-
 Datum
 sft_train(PG_FUNCTION_ARGS)
 {
-	char	   *source = SftRequiredText(fcinfo, 0, "source");
-	char	   *base = SftRequiredText(fcinfo, 1, "base");
-	char	   *output = SftRequiredText(fcinfo, 2, "output");
+	char	   *source = SftTextArgNotNull(fcinfo, 0, "source");
+	char	   *base = SftTextArgNotNull(fcinfo, 1, "base");
+	char	   *output = SftTextArgNotNull(fcinfo, 2, "output");
 	SftTrainOptions opts;
 	SftModelRow base_row;
 	char	   *source_qualified;
@@ -656,7 +619,7 @@ sft_train(PG_FUNCTION_ARGS)
 	SftUserSwitch sw;
 
 	for (int i = 3; i <= 7; i++)
-		SftRequireNotNull(fcinfo, i, i == 3 ? "epochs" : i == 4 ? "learning_rate" :
+		SftArgNotNull(fcinfo, i, i == 3 ? "epochs" : i == 4 ? "learning_rate" :
 						  i == 5 ? "max_length" : i == 6 ? "batch_size" : "options");
 	SftProgressRequireShmem();
 
@@ -861,7 +824,7 @@ sft_wait(PG_FUNCTION_ARGS)
 	TimestampTz last_notice = 0;	/* report once at once, then every few seconds */
 	SftRunRow	row;
 
-	SftRequireNotNull(fcinfo, 0, "run");
+	SftArgNotNull(fcinfo, 0, "run");
 	run_id = PG_GETARG_INT64(0);
 	if (!PG_ARGISNULL(1))
 		timeout_ms = SftIntervalMs(PG_GETARG_INTERVAL_P(1));
@@ -927,7 +890,7 @@ sft_cancel(PG_FUNCTION_ARGS)
 	int			slot;
 	SftRunProgress p;
 
-	SftRequireNotNull(fcinfo, 0, "run");
+	SftArgNotNull(fcinfo, 0, "run");
 	run_id = PG_GETARG_INT64(0);
 	SftRunFetchOrError(run_id, &row, false);
 	SftCheckOwnership(row.owner, "training run", psprintf("%lld", (long long) run_id), "cancel");
@@ -969,7 +932,7 @@ sft_resume(PG_FUNCTION_ARGS)
 	Datum		values[1];
 	SftUserSwitch sw;
 
-	SftRequireNotNull(fcinfo, 0, "run");
+	SftArgNotNull(fcinfo, 0, "run");
 	run_id = PG_GETARG_INT64(0);
 	SftProgressRequireShmem();
 	SftRunFetchOrError(run_id, &row, true);
@@ -1011,7 +974,7 @@ sft_run_drop(PG_FUNCTION_ARGS)
 	ListCell   *lc;
 	MemoryContext outer_cxt = CurrentMemoryContext;
 
-	SftRequireNotNull(fcinfo, 0, "run");
+	SftArgNotNull(fcinfo, 0, "run");
 	run_id = PG_GETARG_INT64(0);
 	SftRunFetchOrError(run_id, &row, true);
 	SftCheckOwnership(row.owner, "training run", psprintf("%lld", (long long) run_id), "drop");

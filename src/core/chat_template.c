@@ -95,6 +95,24 @@ template_kind_valid(SftTemplateKind kind)
 }
 
 SftStatus
+sft_train_on_from_name(const char *name, SftTrainOn *out, SftError *err)
+{
+	if (strcmp(name, "all_assistant") == 0)
+		*out = SFT_TRAIN_ALL_ASSISTANT;
+	else if (strcmp(name, "last_assistant") == 0)
+		*out = SFT_TRAIN_LAST_ASSISTANT;
+	else
+		return sft_error(err, SFT_ERR_INVALID, "invalid train_on value \"%s\"", name);
+	return SFT_OK;
+}
+
+const char *
+sft_train_on_name(SftTrainOn train_on)
+{
+	return train_on == SFT_TRAIN_LAST_ASSISTANT ? "last_assistant" : "all_assistant";
+}
+
+SftStatus
 sft_template_from_name(const char *name, SftTemplateKind *out, SftError *err)
 {
 	for (int k = 0; k < SFT_TEMPLATE_COUNT; k++)

@@ -31,6 +31,10 @@ typedef enum SftTrainOn
 	SFT_TRAIN_LAST_ASSISTANT
 } SftTrainOn;
 
+/* "all_assistant" / "last_assistant"; anything else is SFT_ERR_INVALID. */
+SftStatus	sft_train_on_from_name(const char *name, SftTrainOn *out, SftError *err);
+const char *sft_train_on_name(SftTrainOn train_on);
+
 typedef struct SftChatTemplate
 {
 	SftTemplateKind kind;
