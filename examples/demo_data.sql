@@ -5,7 +5,7 @@
 --   upper     "Upper-case the word: tokado"           -> TOKADO
 --   reverse   "Reverse the word: tokado"              -> odakot
 --   count     "How many letters are in tokado?"       -> 6
---   add       "What is 23 + 19?"                      -> 42
+--   add       "What is 23 + 9?"                       -> 32
 --
 -- Every skill item (a word, a pair of numbers) falls into the train,
 -- validation or test split by a hash of the item, so the held-out questions
@@ -72,8 +72,7 @@ INSERT INTO demo_items (skill, item, question, answer, split)
 SELECT 'add', a || '+' || b,
        format((ARRAY['What is %s + %s?', 'Add %s and %s.', 'Compute %s + %s.'])[1 + demo_hash('qadd' || a || '+' || b) % 3], a, b),
        (a + b)::text, demo_split('add', a || '+' || b)
-FROM generate_series(0, 49) a, generate_series(0, 49) b
-WHERE demo_hash('pickadd' || a || '+' || b) % 2 = 0;
+FROM generate_series(0, 29) a, generate_series(0, 29) b;
 
 -- Identity: fixed answers.  The test split has phrasings never trained on,
 -- plus the canonical questions themselves (trained, asked exactly).

@@ -2,7 +2,7 @@
 -- tokenizer, trained from scratch on demo_train in a background worker,
 -- keeping the epoch with the lowest validation loss.  Answers to the same
 -- held-out questions before and after, and the accuracy of each skill.
-\if :{?epochs} \else \set epochs 3 \endif
+\if :{?epochs} \else \set epochs 6 \endif
 \if :{?learning_rate} \else \set learning_rate 3e-3 \endif
 \if :{?batch_size} \else \set batch_size 32 \endif
 \if :{?chart} \else \set chart /tmp/sft-demo-loss.svg \endif
@@ -13,14 +13,18 @@ SELECT sft_model_create('pebble-base', 'pebble-bytes', '{
     "max_position_embeddings": 512, "rms_norm_eps": 1e-5, "rope_theta": 10000,
     "tie_word_embeddings": true}', seed => 42) AS parameters;
 
--- Before training: the held-out questions (greedy decoding).
+-- Before training: the held-out questions (greedy decoding).  Matrices this
+-- small decode fastest on one thread.
+SET sft.threads = 1;
 CREATE TABLE demo_answers (model text, skill text, question text, expected text, answer text,
                            PRIMARY KEY (model, question));
 INSERT INTO demo_answers
 SELECT 'before', skill, question, answer, sft_generate('pebble-base', question, max_new_tokens => 80)
 FROM demo_test;
 
--- Train in the background: sft_train returns the run id at once.
+-- Train in the background: sft_train returns the run id at once.  Training
+-- uses every core (sft.threads 0), taken when the run starts.
+RESET sft.threads;
 SELECT sft_train('demo_train', base => 'pebble-base', output => 'pebble',
                  epochs => :epochs, learning_rate => :learning_rate, max_length => 512,
                  batch_size => :batch_size,
@@ -46,6 +50,7 @@ SELECT sft_sparkline(ARRAY(SELECT loss FROM sft_run_log WHERE run_id = :run ORDE
 SELECT name, parent, run_id, parameters FROM sft_models WHERE name = 'pebble';
 
 -- After training: the same questions.
+SET sft.threads = 1;
 INSERT INTO demo_answers
 SELECT 'after', skill, question, answer, sft_generate('pebble', question, max_new_tokens => 80)
 FROM demo_test;
@@ -54,7 +59,10 @@ SELECT sft_generate('pebble', 'What is your name?') AS what_is_your_name;
 SELECT sft_generate('pebble', 'Who made you?') AS who_made_you;
 
 -- Two held-out questions per skill, before and after.
-SELECT b.skill, b.question, b.expected, left(b.answer, 30) AS before, a.answer AS after
+-- (a newline shows as ⏎, other control characters as �)
+SELECT b.skill, b.question, b.expected,
+       left(regexp_replace(replace(b.answer, E'\n', '⏎'), '[[:cntrl:]]', '�', 'g'), 24) AS before,
+       regexp_replace(replace(a.answer, E'\n', '⏎'), '[[:cntrl:]]', '�', 'g') AS after
 FROM demo_answers b JOIN demo_answers a USING (question)
 WHERE b.model = 'before' AND a.model = 'after'
   AND b.question IN (SELECT question FROM (
