@@ -108,7 +108,10 @@ SftStatus	sft_trainer_accumulate(SftTrainer *trainer, const SftBatch *batch,
  * One optimizer step: gradients divided by n_targets (the targets of every
  * micro-batch accumulated since the last step), clipped to max_grad_norm,
  * AdamW update with learning rate lr, gradients zeroed.  grad_norm receives
- * the norm before clipping.
+ * the norm before clipping.  n_targets <= 0 is SFT_ERR_INVALID; a non-finite
+ * gradient norm is SFT_ERR_INVALID too (gradients zeroed, weights untouched).
+ * The memory-bound slab passes run on openblas_get_num_threads() threads, the
+ * thread budget the caller gave BLAS.
  */
 SftStatus	sft_trainer_step(SftTrainer *trainer, int64_t n_targets,
 							 const SftAdamWConfig *adamw, double lr,
@@ -145,7 +148,12 @@ int			sft_decoder_position(const SftDecoder *dec);
 
 /*
  * Append n tokens to the cache (n >= 1) and write the logits [V] of the last
- * one.  Exceeding max_seq is SFT_ERR_LIMIT.
+ * one (logits may be NULL to only fill the cache).  Exceeding max_seq is
+ * SFT_ERR_LIMIT, a token outside the vocabulary SFT_ERR_INVALID; either way
+ * the cache is left as it was.  A prompt goes through BLAS in chunks of 128
+ * tokens; a single token through plain matrix-vector loops (decode is bound
+ * by reading the weights, which one core already saturates).  The model must
+ * outlive the decoder and not change under it.
  */
 SftStatus	sft_decoder_feed(SftDecoder *dec, const int32_t *tokens, int n,
 							 float *logits, SftError *err);
