@@ -46,6 +46,10 @@ include $(PGXS)
 # The core kernels are hot loops: let the compiler vectorise them.
 $(CORE_OBJS): CFLAGS += -O3
 
+# Coarse but safe header dependencies: a changed header rebuilds its layer.
+$(CORE_OBJS): $(wildcard src/core/*.h)
+$(GLUE_SRCS:.c=.o): $(wildcard src/*.h src/core/*.h)
+
 # ---------------------------------------------------------------------------
 # Standalone programs over the core: unit tests, fuzz targets, benchmarks.
 # ---------------------------------------------------------------------------
