@@ -291,16 +291,28 @@ CREATE FUNCTION sft_progress_rows(
 COMMENT ON FUNCTION sft_progress_rows() IS
 'live state of the training runs of this database, from shared memory (see the sft_progress view)';
 
+-- Defined here rather than with the charts: the progress view uses it.
+CREATE FUNCTION sft_sparkline(vals float8[]) RETURNS text
+    AS 'MODULE_PATHNAME', 'sft_sparkline'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION sft_sparkline(float8[]) IS
+'one block character (U+2581..U+2588) per value, scaled between the smallest and largest finite value; a space for NULL, NaN and infinity';
+
 CREATE VIEW sft_progress AS
 SELECT p.run, r.output, r.owner,
        CASE WHEN p.phase = 'starting' THEN 'queued' ELSE 'running' END AS status,
        p.phase, p.epoch, p.epochs, p.step, p.steps,
        p.rows_read, p.loss, p.learning_rate, p.grad_norm, p.tokens_per_s,
-       p.eta, p.started, p.updated, p.pid, p.cancel_requested
+       p.eta, p.started, p.updated, p.pid, p.cancel_requested,
+       -- the last 30 logged losses, oldest first, as block characters
+       sft_sparkline(ARRAY(SELECT loss FROM (SELECT l.step, l.loss FROM sft_run_log l
+                                             WHERE l.run_id = p.run
+                                             ORDER BY l.step DESC LIMIT 30) recent
+                           ORDER BY step)) AS recent_loss
   FROM sft_progress_rows() p
   LEFT JOIN sft_run_table r ON r.id = p.run;
 COMMENT ON VIEW sft_progress IS
-'runs in flight: phase (starting, loading, training, validating, checkpointing, saving), epoch of epochs, optimizer step of steps, last loss, learning rate, tokens/s and estimated time left';
+'runs in flight: phase (starting, loading, training, validating, checkpointing, saving), epoch of epochs, optimizer step of steps, last loss, learning rate, tokens/s, estimated time left and a sparkline of the recent logged losses';
 GRANT SELECT ON sft_progress TO PUBLIC;
 
 CREATE FUNCTION sft_model_create(name text, tokenizer text, config jsonb,
@@ -461,12 +473,6 @@ COMMENT ON FUNCTION sft_model_cache_clear() IS
 
 -- ==== section: charts and demo ====
 -- Seeing training: a sparkline for psql and an SVG chart for a browser.
-
-CREATE FUNCTION sft_sparkline(vals float8[]) RETURNS text
-    AS 'MODULE_PATHNAME', 'sft_sparkline'
-    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-COMMENT ON FUNCTION sft_sparkline(float8[]) IS
-'one block character (U+2581..U+2588) per value, scaled between the smallest and largest finite value; a space for NULL, NaN and infinity';
 
 CREATE FUNCTION sft_loss_chart(step float8[], loss float8[], epoch_step float8[] DEFAULT NULL,
                                validation_loss float8[] DEFAULT NULL, title text DEFAULT NULL)

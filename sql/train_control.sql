@@ -32,7 +32,8 @@ SELECT sft_train('tctl_data', 'tctl_base', 'tctl_cancelled', :train_args) AS run
 SELECT tctl_wait_first_epoch(:run);
 SELECT run = :run AS this_run, phase IN ('training', 'validating', 'checkpointing') AS training,
        epochs, steps, step > 0 AS stepping, loss > 0 AS has_loss, tokens_per_s > 0 AS has_speed,
-       owner, output, pid IS NOT NULL AS has_pid
+       owner, output, pid IS NOT NULL AS has_pid,
+       recent_loss ~ '^[▁▂▃▄▅▆▇█]+$' AS has_sparkline
   FROM sft_progress WHERE run = :run;
 SELECT sft_wait(:run, '10 ms');
 SELECT sft_cancel(:run);
