@@ -569,6 +569,41 @@ test_memorise_and_decode(void)
 	free(logits2);
 }
 
+/* Helper threads (a 3-thread budget) give the single-threaded logits bit for bit. */
+static void
+test_decoder_threads(void)
+{
+	SftLlamaConfig cfg = {
+		.hidden_size = 256, .n_layers = 2, .n_heads = 8, .n_kv_heads = 2, .head_dim = 32,
+		.intermediate_size = 512, .vocab_size = 300, .max_position = 64,
+		.rms_norm_eps = 1e-5f, .rope_theta = 10000.0f, .tie_word_embeddings = 0
+	};
+	SftModel   *m = new_model(&cfg, 0.05f, 5);
+	SftDecoder *d1 = NULL,
+			   *d3 = NULL;
+	SftError	err = {0};
+	float	   *l1 = malloc(sizeof(float) * cfg.vocab_size),
+			   *l3 = malloc(sizeof(float) * cfg.vocab_size);
+	int32_t		toks[6] = {1, 55, 7, 299, 2, 9};
+	int			same = 1;
+
+	sft_decoder_new(m, 64, &d1, &err);
+	openblas_set_num_threads(3);
+	sft_decoder_new(m, 64, &d3, &err);
+	openblas_set_num_threads(1);
+	for (int i = 0; i < 6; i++)
+	{
+		sft_decoder_feed(d1, &toks[i], 1, l1, &err);
+		sft_decoder_feed(d3, &toks[i], 1, l3, &err);
+		same &= memcmp(l1, l3, sizeof(float) * cfg.vocab_size) == 0;
+	}
+	TAP_OK(same, "decoder with 2 helper threads = single-threaded decoder, bit for bit");
+	sft_decoder_free(d1);
+	sft_decoder_free(d3);
+	sft_model_free(m);
+	free(l1), free(l3);
+}
+
 /* ---------------------------------------------------------------------------
  * Sampler
  * ------------------------------------------------------------------------- */
@@ -824,6 +859,7 @@ main(void)
 	test_grad_accumulation();
 	test_clipping();
 	test_memorise_and_decode();
+	test_decoder_threads();
 	test_sampler();
 	test_memory();
 	test_bad_batches();
