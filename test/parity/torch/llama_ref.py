@@ -7,7 +7,11 @@ core's outputs (parity mode) or times the same training step as
 bench_train (bench mode).
 
   llama_ref.py parity DIR      compare with what parity_driver wrote in DIR
-  llama_ref.py bench [THREADS] [STEPS] [SEQ_LEN]
+  llama_ref.py bench [THREADS] [STEPS] [SEQ_LEN] [lean|hf]
+
+Bench "lean" computes LM-head logits only on the rows that predict a target,
+like the C core; "hf" computes them for every position and masks the loss
+with ignore_index, as LlamaForCausalLM(labels=...) does.
 
 Parity mode recomputes, in float32 and in float64 ("truth"):
   - logits at every position of the first micro-batch's sequences,
@@ -287,7 +291,16 @@ def parity(d, tap, label):
 # Benchmark: the bench_train step in PyTorch
 # ---------------------------------------------------------------------------
 
-def bench(threads, steps, T):
+def hf_loss_sum(tokens, mask, p, cfg):
+    """LlamaForCausalLM-style: logits for every position, masked labels."""
+    logits = logits_all(tokens, p, cfg)
+    labels = tokens.clone()
+    labels[torch.tensor(mask, dtype=torch.bool).logical_not()] = -100
+    loss = F.cross_entropy(logits[:-1], labels[1:], ignore_index=-100, reduction="sum")
+    return loss, int((labels[1:] != -100).sum())
+
+
+def bench(threads, steps, T, variant):
     torch.set_num_threads(threads)
     torch.manual_seed(1)
     cfg = dict(hidden_size=576, n_layers=30, n_heads=9, n_kv_heads=3, head_dim=64,
@@ -315,9 +328,11 @@ def bench(threads, steps, T):
     tokens = torch.randint(0, V, (T,))
     mask = [1 if i >= T // 3 else 0 for i in range(T)]
 
+    loss_fn = hf_loss_sum if variant == "hf" else masked_loss_sum
+
     def step():
         opt.zero_grad()
-        loss, n = masked_loss_sum(tokens, mask, p, cfg)
+        loss, n = loss_fn(tokens, mask, p, cfg)
         (loss / n).backward()
         torch.nn.utils.clip_grad_norm_(list(p.values()), 1.0)
         opt.step()
@@ -342,8 +357,8 @@ def bench(threads, steps, T):
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1048576.0
     except ImportError:
         rss = float("nan")
-    print("torch %s: %d threads, %d-token steps, median of %d: %.3f s/step, %.1f tokens/s, peak RSS %.2f GB"
-          % (torch.__version__, threads, T, steps, med, T / med, rss))
+    print("torch %s (%s): %d threads, %d-token steps, median of %d: %.3f s/step, %.1f tokens/s, peak RSS %.2f GB"
+          % (torch.__version__, variant, threads, T, steps, med, T / med, rss))
     print("RESULT tokens_per_s=%.2f step_s=%.4f peak_rss_gb=%.3f" % (T / med, med, rss))
 
 
@@ -356,11 +371,15 @@ def main():
         print("1..%d" % tap.n)
         sys.exit(1 if tap.failed else 0)
     if len(sys.argv) >= 2 and sys.argv[1] == "bench":
-        args = [int(a) for a in sys.argv[2:]]
+        variant = sys.argv[5] if len(sys.argv) > 5 else "lean"
+        if variant not in ("lean", "hf"):
+            print(__doc__)
+            sys.exit(2)
+        args = [int(a) for a in sys.argv[2:5]]
         threads = args[0] if len(args) > 0 else 2
         steps = args[1] if len(args) > 1 else 3
         T = args[2] if len(args) > 2 else 512
-        bench(threads, steps, T)
+        bench(threads, steps, T, variant)
         return
     print(__doc__)
     sys.exit(2)
