@@ -3,186 +3,44 @@
  *
  * sft_decoder_feed appends n tokens: it runs them through the model in
  * chunks of up to SFT_DECODE_CHUNK tokens (a prompt prefill is then a few
- * sgemms; a single generated token is a series of sgemv calls, which is
- * what makes decode memory-bound rather than compute-bound), stores each
+ * sgemms; a single generated token is a series of matrix-vector products,
+ * which is what makes decode memory-bound rather than compute-bound), stores each
  * layer's k (after RoPE) and v in the cache, and writes the logits of the
  * last token only.  The attention kernel is the trainer's: query i of the
  * chunk sits at position pos + i and sees cache rows 0 .. pos + i.
  *
  * Threads.  A generated token is ~4 matrix-vector products per layer plus
  * the LM head, all limited by memory bandwidth, and on the development
- * machine one core reads ~20 GB/s while two read ~30.  The decoder keeps
- * openblas_get_num_threads() - 1 helper threads (the caller's thread budget)
- * that each take an equal share of every product's rows.  Between products
- * a helper polls for the next one for a few tens of microseconds (the gap
- * is one norm or one attention step), then sleeps on a condition variable,
- * so an idle decoder costs no CPU.  Helpers block all signals: they run
- * inside a PostgreSQL backend whose handlers belong to the main thread.
+ * machine one core reads ~20 GB/s while two read ~30.  The decoder keeps a
+ * thread pool (threadpool.h) of openblas_get_num_threads() threads, the
+ * caller's thread budget, and shares every product out in tasks of 64 rows
+ * (and attention in tasks of one kv head), so a descheduled thread delays
+ * one task, not half the product.  Prompt chunks go through BLAS instead.
  *
  * Buffers (CH = SFT_DECODE_CHUNK, S = max_seq):
  *   kcache, vcache [L, S, NKV HD]   keys after RoPE, values
  *   x [CH, C] residual stream; xn [CH, C]; qkv [CH, QKV]; att [CH, NH HD];
  *   proj [CH, C]; gu [CH, 2F]; h [CH, F]; lse [CH, NH]; rstd [CH];
  *   attn_scratch [attention_scratch_floats(S, NH / NKV, HD)] (a single-token
- *     step uses [parts, S] of it: parts <= 17 and the size is >= 128 S);
+ *     step uses [threads, S] of it: threads <= 17 and the size is >= 128 S);
  *   cos, sin [S, HD/2]; pos [CH]
  */
 #include "model_internal.h"
 #include "kernels.h"
+#include "threadpool.h"
 
 #include <cblas.h>
-#include <pthread.h>
-#include <sched.h>
-#include <signal.h>
-#include <stdatomic.h>
 #include <string.h>
 
 #define SFT_DECODE_CHUNK 128
-#define SFT_DECODE_MAX_THREADS 16
-#define SFT_SPIN_POLLS 100000	/* polls before a helper sleeps (~50 us) */
 
 /* ---------------------------------------------------------------------------
- * Helper threads: run job(ctx, part, parts) for part = 0 .. parts - 1, the
- * caller doing part 0
+ * Jobs for the helper threads
  * ------------------------------------------------------------------------- */
 
-typedef void (*PoolJob) (void *ctx, int part, int parts);
+#define SFT_MATVEC_ROWS 64		/* rows per task */
 
-typedef struct ThreadPool ThreadPool;
-
-typedef struct PoolWorker
-{
-	ThreadPool *pool;
-	int			part;			/* 1 .. n_workers */
-	pthread_t	tid;
-} PoolWorker;
-
-struct ThreadPool
-{
-	int			n_workers;
-	PoolWorker	workers[SFT_DECODE_MAX_THREADS];
-	pthread_mutex_t mutex;
-	pthread_cond_t wake;
-	atomic_int	generation;		/* bumped once per job (and to stop) */
-	atomic_int	done;			/* helpers finished with the current job */
-	int			stop;
-	PoolJob		job;			/* the current job */
-	void	   *ctx;
-};
-
-static inline void
-cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#endif
-}
-
-static void *
-pool_worker_main(void *arg)
-{
-	PoolWorker *me = arg;
-	ThreadPool *p = me->pool;
-	int			seen = 0;
-
-	for (;;)
-	{
-		int			g;
-		long		polls = 0;
-
-		while ((g = atomic_load_explicit(&p->generation, memory_order_acquire)) == seen)
-		{
-			if (++polls < SFT_SPIN_POLLS)
-			{
-				cpu_relax();
-				continue;
-			}
-			pthread_mutex_lock(&p->mutex);
-			while ((g = atomic_load_explicit(&p->generation, memory_order_acquire)) == seen)
-				pthread_cond_wait(&p->wake, &p->mutex);
-			pthread_mutex_unlock(&p->mutex);
-			break;
-		}
-		seen = g;
-		if (p->stop)
-			return NULL;
-		p->job(p->ctx, me->part, p->n_workers + 1);
-		atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
-	}
-}
-
-/* Starts up to n_threads - 1 helpers (fewer if a thread cannot start). */
-static void
-pool_start(ThreadPool *p, int n_threads)
-{
-	sigset_t	all,
-				old;
-
-	memset(p, 0, sizeof(*p));
-	pthread_mutex_init(&p->mutex, NULL);
-	pthread_cond_init(&p->wake, NULL);
-	atomic_init(&p->generation, 0);
-	atomic_init(&p->done, 0);
-	if (n_threads > SFT_DECODE_MAX_THREADS + 1)
-		n_threads = SFT_DECODE_MAX_THREADS + 1;
-	/* helpers inherit this mask: signals stay with the caller's thread */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	for (int i = 0; i + 1 < n_threads; i++)
-	{
-		PoolWorker *w = &p->workers[p->n_workers];
-
-		w->pool = p;
-		w->part = p->n_workers + 1;
-		if (pthread_create(&w->tid, NULL, pool_worker_main, w) != 0)
-			break;
-		p->n_workers++;
-	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-}
-
-static void
-pool_stop(ThreadPool *p)
-{
-	pthread_mutex_lock(&p->mutex);
-	p->stop = 1;
-	atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
-	pthread_cond_broadcast(&p->wake);
-	pthread_mutex_unlock(&p->mutex);
-	for (int i = 0; i < p->n_workers; i++)
-		pthread_join(p->workers[i].tid, NULL);
-	pthread_cond_destroy(&p->wake);
-	pthread_mutex_destroy(&p->mutex);
-}
-
-static void
-pool_run(ThreadPool *p, PoolJob job, void *ctx)
-{
-	long		polls = 0;
-
-	if (p->n_workers == 0)
-	{
-		job(ctx, 0, 1);
-		return;
-	}
-	p->job = job;
-	p->ctx = ctx;
-	atomic_store_explicit(&p->done, 0, memory_order_relaxed);
-	pthread_mutex_lock(&p->mutex);
-	atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
-	pthread_cond_broadcast(&p->wake);
-	pthread_mutex_unlock(&p->mutex);
-	job(ctx, 0, p->n_workers + 1);
-	while (atomic_load_explicit(&p->done, memory_order_acquire) < p->n_workers)
-	{
-		if (++polls < SFT_SPIN_POLLS)
-			cpu_relax();
-		else
-			sched_yield();		/* a helper was descheduled */
-	}
-}
-
-/* y[OUT] = w[OUT, IN] @ x[IN], an equal share of the rows per part */
+/* y[OUT] = w[OUT, IN] @ x[IN], tasks of SFT_MATVEC_ROWS rows */
 typedef struct MatvecJob
 {
 	float	   *y;
@@ -190,39 +48,45 @@ typedef struct MatvecJob
 	const float *w;
 	int			IN,
 				OUT;
+	atomic_int	next;
 } MatvecJob;
 
 static void
-matvec_job(void *ctx, int part, int parts)
+matvec_job(void *ctx, int thread, int n_threads)
 {
 	MatvecJob  *j = ctx;
-	int			lo = (int) ((int64_t) j->OUT * part / parts);
-	int			hi = (int) ((int64_t) j->OUT * (part + 1) / parts);
+	int			task;
 
-	matvec_forward(j->y + lo, j->x, j->w + (size_t) lo * j->IN, j->IN, hi - lo);
+	while ((task = sft_pool_next_task(&j->next)) * SFT_MATVEC_ROWS < j->OUT)
+	{
+		int			lo = task * SFT_MATVEC_ROWS;
+		int			n = j->OUT - lo < SFT_MATVEC_ROWS ? j->OUT - lo : SFT_MATVEC_ROWS;
+
+		matvec_forward(j->y + lo, j->x, j->w + (size_t) lo * j->IN, j->IN, n);
+	}
 }
 
-/* one query's attention, a share of the kv heads (and their query heads) per part */
+/* one query's attention, one kv head (and its query heads) per task */
 typedef struct AttnJob
 {
-	float	   *out, *lse, *scratch;	/* scratch [parts, S] */
+	float	   *out, *lse, *scratch;	/* scratch [threads, S] */
 	const float *q, *k, *v;
 	int			ldkv, nkv, NH, NKV, HD, S;
+	atomic_int	next;
 } AttnJob;
 
 static void
-attn_job(void *ctx, int part, int parts)
+attn_job(void *ctx, int thread, int n_threads)
 {
 	AttnJob    *j = ctx;
 	int			G = j->NH / j->NKV;
-	int			g0 = j->NKV * part / parts,
-				g1 = j->NKV * (part + 1) / parts;
+	int			g;
 
-	if (g0 < g1)
-		attention_forward_one(j->out + (size_t) g0 * G * j->HD, j->lse + g0 * G,
-							  j->q + (size_t) g0 * G * j->HD, j->k + (size_t) g0 * j->HD,
-							  j->v + (size_t) g0 * j->HD, j->ldkv, j->nkv,
-							  (g1 - g0) * G, g1 - g0, j->HD, j->scratch + (size_t) part * j->S);
+	while ((g = sft_pool_next_task(&j->next)) < j->NKV)
+		attention_forward_one(j->out + (size_t) g * G * j->HD, j->lse + g * G,
+							  j->q + (size_t) g * G * j->HD, j->k + (size_t) g * j->HD,
+							  j->v + (size_t) g * j->HD, j->ldkv, j->nkv, G, 1, j->HD,
+							  j->scratch + (size_t) thread * j->S);
 }
 
 struct SftDecoder
@@ -236,8 +100,7 @@ struct SftDecoder
 	float	   *x, *xn, *qkv, *att, *proj, *gu, *h, *lse, *rstd, *attn_scratch;
 	float	   *cos_tab, *sin_tab;	/* [S, HD/2] */
 	int32_t    *posv;			/* [CH] */
-	ThreadPool *pool;			/* helper threads for single-token steps */
-	int			pool_started;
+	SftThreadPool *pool;		/* helper threads for single-token steps */
 };
 
 SftStatus
@@ -269,7 +132,7 @@ sft_decoder_new(const SftModel *model, int max_seq, SftDecoder **out, SftError *
 	d->vcache = sft_alloc(cache * sizeof(float));
 	d->work = sft_alloc(n_work * sizeof(float));
 	d->posv = sft_alloc(CH * sizeof(int32_t));
-	d->pool = sft_alloc(sizeof(ThreadPool));
+	d->pool = sft_pool_new(openblas_get_num_threads());
 	if (d->kcache == NULL || d->vcache == NULL || d->work == NULL || d->posv == NULL ||
 		d->pool == NULL)
 	{
@@ -291,8 +154,6 @@ sft_decoder_new(const SftModel *model, int max_seq, SftDecoder **out, SftError *
 	d->cos_tab = p, p += (size_t) max_seq * (HD / 2);
 	d->sin_tab = p;
 	sft_rope_tables(d->cos_tab, d->sin_tab, max_seq, c->head_dim, c->rope_theta);
-	pool_start(d->pool, openblas_get_num_threads());
-	d->pool_started = 1;
 	*out = d;
 	return SFT_OK;
 }
@@ -306,9 +167,7 @@ sft_decoder_free(SftDecoder *d)
 	sft_free(d->vcache);
 	sft_free(d->work);
 	sft_free(d->posv);
-	if (d->pool_started)
-		pool_stop(d->pool);
-	sft_free(d->pool);
+	sft_pool_free(d->pool);
 	sft_free(d);
 }
 
@@ -334,7 +193,8 @@ linear(SftDecoder *d, float *y, const float *x, const float *w, int n, int IN, i
 	{
 		MatvecJob	job = {y, x, w, IN, OUT};
 
-		pool_run(d->pool, matvec_job, &job);
+		atomic_init(&job.next, 0);
+		sft_pool_run(d->pool, matvec_job, &job);
 	}
 	else
 		matmul_forward(y, x, w, n, IN, OUT);
@@ -375,7 +235,8 @@ feed_chunk(SftDecoder *d, const int32_t *tokens, int n, float *logits)
 			AttnJob		job = {d->att, d->lse, d->attn_scratch, d->qkv, kc, vc,
 							   KVH, p0 + 1, NH, NKV, HD, d->max_seq};
 
-			pool_run(d->pool, attn_job, &job);
+			atomic_init(&job.next, 0);
+			sft_pool_run(d->pool, attn_job, &job);
 		}
 		else
 			attention_forward(d->att, QH, d->lse, d->qkv, QKV, kc, vc, KVH, n, p0 + n,

@@ -391,9 +391,9 @@ attention_probs(float *P, float *lse_out, const float *lse_in, const float *Qs,
 }
 
 void
-attention_forward(float *out, int ldo, float *lse, const float *q, int ldq,
-				  const float *k, const float *v, int ldkv, int nq, int nkv,
-				  int NH, int NKV, int HD, float *scratch)
+attention_forward_block(float *out, int ldo, float *lse, const float *q, int ldq,
+						const float *k, const float *v, int ldkv, int nq, int nkv,
+						int NH, int NKV, int HD, int g, int r0, float *scratch)
 {
 	int			G = NH / NKV;
 	int			off = nkv - nq;
@@ -402,28 +402,31 @@ attention_forward(float *out, int ldo, float *lse, const float *q, int ldq,
 	float	   *P = scratch;	/* [G BLOCK, nkv] */
 	float	   *Qs = P + 2 * rows * nkv;	/* [G BLOCK, HD] */
 	float	   *Os = Qs + rows * HD;	/* [G BLOCK, HD] */
+	const float *kg = k + (size_t) g * HD;
+	const float *vg = v + (size_t) g * HD;
+	int			nr = nq - r0 < SFT_ATTN_BLOCK ? nq - r0 : SFT_ATTN_BLOCK;
+	int			ncol = off + r0 + nr;
 
+	stack_heads(Qs, q, ldq, g * G, G, r0, nr, HD);
+	attention_probs(P, lse, NULL, Qs, kg, ldkv, G, g * G, NH, r0, nr, off, ncol, HD, scale);
+	/* Os = P @ v[0:ncol], then back to the heads' columns */
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, G * nr, HD, ncol,
+				1.0f, P, ncol, vg, ldkv, 0.0f, Os, HD);
+	for (int j = 0; j < G; j++)
+		for (int i = 0; i < nr; i++)
+			memcpy(out + (size_t) (r0 + i) * ldo + (size_t) (g * G + j) * HD,
+				   Os + ((size_t) j * nr + i) * HD, sizeof(float) * HD);
+}
+
+void
+attention_forward(float *out, int ldo, float *lse, const float *q, int ldq,
+				  const float *k, const float *v, int ldkv, int nq, int nkv,
+				  int NH, int NKV, int HD, float *scratch)
+{
 	for (int g = 0; g < NKV; g++)
-	{
-		const float *kg = k + (size_t) g * HD;
-		const float *vg = v + (size_t) g * HD;
-
 		for (int r0 = 0; r0 < nq; r0 += SFT_ATTN_BLOCK)
-		{
-			int			nr = nq - r0 < SFT_ATTN_BLOCK ? nq - r0 : SFT_ATTN_BLOCK;
-			int			ncol = off + r0 + nr;
-
-			stack_heads(Qs, q, ldq, g * G, G, r0, nr, HD);
-			attention_probs(P, lse, NULL, Qs, kg, ldkv, G, g * G, NH, r0, nr, off, ncol, HD, scale);
-			/* Os = P @ v[0:ncol], then back to the heads' columns */
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, G * nr, HD, ncol,
-						1.0f, P, ncol, vg, ldkv, 0.0f, Os, HD);
-			for (int j = 0; j < G; j++)
-				for (int i = 0; i < nr; i++)
-					memcpy(out + (size_t) (r0 + i) * ldo + (size_t) (g * G + j) * HD,
-						   Os + ((size_t) j * nr + i) * HD, sizeof(float) * HD);
-		}
-	}
+			attention_forward_block(out, ldo, lse, q, ldq, k, v, ldkv, nq, nkv, NH, NKV, HD,
+									g, r0, scratch);
 }
 
 void
@@ -466,6 +469,74 @@ attention_forward_one(float *out, float *lse, const float *q, const float *k,
 	}
 }
 
+void
+attention_backward_block(float *dq, int ld_dq, float *dk, float *dv, int ld_dkv,
+						 const float *dout, int ldo, const float *q, int ldq,
+						 const float *k, const float *v, int ldkv, const float *out,
+						 const float *lse, int nq, int nkv, int NH, int NKV, int HD,
+						 int g, int r0, float *scratch)
+{
+	int			G = NH / NKV;
+	int			off = nkv - nq;
+	float		scale = 1.0f / sqrtf((float) HD);
+	size_t		rows = (size_t) G * SFT_ATTN_BLOCK;
+	float	   *P = scratch;	/* [G BLOCK, nkv] */
+	float	   *dP = P + rows * nkv;	/* [G BLOCK, nkv] */
+	float	   *Qs = dP + rows * nkv;	/* [G BLOCK, HD] */
+	float	   *dOs = Qs + rows * HD;	/* [G BLOCK, HD] */
+	float	   *dQs = dOs + rows * HD;	/* [G BLOCK, HD] */
+	float	   *D = dQs + rows * HD;	/* [G BLOCK] */
+	const float *kg = k + (size_t) g * HD;
+	const float *vg = v + (size_t) g * HD;
+	float	   *dkg = dk + (size_t) g * HD;
+	float	   *dvg = dv + (size_t) g * HD;
+	int			nr = nq - r0 < SFT_ATTN_BLOCK ? nq - r0 : SFT_ATTN_BLOCK;
+	int			ncol = off + r0 + nr;
+	int			M = G * nr;
+
+	stack_heads(Qs, q, ldq, g * G, G, r0, nr, HD);
+	stack_heads(dOs, dout, ldo, g * G, G, r0, nr, HD);
+	for (int j = 0; j < G; j++)
+		for (int i = 0; i < nr; i++)
+			D[j * nr + i] = sft_vec_dot(dOs + ((size_t) j * nr + i) * HD,
+										out + (size_t) (r0 + i) * ldo + (size_t) (g * G + j) * HD, HD);
+	attention_probs(P, NULL, lse, Qs, kg, ldkv, G, g * G, NH, r0, nr, off, ncol, HD, scale);
+	/* dV[0:ncol] += P^T dOs */
+	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ncol, HD, M,
+				1.0f, P, ncol, dOs, HD, 1.0f, dvg, ld_dkv);
+	/* dP = dOs V^T */
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, ncol, HD,
+				1.0f, dOs, HD, vg, ldkv, 0.0f, dP, ncol);
+	for (int j = 0; j < G; j++)
+		for (int i = 0; i < nr; i++)
+		{
+			const float *p = P + ((size_t) j * nr + i) * ncol;
+			float	   *ds = dP + ((size_t) j * nr + i) * ncol;
+			float		Di = D[j * nr + i];
+			int			nvis = off + r0 + i + 1;
+
+			for (int c = 0; c < nvis; c++)
+				ds[c] = p[c] * (ds[c] - Di);
+			for (int c = nvis; c < ncol; c++)
+				ds[c] = 0.0f;
+		}
+	/* dQs = scale dS K[0:ncol], added back to the heads' columns */
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, HD, ncol,
+				scale, dP, ncol, kg, ldkv, 0.0f, dQs, HD);
+	for (int j = 0; j < G; j++)
+		for (int i = 0; i < nr; i++)
+		{
+			float	   *dst = dq + (size_t) (r0 + i) * ld_dq + (size_t) (g * G + j) * HD;
+			const float *src = dQs + ((size_t) j * nr + i) * HD;
+
+			for (int c = 0; c < HD; c++)
+				dst[c] += src[c];
+		}
+	/* dK[0:ncol] += scale dS^T Qs */
+	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ncol, HD, M,
+				scale, dP, ncol, Qs, HD, 1.0f, dkg, ld_dkv);
+}
+
 /*
  * With O = P V and P = softmax(S), S = scale Q K^T:
  *   dV += P^T dO;  dP = dO V^T;  dS = P * (dP - D) with D_i = sum_d dO_id O_id
@@ -478,73 +549,10 @@ attention_backward(float *dq, int ld_dq, float *dk, float *dv, int ld_dkv,
 				   const float *lse, int nq, int nkv, int NH, int NKV, int HD,
 				   float *scratch)
 {
-	int			G = NH / NKV;
-	int			off = nkv - nq;
-	float		scale = 1.0f / sqrtf((float) HD);
-	size_t		rows = (size_t) G * SFT_ATTN_BLOCK;
-	float	   *P = scratch;	/* [G BLOCK, nkv] */
-	float	   *dP = P + rows * nkv;	/* [G BLOCK, nkv] */
-	float	   *Qs = dP + rows * nkv;	/* [G BLOCK, HD] */
-	float	   *dOs = Qs + rows * HD;	/* [G BLOCK, HD] */
-	float	   *dQs = dOs + rows * HD;	/* [G BLOCK, HD] */
-	float	   *D = dQs + rows * HD;	/* [G BLOCK] */
-
 	for (int g = 0; g < NKV; g++)
-	{
-		const float *kg = k + (size_t) g * HD;
-		const float *vg = v + (size_t) g * HD;
-		float	   *dkg = dk + (size_t) g * HD;
-		float	   *dvg = dv + (size_t) g * HD;
-
 		for (int r0 = 0; r0 < nq; r0 += SFT_ATTN_BLOCK)
-		{
-			int			nr = nq - r0 < SFT_ATTN_BLOCK ? nq - r0 : SFT_ATTN_BLOCK;
-			int			ncol = off + r0 + nr;
-			int			M = G * nr;
-
-			stack_heads(Qs, q, ldq, g * G, G, r0, nr, HD);
-			stack_heads(dOs, dout, ldo, g * G, G, r0, nr, HD);
-			for (int j = 0; j < G; j++)
-				for (int i = 0; i < nr; i++)
-					D[j * nr + i] = sft_vec_dot(dOs + ((size_t) j * nr + i) * HD,
-												out + (size_t) (r0 + i) * ldo + (size_t) (g * G + j) * HD, HD);
-			attention_probs(P, NULL, lse, Qs, kg, ldkv, G, g * G, NH, r0, nr, off, ncol, HD, scale);
-			/* dV[0:ncol] += P^T dOs */
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ncol, HD, M,
-						1.0f, P, ncol, dOs, HD, 1.0f, dvg, ld_dkv);
-			/* dP = dOs V^T */
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, ncol, HD,
-						1.0f, dOs, HD, vg, ldkv, 0.0f, dP, ncol);
-			for (int j = 0; j < G; j++)
-				for (int i = 0; i < nr; i++)
-				{
-					const float *p = P + ((size_t) j * nr + i) * ncol;
-					float	   *ds = dP + ((size_t) j * nr + i) * ncol;
-					float		Di = D[j * nr + i];
-					int			nvis = off + r0 + i + 1;
-
-					for (int c = 0; c < nvis; c++)
-						ds[c] = p[c] * (ds[c] - Di);
-					for (int c = nvis; c < ncol; c++)
-						ds[c] = 0.0f;
-				}
-			/* dQs = scale dS K[0:ncol], added back to the heads' columns */
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, HD, ncol,
-						scale, dP, ncol, kg, ldkv, 0.0f, dQs, HD);
-			for (int j = 0; j < G; j++)
-				for (int i = 0; i < nr; i++)
-				{
-					float	   *dst = dq + (size_t) (r0 + i) * ld_dq + (size_t) (g * G + j) * HD;
-					const float *src = dQs + ((size_t) j * nr + i) * HD;
-
-					for (int c = 0; c < HD; c++)
-						dst[c] += src[c];
-				}
-			/* dK[0:ncol] += scale dS^T Qs */
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ncol, HD, M,
-						scale, dP, ncol, Qs, HD, 1.0f, dkg, ld_dkv);
-		}
-	}
+			attention_backward_block(dq, ld_dq, dk, dv, ld_dkv, dout, ldo, q, ldq, k, v, ldkv,
+									 out, lse, nq, nkv, NH, NKV, HD, g, r0, scratch);
 }
 
 /* scale * q_i . k_j in double */

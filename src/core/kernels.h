@@ -118,6 +118,15 @@ void		attention_forward(float *out, int ldo, float *lse,
 							  int ldkv, int nq, int nkv, int NH, int NKV, int HD,
 							  float *scratch);
 /*
+ * One task of the above: kv head g and query rows [r0, r0 + SFT_ATTN_BLOCK)
+ * (clipped to nq).  Tasks write disjoint parts of out and lse, so they can
+ * run concurrently (each with its own scratch).
+ */
+void		attention_forward_block(float *out, int ldo, float *lse,
+									const float *q, int ldq, const float *k, const float *v,
+									int ldkv, int nq, int nkv, int NH, int NKV, int HD,
+									int g, int r0, float *scratch);
+/*
  * The same for one query (nq = 1, the decode step) in plain loops: no BLAS
  * call overhead for products this small.  Scratch: nkv floats.
  */
@@ -133,6 +142,17 @@ void		attention_backward(float *dq, int ld_dq, float *dk, float *dv, int ld_dkv,
 							   const float *q, int ldq, const float *k, const float *v,
 							   int ldkv, const float *out, const float *lse,
 							   int nq, int nkv, int NH, int NKV, int HD, float *scratch);
+/*
+ * One task of the above (kv head g, query rows from r0).  Tasks of one kv
+ * head all add into the same dk/dv rows: concurrent tasks need their own
+ * dk/dv buffers (dq rows and columns are the task's own).
+ */
+void		attention_backward_block(float *dq, int ld_dq, float *dk, float *dv, int ld_dkv,
+									 const float *dout, int ldo,
+									 const float *q, int ldq, const float *k, const float *v,
+									 int ldkv, const float *out, const float *lse,
+									 int nq, int nkv, int NH, int NKV, int HD,
+									 int g, int r0, float *scratch);
 /* The same forward in plain loops (double sums): the tests' reference. */
 void		attention_forward_ref(float *out, int ldo, float *lse,
 								  const float *q, int ldq, const float *k, const float *v,

@@ -40,10 +40,12 @@
 #include "model_internal.h"
 #include "kernels.h"
 #include "optim.h"
+#include "threadpool.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---------------------------------------------------------------------------
@@ -341,10 +343,24 @@ sft_rope_tables(float *cos_tab, float *sin_tab, int n_pos, int head_dim, float t
  *     dgu      [T, 2F]
  *     datt     [T, QH]
  *     dqkv     [T, QKV]
- *     attn_scratch [attention_scratch_floats(T, NH / NKV, HD)]
- *     cos, sin [P, HD/2] RoPE tables, P = min(T, max_position)
+ *     attn_scratch [P, attention_scratch_floats(T, NH / NKV, HD)] one per thread
+ *     dkv_part [P, T, 2 NKV HD] each thread's share of the k|v gradient
+ *     cos, sin [NP, HD/2] RoPE tables, NP = min(T, max_position)
  *   keep slab (only with dropout): [L, 2, T, C] bytes, the dropout draws
- *   index slab: pos [T], tgt_row [T], tgt_id [T] (int32)
+ *   index slab (int32): pos [T], tgt_row [T], tgt_id [T], attention tasks
+ *     [max_tasks, 4] (sequence start, length, kv head, first row)
+ * (P = threads of the trainer's pool.)
+ *
+ * Threads.  The projections are few large sgemms that OpenBLAS threads
+ * well.  Attention is hundreds of small products per layer, which OpenBLAS
+ * threads poorly, and every one of them is a barrier of its threads, which
+ * a busy machine turns into a stall each time it deschedules one of them.
+ * So attention runs as tasks of (sequence, kv head, block of query rows)
+ * that the trainer's own pool (threadpool.h) takes one at a time, each task
+ * calling single-threaded BLAS (openblas_set_num_threads(1) around the
+ * phase, restored after).  Backward tasks of one kv head all add into the
+ * same k and v gradient rows, so each thread adds into its own dkv_part,
+ * summed after the phase.
  * ------------------------------------------------------------------------- */
 
 #define SFT_LM_HEAD_ROWS 256
@@ -377,12 +393,18 @@ struct SftTrainer
 
 	float	   *acts;			/* the activation slab (see above) */
 	uint8_t    *keep;			/* [L, 2, T, C] or NULL */
-	int32_t    *index;			/* [3, T] */
+	int32_t    *index;			/* the index slab */
 	LayerActs  *layers;			/* [L] */
 
 	float	   *res_final, *xg, *rstdf, *xf, *dxf, *logits;
 	float	   *xn, *h, *proj, *dres, *dproj, *dxn, *dh, *dgu, *datt, *dqkv;
-	float	   *attn_scratch;
+	float	   *attn_scratch;	/* [P, attn_scratch_size] */
+	size_t		attn_scratch_size;
+	float	   *dkv_part;		/* [P, T, 2 KVH] */
+	SftThreadPool *pool;
+	int			n_threads;		/* P */
+	int32_t    *tasks;			/* [max_tasks, 4] */
+	int			n_tasks;
 	float	   *cos_tab, *sin_tab;	/* [n_rope, HD/2] */
 	int			n_rope;
 	int32_t    *pos;			/* [T] position of each token in its sequence */
@@ -396,7 +418,7 @@ struct SftTrainer
  * keeps sft_trainer_memory_estimate honest.
  */
 static size_t
-layout_acts(const SftLlamaConfig *c, int T, SftTrainer *tr, float *base)
+layout_acts(const SftLlamaConfig *c, int T, int P, SftTrainer *tr, float *base)
 {
 	size_t		C = c->hidden_size, F = c->intermediate_size, V = c->vocab_size;
 	size_t		NH = c->n_heads, HD = c->head_dim;
@@ -443,12 +465,28 @@ layout_acts(const SftLlamaConfig *c, int T, SftTrainer *tr, float *base)
 		TAKE(t->dgu, T * 2 * F);
 		TAKE(t->datt, T * QH);
 		TAKE(t->dqkv, T * QKV);
-		TAKE(t->attn_scratch, attention_scratch_floats(T, c->n_heads / c->n_kv_heads, c->head_dim));
+		TAKE(t->attn_scratch, (size_t) P * attention_scratch_floats(T, c->n_heads / c->n_kv_heads,
+																	c->head_dim));
+		TAKE(t->dkv_part, (size_t) P * T * 2 * c->n_kv_heads * HD);
 		TAKE(t->cos_tab, n_rope * HD / 2);
 		TAKE(t->sin_tab, n_rope * HD / 2);
 	}
 #undef TAKE
 	return off;
+}
+
+/* Attention tasks of a micro-batch of at most T tokens: NKV per row block. */
+static size_t
+max_attention_tasks(const SftLlamaConfig *c, int T)
+{
+	/* every sequence has at most len / BLOCK + 1 blocks, and at most T sequences */
+	return (size_t) c->n_kv_heads * ((size_t) T / SFT_ATTN_BLOCK + (size_t) T);
+}
+
+static size_t
+index_ints(const SftLlamaConfig *c, int T)
+{
+	return 3 * (size_t) T + 4 * max_attention_tasks(c, T);
 }
 
 size_t
@@ -465,11 +503,12 @@ sft_trainer_memory_estimate(const SftLlamaConfig *cfg, int max_tokens)
 	/* parameters, gradients, two AdamW moments; activations; dropout draws;
 	 * int32 indexes; small tables */
 	return 4 * n_params * sizeof(float)
-		+ layout_acts(cfg, max_tokens, NULL, NULL) * sizeof(float)
+		+ layout_acts(cfg, max_tokens, openblas_get_num_threads(), NULL, NULL) * sizeof(float)
 		+ (size_t) cfg->n_layers * 2 * max_tokens * cfg->hidden_size
-		+ 3 * (size_t) max_tokens * sizeof(int32_t)
+		+ index_ints(cfg, max_tokens) * sizeof(int32_t)
 		+ (size_t) cfg->n_layers * (sizeof(LayerActs) + sizeof(SftLayerOffsets))
-		+ (size_t) m.n_tensors * sizeof(SftParamTensor) + sizeof(SftTrainer) + sizeof(SftModel);
+		+ (size_t) m.n_tensors * sizeof(SftParamTensor) + sizeof(SftTrainer) + sizeof(SftModel)
+		+ sft_pool_memory();
 }
 
 SftStatus
@@ -497,17 +536,19 @@ sft_trainer_new(SftModel *model, int max_tokens, float dropout, uint64_t seed,
 	sft_rng_seed(&tr->rng, seed);
 	tr->n_rope = max_tokens < c->max_position ? max_tokens : c->max_position;
 
-	n_acts = layout_acts(c, max_tokens, NULL, NULL);
+	tr->pool = sft_pool_new(openblas_get_num_threads());
+	tr->n_threads = sft_pool_threads(tr->pool);
+	n_acts = layout_acts(c, max_tokens, tr->n_threads, NULL, NULL);
 	tr->layers = sft_calloc(c->n_layers, sizeof(LayerActs));
 	tr->grads = sft_calloc(model->n_params, sizeof(float));
 	tr->adam_m = sft_calloc(model->n_params, sizeof(float));
 	tr->adam_v = sft_calloc(model->n_params, sizeof(float));
 	/* not zeroed: untouched pages of a large block cost no resident memory */
 	tr->acts = n_acts <= SIZE_MAX / sizeof(float) ? sft_alloc(n_acts * sizeof(float)) : NULL;
-	tr->index = sft_calloc(3 * T, sizeof(int32_t));
+	tr->index = sft_calloc(index_ints(c, max_tokens), sizeof(int32_t));
 	if (dropout > 0.0f)
 		tr->keep = sft_calloc((size_t) c->n_layers * 2 * T, C);
-	if (tr->layers == NULL || tr->grads == NULL || tr->adam_m == NULL ||
+	if (tr->pool == NULL || tr->layers == NULL || tr->grads == NULL || tr->adam_m == NULL ||
 		tr->adam_v == NULL || tr->acts == NULL || tr->index == NULL ||
 		(dropout > 0.0f && tr->keep == NULL))
 	{
@@ -516,7 +557,9 @@ sft_trainer_new(SftModel *model, int max_tokens, float dropout, uint64_t seed,
 						 "out of memory for the trainer (about %zu MB for max_tokens %d)",
 						 sft_trainer_memory_estimate(c, max_tokens) >> 20, max_tokens);
 	}
-	layout_acts(c, max_tokens, tr, tr->acts);
+	layout_acts(c, max_tokens, tr->n_threads, tr, tr->acts);
+	tr->attn_scratch_size = attention_scratch_floats(max_tokens, c->n_heads / c->n_kv_heads,
+													 c->head_dim);
 	for (int l = 0; l < c->n_layers; l++)
 	{
 		tr->layers[l].keep_att = tr->keep ? tr->keep + ((size_t) l * 2) * T * C : NULL;
@@ -525,6 +568,7 @@ sft_trainer_new(SftModel *model, int max_tokens, float dropout, uint64_t seed,
 	tr->pos = tr->index;
 	tr->tgt_row = tr->index + T;
 	tr->tgt_id = tr->index + 2 * T;
+	tr->tasks = tr->index + 3 * T;
 	sft_rope_tables(tr->cos_tab, tr->sin_tab, tr->n_rope, c->head_dim, c->rope_theta);
 	*out = tr;
 	return SFT_OK;
@@ -542,6 +586,7 @@ sft_trainer_free(SftTrainer *tr)
 	sft_free(tr->keep);
 	sft_free(tr->index);
 	sft_free(tr->layers);
+	sft_pool_free(tr->pool);
 	sft_free(tr);
 }
 
@@ -573,6 +618,48 @@ float *
 sft_trainer_grads(SftTrainer *tr)
 {
 	return tr->grads;
+}
+
+/* cost of an attention task: rows times visible keys */
+static int
+compare_task_cost(const void *a, const void *b)
+{
+	const int32_t *x = a,
+			   *y = b;
+	int64_t		cx = (int64_t) (x[1] - x[3] < SFT_ATTN_BLOCK ? x[1] - x[3] : SFT_ATTN_BLOCK) * (x[3] + SFT_ATTN_BLOCK);
+	int64_t		cy = (int64_t) (y[1] - y[3] < SFT_ATTN_BLOCK ? y[1] - y[3] : SFT_ATTN_BLOCK) * (y[3] + SFT_ATTN_BLOCK);
+
+	return (cx < cy) - (cx > cy);	/* most expensive first */
+}
+
+/*
+ * The attention tasks of a micro-batch: (sequence start, length, kv head,
+ * first query row), most expensive first so that the threads taking them
+ * one by one finish together.
+ */
+static void
+build_attention_tasks(SftTrainer *tr, const SftBatch *b)
+{
+	int			NKV = tr->model->cfg.n_kv_heads;
+	int			n = 0,
+				start = 0;
+
+	for (int s = 0; s < b->n_seqs; s++)
+	{
+		for (int r0 = 0; r0 < b->seq_lens[s]; r0 += SFT_ATTN_BLOCK)
+			for (int g = 0; g < NKV; g++)
+			{
+				int32_t    *t = tr->tasks + 4 * (size_t) n++;
+
+				t[0] = start;
+				t[1] = b->seq_lens[s];
+				t[2] = g;
+				t[3] = r0;
+			}
+		start += b->seq_lens[s];
+	}
+	qsort(tr->tasks, n, 4 * sizeof(int32_t), compare_task_cost);
+	tr->n_tasks = n;
 }
 
 /*
@@ -629,7 +716,92 @@ prepare_batch(SftTrainer *tr, const SftBatch *b, int *T_out, int *N_out, SftErro
 	}
 	*T_out = (int) T;
 	*N_out = N;
+	build_attention_tasks(tr, b);
 	return SFT_OK;
+}
+
+/* ---------------------------------------------------------------------------
+ * Attention phase: the tasks of one layer on the trainer's threads
+ * ------------------------------------------------------------------------- */
+
+typedef struct AttnJob
+{
+	SftTrainer *tr;
+	LayerActs  *a;
+	int			T;
+	int			backward;
+	atomic_int	next;
+} AttnJob;
+
+static void
+attention_job(void *ctx, int thread, int n_threads)
+{
+	AttnJob    *j = ctx;
+	SftTrainer *tr = j->tr;
+	const SftLlamaConfig *c = &tr->model->cfg;
+	int			NH = c->n_heads, NKV = c->n_kv_heads, HD = c->head_dim;
+	int			QH = NH * HD, KVH = NKV * HD, QKV = QH + 2 * KVH;
+	float	   *scratch = tr->attn_scratch + (size_t) thread * tr->attn_scratch_size;
+	float	   *dkv = tr->dkv_part + (size_t) thread * tr->max_tokens * 2 * KVH;
+	int			task;
+
+	if (j->backward)
+		memset(dkv, 0, sizeof(float) * (size_t) j->T * 2 * KVH);
+	while ((task = sft_pool_next_task(&j->next)) < tr->n_tasks)
+	{
+		const int32_t *t = tr->tasks + 4 * (size_t) task;
+		int			start = t[0],
+					len = t[1],
+					g = t[2],
+					r0 = t[3];
+		const float *qkv = j->a->qkv + (size_t) start * QKV;
+
+		if (!j->backward)
+			attention_forward_block(j->a->att + (size_t) start * QH, QH,
+									j->a->lse + (size_t) start * NH,
+									qkv, QKV, qkv + QH, qkv + QH + KVH, QKV,
+									len, len, NH, NKV, HD, g, r0, scratch);
+		else
+			attention_backward_block(tr->dqkv + (size_t) start * QKV, QKV,
+									 dkv + (size_t) start * 2 * KVH,
+									 dkv + (size_t) start * 2 * KVH + KVH, 2 * KVH,
+									 tr->datt + (size_t) start * QH, QH,
+									 qkv, QKV, qkv + QH, qkv + QH + KVH, QKV,
+									 j->a->att + (size_t) start * QH,
+									 j->a->lse + (size_t) start * NH,
+									 len, len, NH, NKV, HD, g, r0, scratch);
+	}
+}
+
+/*
+ * Runs one layer's attention forward (att, lse) or backward (into dqkv,
+ * which must be zero in its k and v columns) on the pool.
+ */
+static void
+run_attention(SftTrainer *tr, LayerActs *a, int T, int backward)
+{
+	const SftLlamaConfig *c = &tr->model->cfg;
+	int			KVH = c->n_kv_heads * c->head_dim;
+	int			QH = c->n_heads * c->head_dim;
+	int			QKV = QH + 2 * KVH;
+	int			blas_threads = openblas_get_num_threads();
+	AttnJob		job = {tr, a, T, backward};
+
+	atomic_init(&job.next, 0);
+	if (tr->n_threads > 1)
+		openblas_set_num_threads(1);
+	sft_pool_run(tr->pool, attention_job, &job);
+	if (tr->n_threads > 1)
+		openblas_set_num_threads(blas_threads);
+	if (backward)
+		for (int p = 0; p < tr->n_threads; p++)
+		{
+			const float *part = tr->dkv_part + (size_t) p * tr->max_tokens * 2 * KVH;
+
+			for (int t = 0; t < T; t++)
+				residual_forward(tr->dqkv + (size_t) t * QKV + QH, tr->dqkv + (size_t) t * QKV + QH,
+								 part + (size_t) t * 2 * KVH, 2 * (size_t) KVH);
+		}
 }
 
 /*
@@ -656,21 +828,12 @@ forward(SftTrainer *tr, const SftBatch *b, int T, int N, int train)
 		LayerActs  *a = &tr->layers[l];
 		SftLayerPtrs w = sft_layer_ptrs(m, m->params, l);
 		float	   *res_out = l + 1 < c->n_layers ? tr->layers[l + 1].res_in : tr->res_final;
-		int			start = 0;
 
 		/* attention block */
 		rmsnorm_forward(tr->xn, a->rstd1, a->res_in, w.attn_norm, T, C, c->rms_norm_eps);
 		matmul_forward(a->qkv, tr->xn, w.wqkv, T, C, QKV);
 		rope_forward(a->qkv, tr->pos, tr->cos_tab, tr->sin_tab, T, QKV, NH + NKV, HD);
-		for (int s = 0; s < b->n_seqs; s++)
-		{
-			const float *qkv = a->qkv + (size_t) start * QKV;
-
-			attention_forward(a->att + (size_t) start * QH, QH, a->lse + (size_t) start * NH,
-							  qkv, QKV, qkv + QH, qkv + QH + KVH, QKV,
-							  b->seq_lens[s], b->seq_lens[s], NH, NKV, HD, tr->attn_scratch);
-			start += b->seq_lens[s];
-		}
+		run_attention(tr, a, T, 0);
 		matmul_forward(tr->proj, a->att, w.wo, T, QH, C);
 		if (drop)
 			dropout_forward(tr->proj, a->keep_att, tr->dropout, &tr->rng, (size_t) T * C);
@@ -743,7 +906,6 @@ backward(SftTrainer *tr, const SftBatch *b, int T, int N)
 		SftLayerPtrs w = sft_layer_ptrs(m, m->params, l);
 		SftLayerPtrs g = sft_layer_ptrs(m, tr->grads, l);
 		const float *dproj = tr->dres;
-		int			start = 0;
 
 		/* MLP block: res_out = res_mid + dropout(down(swiglu(gate_up(norm(res_mid))))) */
 		if (drop)
@@ -773,17 +935,7 @@ backward(SftTrainer *tr, const SftBatch *b, int T, int N)
 		memset(tr->datt, 0, sizeof(float) * (size_t) T * QH);
 		matmul_backward(tr->datt, g.wo, dproj, a->att, w.wo, T, QH, C);
 		memset(tr->dqkv, 0, sizeof(float) * (size_t) T * QKV);
-		for (int s = 0; s < b->n_seqs; s++)
-		{
-			size_t		o = (size_t) start * QKV;
-
-			attention_backward(tr->dqkv + o, QKV, tr->dqkv + o + QH, tr->dqkv + o + QH + KVH, QKV,
-							   tr->datt + (size_t) start * QH, QH,
-							   a->qkv + o, QKV, a->qkv + o + QH, a->qkv + o + QH + KVH, QKV,
-							   a->att + (size_t) start * QH, a->lse + (size_t) start * NH,
-							   b->seq_lens[s], b->seq_lens[s], NH, NKV, HD, tr->attn_scratch);
-			start += b->seq_lens[s];
-		}
+		run_attention(tr, a, T, 1);
 		rope_backward(tr->dqkv, tr->pos, tr->cos_tab, tr->sin_tab, T, QKV, NH + NKV, HD);
 		rmsnorm_forward(tr->xn, a->rstd1, a->res_in, w.attn_norm, T, C, c->rms_norm_eps);
 		memset(tr->dxn, 0, sizeof(float) * TC);
