@@ -344,11 +344,11 @@ sft_rope_tables(float *cos_tab, float *sin_tab, int n_pos, int head_dim, float t
  *     datt     [T, QH]
  *     dqkv     [T, QKV]
  *     attn_scratch [P, attention_scratch_floats(T, NH / NKV, HD)] one per thread
- *     dkv_part [P, T, 2 NKV HD] each thread's share of the k|v gradient
+ *     dkv_part [2, T, 2 NKV HD] the k|v gradient in two halves (see Threads)
  *     cos, sin [NP, HD/2] RoPE tables, NP = min(T, max_position)
  *   keep slab (only with dropout): [L, 2, T, C] bytes, the dropout draws
  *   index slab (int32): pos [T], tgt_row [T], tgt_id [T], attention tasks
- *     [max_tasks, 4] (sequence start, length, kv head, first row)
+ *     [max_tasks, 4] (sequence start, length, kv head, first row or half)
  * (P = threads of the trainer's pool.)
  *
  * Threads.  The projections are few large sgemms that OpenBLAS threads
@@ -358,9 +358,14 @@ sft_rope_tables(float *cos_tab, float *sin_tab, int n_pos, int head_dim, float t
  * So attention runs as tasks of (sequence, kv head, block of query rows)
  * that the trainer's own pool (threadpool.h) takes one at a time, each task
  * calling single-threaded BLAS (openblas_set_num_threads(1) around the
- * phase, restored after).  Backward tasks of one kv head all add into the
- * same k and v gradient rows, so each thread adds into its own dkv_part,
- * summed after the phase.
+ * phase, restored after).  Forward tasks are (sequence, kv head, block of
+ * query rows); their outputs are disjoint.  In the backward pass all blocks
+ * of a kv head add into the same k and v gradient rows, so a task is
+ * (sequence, kv head, half): half 0 takes blocks 0, 3, 4, 7, 8 ... and half
+ * 1 blocks 1, 2, 5, 6 ... (equal work, as block costs grow linearly), each
+ * half adds into its own dkv_part, and the two are summed in a fixed order.
+ * Which thread runs which task never changes a result: training is
+ * reproducible bit for bit at any thread count.
  * ------------------------------------------------------------------------- */
 
 #define SFT_LM_HEAD_ROWS 256
@@ -400,11 +405,13 @@ struct SftTrainer
 	float	   *xn, *h, *proj, *dres, *dproj, *dxn, *dh, *dgu, *datt, *dqkv;
 	float	   *attn_scratch;	/* [P, attn_scratch_size] */
 	size_t		attn_scratch_size;
-	float	   *dkv_part;		/* [P, T, 2 KVH] */
+	float	   *dkv_part;		/* [2, T, 2 KVH] */
 	SftThreadPool *pool;
 	int			n_threads;		/* P */
-	int32_t    *tasks;			/* [max_tasks, 4] */
+	int32_t    *tasks;			/* [max_tasks, 4] forward tasks */
 	int			n_tasks;
+	int32_t    *btasks;			/* [2 NKV n_seqs, 4] backward tasks */
+	int			n_btasks;
 	float	   *cos_tab, *sin_tab;	/* [n_rope, HD/2] */
 	int			n_rope;
 	int32_t    *pos;			/* [T] position of each token in its sequence */
@@ -467,7 +474,7 @@ layout_acts(const SftLlamaConfig *c, int T, int P, SftTrainer *tr, float *base)
 		TAKE(t->dqkv, T * QKV);
 		TAKE(t->attn_scratch, (size_t) P * attention_scratch_floats(T, c->n_heads / c->n_kv_heads,
 																	c->head_dim));
-		TAKE(t->dkv_part, (size_t) P * T * 2 * c->n_kv_heads * HD);
+		TAKE(t->dkv_part, (size_t) 2 * T * 2 * c->n_kv_heads * HD);
 		TAKE(t->cos_tab, n_rope * HD / 2);
 		TAKE(t->sin_tab, n_rope * HD / 2);
 	}
@@ -486,7 +493,8 @@ max_attention_tasks(const SftLlamaConfig *c, int T)
 static size_t
 index_ints(const SftLlamaConfig *c, int T)
 {
-	return 3 * (size_t) T + 4 * max_attention_tasks(c, T);
+	/* pos, tgt_row, tgt_id; forward tasks; backward tasks (2 per kv head and sequence) */
+	return 3 * (size_t) T + 4 * max_attention_tasks(c, T) + 4 * 2 * (size_t) c->n_kv_heads * T;
 }
 
 size_t
@@ -569,6 +577,7 @@ sft_trainer_new(SftModel *model, int max_tokens, float dropout, uint64_t seed,
 	tr->tgt_row = tr->index + T;
 	tr->tgt_id = tr->index + 2 * T;
 	tr->tasks = tr->index + 3 * T;
+	tr->btasks = tr->tasks + 4 * max_attention_tasks(c, max_tokens);
 	sft_rope_tables(tr->cos_tab, tr->sin_tab, tr->n_rope, c->head_dim, c->rope_theta);
 	*out = tr;
 	return SFT_OK;
@@ -632,10 +641,28 @@ compare_task_cost(const void *a, const void *b)
 	return (cx < cy) - (cx > cy);	/* most expensive first */
 }
 
+static int
+compare_length(const void *a, const void *b)
+{
+	const int32_t *x = a,
+			   *y = b;
+
+	return (x[1] < y[1]) - (x[1] > y[1]);	/* longest first; qsort order among
+											 * equals does not matter: tasks
+											 * write disjoint data */
+}
+
+/* the half of the backward pass that takes query-row block b */
+static inline int
+block_half(int b)
+{
+	return ((b + 1) / 2) % 2;
+}
+
 /*
- * The attention tasks of a micro-batch: (sequence start, length, kv head,
- * first query row), most expensive first so that the threads taking them
- * one by one finish together.
+ * The attention tasks of a micro-batch: forward (sequence start, length, kv
+ * head, first query row), most expensive first so that the threads taking
+ * them one by one finish together; backward (start, length, kv head, half).
  */
 static void
 build_attention_tasks(SftTrainer *tr, const SftBatch *b)
@@ -660,6 +687,26 @@ build_attention_tasks(SftTrainer *tr, const SftBatch *b)
 	}
 	qsort(tr->tasks, n, 4 * sizeof(int32_t), compare_task_cost);
 	tr->n_tasks = n;
+
+	/* backward: (sequence, kv head, half), longest sequences first */
+	n = 0;
+	start = 0;
+	for (int s = 0; s < b->n_seqs; s++)
+	{
+		for (int g = 0; g < NKV; g++)
+			for (int half = 0; half < 2; half++)
+			{
+				int32_t    *t = tr->btasks + 4 * (size_t) n++;
+
+				t[0] = start;
+				t[1] = b->seq_lens[s];
+				t[2] = g;
+				t[3] = half;
+			}
+		start += b->seq_lens[s];
+	}
+	qsort(tr->btasks, n, 4 * sizeof(int32_t), compare_length);
+	tr->n_btasks = n;
 }
 
 /*
@@ -742,40 +789,48 @@ attention_job(void *ctx, int thread, int n_threads)
 	int			NH = c->n_heads, NKV = c->n_kv_heads, HD = c->head_dim;
 	int			QH = NH * HD, KVH = NKV * HD, QKV = QH + 2 * KVH;
 	float	   *scratch = tr->attn_scratch + (size_t) thread * tr->attn_scratch_size;
-	float	   *dkv = tr->dkv_part + (size_t) thread * tr->max_tokens * 2 * KVH;
 	int			task;
 
-	if (j->backward)
-		memset(dkv, 0, sizeof(float) * (size_t) j->T * 2 * KVH);
-	while ((task = sft_pool_next_task(&j->next)) < tr->n_tasks)
+	while ((task = sft_pool_next_task(&j->next)) < (j->backward ? tr->n_btasks : tr->n_tasks))
 	{
-		const int32_t *t = tr->tasks + 4 * (size_t) task;
+		const int32_t *t = (j->backward ? tr->btasks : tr->tasks) + 4 * (size_t) task;
 		int			start = t[0],
 					len = t[1],
-					g = t[2],
-					r0 = t[3];
+					g = t[2];
 		const float *qkv = j->a->qkv + (size_t) start * QKV;
 
 		if (!j->backward)
 			attention_forward_block(j->a->att + (size_t) start * QH, QH,
 									j->a->lse + (size_t) start * NH,
 									qkv, QKV, qkv + QH, qkv + QH + KVH, QKV,
-									len, len, NH, NKV, HD, g, r0, scratch);
+									len, len, NH, NKV, HD, g, t[3], scratch);
 		else
-			attention_backward_block(tr->dqkv + (size_t) start * QKV, QKV,
-									 dkv + (size_t) start * 2 * KVH,
-									 dkv + (size_t) start * 2 * KVH + KVH, 2 * KVH,
-									 tr->datt + (size_t) start * QH, QH,
-									 qkv, QKV, qkv + QH, qkv + QH + KVH, QKV,
-									 j->a->att + (size_t) start * QH,
-									 j->a->lse + (size_t) start * NH,
-									 len, len, NH, NKV, HD, g, r0, scratch);
+		{
+			int			half = t[3];
+			float	   *dkv = tr->dkv_part + ((size_t) half * tr->max_tokens + start) * 2 * KVH;
+
+			/* this task owns kv head g's columns of these rows in its half */
+			for (int i = 0; i < len; i++)
+			{
+				memset(dkv + (size_t) i * 2 * KVH + (size_t) g * HD, 0, sizeof(float) * HD);
+				memset(dkv + (size_t) i * 2 * KVH + KVH + (size_t) g * HD, 0, sizeof(float) * HD);
+			}
+			for (int b = 0, r0 = 0; r0 < len; b++, r0 += SFT_ATTN_BLOCK)
+				if (block_half(b) == half)
+					attention_backward_block(tr->dqkv + (size_t) start * QKV, QKV,
+											 dkv, dkv + KVH, 2 * KVH,
+											 tr->datt + (size_t) start * QH, QH,
+											 qkv, QKV, qkv + QH, qkv + QH + KVH, QKV,
+											 j->a->att + (size_t) start * QH,
+											 j->a->lse + (size_t) start * NH,
+											 len, len, NH, NKV, HD, g, r0, scratch);
+		}
 	}
 }
 
 /*
- * Runs one layer's attention forward (att, lse) or backward (into dqkv,
- * which must be zero in its k and v columns) on the pool.
+ * Runs one layer's attention forward (att, lse) or backward (dq added into
+ * dqkv, dk and dv written to it) on the pool.
  */
 static void
 run_attention(SftTrainer *tr, LayerActs *a, int T, int backward)
@@ -794,14 +849,14 @@ run_attention(SftTrainer *tr, LayerActs *a, int T, int backward)
 	if (tr->n_threads > 1)
 		openblas_set_num_threads(blas_threads);
 	if (backward)
-		for (int p = 0; p < tr->n_threads; p++)
-		{
-			const float *part = tr->dkv_part + (size_t) p * tr->max_tokens * 2 * KVH;
+	{
+		const float *h0 = tr->dkv_part,
+				   *h1 = tr->dkv_part + (size_t) tr->max_tokens * 2 * KVH;
 
-			for (int t = 0; t < T; t++)
-				residual_forward(tr->dqkv + (size_t) t * QKV + QH, tr->dqkv + (size_t) t * QKV + QH,
-								 part + (size_t) t * 2 * KVH, 2 * (size_t) KVH);
-		}
+		for (int t = 0; t < T; t++)
+			residual_forward(tr->dqkv + (size_t) t * QKV + QH, h0 + (size_t) t * 2 * KVH,
+							 h1 + (size_t) t * 2 * KVH, 2 * (size_t) KVH);
+	}
 }
 
 /*
@@ -985,7 +1040,6 @@ sft_trainer_step(SftTrainer *tr, int64_t n_targets, const SftAdamWConfig *adamw,
 	double		scale,
 				norm,
 				clip = 1.0;
-	int			n_threads;
 
 	if (n_targets <= 0)
 		return sft_error(err, SFT_ERR_INVALID,
@@ -996,10 +1050,8 @@ sft_trainer_step(SftTrainer *tr, int64_t n_targets, const SftAdamWConfig *adamw,
 		  isfinite(lr) && lr >= 0.0))
 		return sft_error(err, SFT_ERR_INVALID,
 						 "AdamW settings out of range (betas in [0, 1), eps, weight decay and lr >= 0)");
-	/* the caller's BLAS thread count is the process's thread budget */
-	n_threads = openblas_get_num_threads();
 	scale = 1.0 / (double) n_targets;
-	norm = sqrt(sft_sum_squares_threaded(tr->grads, m->n_params, n_threads)) * scale;
+	norm = sqrt(sft_sum_squares_pool(tr->grads, m->n_params, tr->pool)) * scale;
 	if (grad_norm)
 		*grad_norm = norm;
 	if (!isfinite(norm))
@@ -1016,7 +1068,8 @@ sft_trainer_step(SftTrainer *tr, int64_t n_targets, const SftAdamWConfig *adamw,
 			clip = 1.0;
 	}
 	tr->step++;
-	sft_adamw_update_slab(m->params, tr->grads, tr->adam_m, tr->adam_v, m->tensors,
-						  m->n_tensors, (float) (scale * clip), adamw, lr, tr->step, n_threads);
+	sft_adamw_update_slab(m->params, tr->grads, tr->adam_m, tr->adam_v, m->n_params,
+						  m->tensors, m->n_tensors, (float) (scale * clip), adamw, lr,
+						  tr->step, tr->pool);
 	return SFT_OK;
 }

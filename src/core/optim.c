@@ -15,7 +15,6 @@
 #include "optim.h"
 
 #include <math.h>
-#include <pthread.h>
 #if defined(__AVX__) && defined(__FMA__)
 #include <immintrin.h>
 #endif
@@ -128,14 +127,18 @@ sft_adamw_update(float *params, float *grad, float *m, float *v, size_t n,
 }
 
 /* ---------------------------------------------------------------------------
- * Threaded passes over the slab
+ * Passes over the whole slab on the thread pool, in chunks of
+ * SFT_OPTIM_CHUNK floats taken one at a time (a descheduled thread delays
+ * one chunk, not a fixed share)
  * ------------------------------------------------------------------------- */
 
-#define SFT_OPTIM_MAX_THREADS 16
+#define SFT_OPTIM_CHUNK ((size_t) 1 << 18)	/* 1 MB of each array */
 
 typedef struct SlabJob
 {
-	size_t		lo, hi;			/* element range [lo, hi) of the slab */
+	size_t		n;				/* slab length */
+	size_t		chunk;			/* floats per task */
+	atomic_int	next;
 	/* AdamW */
 	float	   *params, *grad, *m, *v;
 	const SftParamTensor *tensors;
@@ -144,104 +147,91 @@ typedef struct SlabJob
 	const SftAdamWConfig *cfg;
 	double		lr;
 	int64_t		t;
-	/* sum of squares */
+	/* sum of squares, per chunk (added in chunk order: deterministic) */
 	const float *g;
-	double		sum;
+	double	   *sums;			/* [n / chunk, rounded up] */
 } SlabJob;
 
-static void *
-adamw_job(void *arg)
-{
-	SlabJob    *j = arg;
-
-	for (int i = 0; i < j->n_tensors; i++)
-	{
-		const SftParamTensor *t = &j->tensors[i];
-		size_t		lo = t->offset > j->lo ? t->offset : j->lo;
-		size_t		hi = t->offset + t->numel < j->hi ? t->offset + t->numel : j->hi;
-
-		if (lo < hi)
-			sft_adamw_update(j->params + lo, j->grad + lo, j->m + lo, j->v + lo, hi - lo,
-							 j->grad_scale, j->cfg, j->lr,
-							 t->weight_decay ? j->cfg->weight_decay : 0.0, j->t);
-	}
-	return NULL;
-}
-
-static void *
-sumsq_job(void *arg)
-{
-	SlabJob    *j = arg;
-
-	j->sum = sft_sum_squares(j->g + j->lo, j->hi - j->lo);
-	return NULL;
-}
-
-/*
- * Runs fn on n_threads equal ranges of [0, n) (job 0 in the calling thread);
- * a range whose thread cannot start runs in the calling thread afterwards.
- */
 static void
-run_split(SlabJob *jobs, size_t n, int n_threads, void *(*fn) (void *))
+adamw_job(void *ctx, int thread, int n_threads)
 {
-	pthread_t	tid[SFT_OPTIM_MAX_THREADS];
-	int			started[SFT_OPTIM_MAX_THREADS] = {0};
+	SlabJob    *j = ctx;
+	int			chunk;
 
-	if (n_threads < 1)
-		n_threads = 1;
-	if (n_threads > SFT_OPTIM_MAX_THREADS)
-		n_threads = SFT_OPTIM_MAX_THREADS;
-	for (int i = 0; i < n_threads; i++)
+	while ((size_t) (chunk = sft_pool_next_task(&j->next)) * j->chunk < j->n)
 	{
-		jobs[i] = jobs[0];
-		/* ranges aligned to 16 floats so no two threads share a cache line */
-		jobs[i].lo = (n / n_threads * i) & ~(size_t) 15;
-		jobs[i].hi = i + 1 == n_threads ? n : (n / n_threads * (i + 1)) & ~(size_t) 15;
+		size_t		lo0 = (size_t) chunk * j->chunk;
+		size_t		hi0 = lo0 + j->chunk < j->n ? lo0 + j->chunk : j->n;
+
+		/* the chunk may cross tensors with different weight decay */
+		for (int i = 0; i < j->n_tensors; i++)
+		{
+			const SftParamTensor *t = &j->tensors[i];
+			size_t		lo = t->offset > lo0 ? t->offset : lo0;
+			size_t		hi = t->offset + t->numel < hi0 ? t->offset + t->numel : hi0;
+
+			if (lo < hi)
+				sft_adamw_update(j->params + lo, j->grad + lo, j->m + lo, j->v + lo, hi - lo,
+								 j->grad_scale, j->cfg, j->lr,
+								 t->weight_decay ? j->cfg->weight_decay : 0.0, j->t);
+		}
 	}
-	for (int i = 1; i < n_threads; i++)
-		started[i] = pthread_create(&tid[i], NULL, fn, &jobs[i]) == 0;
-	fn(&jobs[0]);
-	for (int i = 1; i < n_threads; i++)
+}
+
+static void
+sumsq_job(void *ctx, int thread, int n_threads)
+{
+	SlabJob    *j = ctx;
+	int			chunk;
+
+	while ((size_t) (chunk = sft_pool_next_task(&j->next)) * j->chunk < j->n)
 	{
-		if (started[i])
-			pthread_join(tid[i], NULL);
-		else
-			fn(&jobs[i]);
+		size_t		lo = (size_t) chunk * j->chunk;
+		size_t		hi = lo + j->chunk < j->n ? lo + j->chunk : j->n;
+
+		j->sums[chunk] = sft_sum_squares(j->g + lo, hi - lo);
 	}
 }
 
 void
-sft_adamw_update_slab(float *params, float *grad, float *m, float *v,
+sft_adamw_update_slab(float *params, float *grad, float *m, float *v, size_t n,
 					  const SftParamTensor *tensors, int n_tensors,
 					  float grad_scale, const SftAdamWConfig *cfg, double lr,
-					  int64_t t, int n_threads)
+					  int64_t t, SftThreadPool *pool)
 {
-	SlabJob		jobs[SFT_OPTIM_MAX_THREADS];
-	size_t		n = 0;
-
-	for (int i = 0; i < n_tensors; i++)
-		if (tensors[i].offset + tensors[i].numel > n)
-			n = tensors[i].offset + tensors[i].numel;
-	jobs[0] = (SlabJob) {
+	SlabJob		job = {
+		.n = n, .chunk = SFT_OPTIM_CHUNK,
 		.params = params, .grad = grad, .m = m, .v = v, .tensors = tensors,
 		.n_tensors = n_tensors, .grad_scale = grad_scale, .cfg = cfg, .lr = lr, .t = t
 	};
-	run_split(jobs, n, n_threads, adamw_job);
+
+	atomic_init(&job.next, 0);
+	sft_pool_run(pool, adamw_job, &job);
 }
 
 double
-sft_sum_squares_threaded(const float *g, size_t n, int n_threads)
+sft_sum_squares_pool(const float *g, size_t n, SftThreadPool *pool)
 {
-	SlabJob		jobs[SFT_OPTIM_MAX_THREADS];
+	SlabJob		job = {.n = n, .chunk = SFT_OPTIM_CHUNK, .g = g};
+	size_t		n_chunks = (n + SFT_OPTIM_CHUNK - 1) / SFT_OPTIM_CHUNK;
 	double		s = 0.0;
 
-	if (n_threads < 1)
-		n_threads = 1;
-	if (n_threads > SFT_OPTIM_MAX_THREADS)
-		n_threads = SFT_OPTIM_MAX_THREADS;
-	jobs[0] = (SlabJob) {.g = g};
-	run_split(jobs, n, n_threads, sumsq_job);
-	for (int i = 0; i < n_threads; i++)
-		s += jobs[i].sum;
+	/*
+	 * Chunk sums added in chunk order whichever thread computed them, so the
+	 * norm (and with it clipping) does not depend on scheduling.  Without
+	 * memory for the chunk sums, the same chunks in the same order here.
+	 */
+	job.sums = sft_alloc(sizeof(double) * (n_chunks ? n_chunks : 1));
+	if (job.sums == NULL)
+	{
+		for (size_t lo = 0; lo < n; lo += SFT_OPTIM_CHUNK)
+			s += sft_sum_squares(g + lo, n - lo < SFT_OPTIM_CHUNK ? n - lo : SFT_OPTIM_CHUNK);
+		return s;
+	}
+	atomic_init(&job.next, 0);
+	sft_pool_run(pool, sumsq_job, &job);
+	for (size_t i = 0; i < n_chunks; i++)
+		s += job.sums[i];
+	sft_free(job.sums);
 	return s;
 }

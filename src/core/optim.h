@@ -6,6 +6,7 @@
 #define SFT_CORE_OPTIM_H
 
 #include "model.h"
+#include "threadpool.h"
 
 /* Sum of squares of g[n], accumulated in double. */
 double		sft_sum_squares(const float *g, size_t n);
@@ -25,19 +26,18 @@ void		sft_adamw_update(float *params, float *grad, float *m, float *v, size_t n,
 							 double weight_decay, int64_t t);
 
 /*
- * The optimizer step over a whole parameter slab: sft_adamw_update on every
- * tensor (weight_decay for tensors that have weight_decay set, 0 for the
- * others), the slab split into n_threads contiguous ranges run by that many
- * threads.  The step is memory-bound (seven floats read or written per
- * parameter), and one core alone does not saturate the memory bus.  Falls
- * back to the calling thread if a thread cannot be started.
+ * The optimizer step over a whole parameter slab [n]: sft_adamw_update on
+ * every tensor (weight_decay for tensors that have weight_decay set, 0 for
+ * the others), in chunks shared out over the pool's threads.  The step is
+ * memory-bound (seven floats read or written per parameter), and one core
+ * alone does not saturate the memory bus.
  */
-void		sft_adamw_update_slab(float *params, float *grad, float *m, float *v,
+void		sft_adamw_update_slab(float *params, float *grad, float *m, float *v, size_t n,
 								  const SftParamTensor *tensors, int n_tensors,
 								  float grad_scale, const SftAdamWConfig *cfg, double lr,
-								  int64_t t, int n_threads);
+								  int64_t t, SftThreadPool *pool);
 
-/* sft_sum_squares of the slab [n], split over n_threads threads the same way. */
-double		sft_sum_squares_threaded(const float *g, size_t n, int n_threads);
+/* sft_sum_squares of the slab [n], in chunks over the pool's threads. */
+double		sft_sum_squares_pool(const float *g, size_t n, SftThreadPool *pool);
 
 #endif							/* SFT_CORE_OPTIM_H */

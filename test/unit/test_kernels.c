@@ -15,6 +15,7 @@
 #include "model.h"
 #include "optim.h"
 #include "tap.h"
+#include "threadpool.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -40,6 +41,16 @@ static float *
 zeros(size_t n)
 {
 	return calloc(n ? n : 1, sizeof(float));
+}
+
+static float
+max_abs_f(const float *x, size_t n)
+{
+	float		m = 0.0f;
+
+	for (size_t i = 0; i < n; i++)
+		m = fabsf(x[i]) > m ? fabsf(x[i]) : m;
+	return m;
 }
 
 static double
@@ -684,6 +695,46 @@ test_adamw(void)
 	}
 }
 
+/* The slab passes on a 3-thread pool = the plain loops, bit for bit. */
+static void
+test_adamw_slab(void)
+{
+	size_t		n = 1000003;	/* several chunks, an odd tail */
+	SftParamTensor t[3] = {
+		{.numel = 300000, .offset = 0, .weight_decay = 1},
+		{.numel = 1000, .offset = 300000, .weight_decay = 0},	/* inside a chunk */
+		{.numel = 699003, .offset = 301000, .weight_decay = 1}
+	};
+	SftAdamWConfig cfg = {0.9, 0.95, 1e-8, 0.1, 1.0};
+	float	   *p1 = randn(n, 1),
+			   *g1 = randn(n, 1),
+			   *m1 = zeros(n),
+			   *v1 = zeros(n);
+	float	   *p2 = malloc(sizeof(float) * n),
+			   *g2 = malloc(sizeof(float) * n),
+			   *m2 = zeros(n),
+			   *v2 = zeros(n);
+	SftThreadPool *pool = sft_pool_new(3);
+	double		s_pool,
+				s_plain = 0.0;
+
+	memcpy(p2, p1, sizeof(float) * n);
+	memcpy(g2, g1, sizeof(float) * n);
+	s_pool = sft_sum_squares_pool(g1, n, pool);
+	for (size_t lo = 0; lo < n; lo += (size_t) 1 << 18)
+		s_plain += sft_sum_squares(g1 + lo, n - lo < ((size_t) 1 << 18) ? n - lo : ((size_t) 1 << 18));
+	sft_adamw_update_slab(p1, g1, m1, v1, n, t, 3, 0.5f, &cfg, 1e-3, 1, pool);
+	for (int i = 0; i < 3; i++)
+		sft_adamw_update(p2 + t[i].offset, g2 + t[i].offset, m2 + t[i].offset, v2 + t[i].offset,
+						 t[i].numel, 0.5f, &cfg, 1e-3, t[i].weight_decay ? 0.1 : 0.0, 1);
+	TAP_OK(sft_pool_threads(pool) == 3 && s_pool == s_plain &&
+		   memcmp(p1, p2, sizeof(float) * n) == 0 && memcmp(m1, m2, sizeof(float) * n) == 0 &&
+		   memcmp(v1, v2, sizeof(float) * n) == 0 && max_abs_f(g1, n) == 0.0f,
+		   "AdamW and the gradient norm over a 3-thread pool = plain loops, bit for bit");
+	sft_pool_free(pool);
+	free(p1), free(g1), free(m1), free(v1), free(p2), free(g2), free(m2), free(v2);
+}
+
 static void
 test_schedules(void)
 {
@@ -734,6 +785,7 @@ main(void)
 	test_dropout();
 	test_crossentropy();
 	test_adamw();
+	test_adamw_slab();
 	test_schedules();
 	return tap_done();
 }
