@@ -71,7 +71,7 @@ SELECT sft_model_create('base', 'tok', '{"hidden_size": 32, "num_hidden_layers":
   "num_key_value_heads": 2, "intermediate_size": 64, "vocab_size": 386, "max_position_embeddings": 512}', 1);
 CREATE TABLE data AS
   SELECT n, sft_from_pair('Question number ' || n, 'Answer number ' || n) AS messages
-    FROM generate_series(1, 100) n;
+    FROM generate_series(1, 1000) n;
 SQL
 if grep -q ERROR "$SFT_TMP/setup.log"; then
 	cat "$SFT_TMP/setup.log"
@@ -103,7 +103,7 @@ ok "worker pid visible in sft_progress" equals "$(echo "$pid" | grep -cE '^[0-9]
 # sft_wait reports at once, then every 5 s, while the run is going
 notices=$($PSQL -c "SET client_min_messages = notice; SELECT sft_wait($run, '300 ms')" 2>&1)
 ok "sft_wait reports epoch, step, loss and tokens/s" \
-	grep -qE "NOTICE: +run $run: [a-z]+, epoch [0-9]+/8, step [0-9]+/400, loss [0-9.]+, [0-9]+ tokens/s" <<<"$notices"
+	grep -qE "NOTICE: +run $run: [a-z]+, epoch [0-9]+/8, step [0-9]+/4000, loss [0-9.]+, [0-9]+ tokens/s" <<<"$notices"
 ok "sft_wait with a timeout returns the status" equals "$(echo "$notices" | tail -1)" running
 ok "worker killed with SIGKILL" kill -9 "$pid"
 sleep 1
@@ -126,7 +126,7 @@ ok "same weights as the uninterrupted run" equals \
 ok "same epoch losses as the uninterrupted run" equals \
 	"$(sql "SELECT count(*) FILTER (WHERE a.train_loss = b.train_loss) FROM sft_run_epochs a JOIN sft_run_epochs b USING (epoch) WHERE a.run_id = $ref AND b.run_id = $run")" 8
 ok "log has every step once" equals \
-	"$(sql "SELECT count(*) = count(DISTINCT step) AND max(step) = 400 FROM sft_run_log WHERE run_id = $run")" t
+	"$(sql "SELECT count(*) = count(DISTINCT step) AND max(step) = 4000 FROM sft_run_log WHERE run_id = $run")" t
 sql "SELECT sft_model_drop('killed'), sft_model_drop('reference'), sft_run_drop($run), sft_run_drop($ref)" >/dev/null
 ok "models and runs dropped: large objects back to the start" equals \
 	"$(sql "SELECT count(*) FROM pg_largeobject_metadata")" "$lo_before"
