@@ -7,6 +7,7 @@ set -u
 cd "$(dirname "$0")/../.."
 THREADS=${SFT_BENCH_THREADS:-2}
 [ -x test/bench/bench_decode ] || make -s test/bench/bench_decode || exit 1
+echo "  (load average $(cut -d' ' -f1-3 /proc/loadavg) before)"
 out=$(OPENBLAS_NUM_THREADS=$THREADS test/bench/bench_decode "$THREADS" 64 32) || {
 	echo "$out"; echo "bench_decode failed"; exit 1; }
 echo "$out" | grep -v '^RESULT'

@@ -18,6 +18,10 @@ field() {	# RESULT line, key
 	sed -n "s/.*[ ]$2=\([^ ]*\).*/\1/p" <<<"$1"
 }
 
+# the machine may be shared: show how busy it was around each measurement
+load() { echo "  (load average $(cut -d' ' -f1-3 /proc/loadavg) $1)"; }
+
+load "before the C core"
 c_out=$(OPENBLAS_NUM_THREADS=$THREADS test/bench/bench_train "$THREADS" "$STEPS" 512) || {
 	echo "$c_out"; echo "bench_train failed"; exit 1; }
 echo "$c_out" | grep -v '^RESULT'
@@ -31,12 +35,14 @@ fi
 # LlamaForCausalLM does; "lean" only where a target is, as the C core does
 declare -A t_res
 for variant in hf lean; do
+	load "before PyTorch ($variant)"
 	t_out=$("$PYTHON" test/parity/torch/llama_ref.py bench "$THREADS" "${SFT_BENCH_TORCH_STEPS:-3}" 512 $variant) || {
 		echo "$t_out"; echo "torch reference ($variant) failed"; exit 1; }
 	echo "$t_out" | grep -v '^RESULT'
 	t_res[$variant]=$(grep '^RESULT' <<<"$t_out")
 done
 
+load "at the end"
 c_tps=$(field "$c_res" tokens_per_s)
 hf_tps=$(field "${t_res[hf]}" tokens_per_s)
 lean_tps=$(field "${t_res[lean]}" tokens_per_s)
