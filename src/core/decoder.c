@@ -191,7 +191,7 @@ linear(SftDecoder *d, float *y, const float *x, const float *w, int n, int IN, i
 		matvec_forward(y, x, w, IN, OUT);	/* not worth waking anyone for */
 	else if (n == 1)
 	{
-		MatvecJob	job = {y, x, w, IN, OUT};
+		MatvecJob	job = {.y = y, .x = x, .w = w, .IN = IN, .OUT = OUT};
 
 		atomic_init(&job.next, 0);
 		sft_pool_run(d->pool, matvec_job, &job);
@@ -232,8 +232,11 @@ feed_chunk(SftDecoder *d, const int32_t *tokens, int n, float *logits)
 		}
 		if (n == 1)
 		{
-			AttnJob		job = {d->att, d->lse, d->attn_scratch, d->qkv, kc, vc,
-							   KVH, p0 + 1, NH, NKV, HD, d->max_seq};
+			AttnJob		job = {
+				.out = d->att, .lse = d->lse, .scratch = d->attn_scratch, .q = d->qkv,
+				.k = kc, .v = vc, .ldkv = KVH, .nkv = p0 + 1, .NH = NH, .NKV = NKV,
+				.HD = HD, .S = d->max_seq
+			};
 
 			atomic_init(&job.next, 0);
 			sft_pool_run(d->pool, attn_job, &job);

@@ -840,7 +840,7 @@ run_attention(SftTrainer *tr, LayerActs *a, int T, int backward)
 	int			QH = c->n_heads * c->head_dim;
 	int			QKV = QH + 2 * KVH;
 	int			blas_threads = openblas_get_num_threads();
-	AttnJob		job = {tr, a, T, backward};
+	AttnJob		job = {.tr = tr, .a = a, .T = T, .backward = backward};
 
 	atomic_init(&job.next, 0);
 	if (tr->n_threads > 1)
