@@ -14,7 +14,8 @@
  * Dimension legend: T tokens, C hidden, NH query heads, NKV key/value heads,
  * HD head dim, F FFN width, V vocabulary, N target rows.
  *
- * The matrix products go through cblas_sgemm; everything else is plain C the
+ * The matrix products go through cblas_sgemm (except the decode step's
+ * matrix-vector product, see matvec_forward); everything else is plain C the
  * compiler vectorises (-O3 -march=native).  Sums use eight independent
  * partial accumulators, because without -ffast-math the compiler may not
  * reorder a single float accumulator into vector lanes; their loops count
