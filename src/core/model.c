@@ -368,7 +368,7 @@ sft_rope_tables(float *cos_tab, float *sin_tab, int n_pos, int head_dim, float t
  * reproducible bit for bit at any thread count.
  * ------------------------------------------------------------------------- */
 
-#define SFT_LM_HEAD_ROWS 256
+#define SFT_LM_HEAD_ROWS 512
 
 typedef struct LayerActs
 {
@@ -417,6 +417,7 @@ struct SftTrainer
 	int32_t    *pos;			/* [T] position of each token in its sequence */
 	int32_t    *tgt_row;		/* [T] rows predicting a target */
 	int32_t    *tgt_id;			/* [T] their target token ids */
+	double	   *row_loss;		/* [T] cross-entropy loss of each target row */
 };
 
 /*
@@ -461,7 +462,7 @@ layout_acts(const SftLlamaConfig *c, int T, int P, SftTrainer *tr, float *base)
 		TAKE(t->rstdf, T);
 		TAKE(t->xf, T * C);
 		TAKE(t->dxf, T * C);
-		TAKE(t->logits, (size_t) SFT_LM_HEAD_ROWS * V);
+		TAKE(t->logits, (size_t) (T < SFT_LM_HEAD_ROWS ? T : SFT_LM_HEAD_ROWS) * V);
 		TAKE(t->xn, T * C);
 		TAKE(t->h, T * F);
 		TAKE(t->proj, T * C);
@@ -514,6 +515,7 @@ sft_trainer_memory_estimate(const SftLlamaConfig *cfg, int max_tokens)
 		+ layout_acts(cfg, max_tokens, openblas_get_num_threads(), NULL, NULL) * sizeof(float)
 		+ (size_t) cfg->n_layers * 2 * max_tokens * cfg->hidden_size
 		+ index_ints(cfg, max_tokens) * sizeof(int32_t)
+		+ (size_t) max_tokens * sizeof(double)	/* row_loss */
 		+ (size_t) cfg->n_layers * (sizeof(LayerActs) + sizeof(SftLayerOffsets))
 		+ (size_t) m.n_tensors * sizeof(SftParamTensor) + sizeof(SftTrainer) + sizeof(SftModel)
 		+ sft_pool_memory();
@@ -554,10 +556,11 @@ sft_trainer_new(SftModel *model, int max_tokens, float dropout, uint64_t seed,
 	/* not zeroed: untouched pages of a large block cost no resident memory */
 	tr->acts = n_acts <= SIZE_MAX / sizeof(float) ? sft_alloc(n_acts * sizeof(float)) : NULL;
 	tr->index = sft_calloc(index_ints(c, max_tokens), sizeof(int32_t));
+	tr->row_loss = sft_calloc(T, sizeof(double));
 	if (dropout > 0.0f)
 		tr->keep = sft_calloc((size_t) c->n_layers * 2 * T, C);
 	if (tr->pool == NULL || tr->layers == NULL || tr->grads == NULL || tr->adam_m == NULL ||
-		tr->adam_v == NULL || tr->acts == NULL || tr->index == NULL ||
+		tr->adam_v == NULL || tr->acts == NULL || tr->index == NULL || tr->row_loss == NULL ||
 		(dropout > 0.0f && tr->keep == NULL))
 	{
 		sft_trainer_free(tr);
@@ -594,6 +597,7 @@ sft_trainer_free(SftTrainer *tr)
 	sft_free(tr->acts);
 	sft_free(tr->keep);
 	sft_free(tr->index);
+	sft_free(tr->row_loss);
 	sft_free(tr->layers);
 	sft_pool_free(tr->pool);
 	sft_free(tr);
@@ -768,6 +772,154 @@ prepare_batch(SftTrainer *tr, const SftBatch *b, int *T_out, int *N_out, SftErro
 }
 
 /* ---------------------------------------------------------------------------
+ * Element-wise phases on the trainer's threads
+ *
+ * Between two sgemms, OpenBLAS's threads wait; an element-wise kernel run on
+ * the caller alone leaves the other cores idle for its whole length.  These
+ * wrappers share the rows of one such kernel out in blocks of
+ * SFT_ROWS_BLOCK.  Only kernels whose rows are independent (no sum across
+ * rows) go through here, so how rows are shared never changes a result.
+ * ------------------------------------------------------------------------- */
+
+#define SFT_ROWS_BLOCK 32
+
+typedef enum RowKernel
+{
+	ROWS_RMSNORM,				/* out, rstd = rmsnorm(x; w) */
+	ROWS_SWIGLU,				/* out[T, F] = swiglu(x[T, 2F]) */
+	ROWS_SWIGLU_BACKWARD,		/* out[T, 2F] += swiglu'(x) * dy[T, F] */
+	ROWS_ROPE,					/* rotate out [T, width] in place */
+	ROWS_ROPE_BACKWARD,
+	ROWS_ADD,					/* out = x + y, [T, width] */
+	ROWS_CROSSENTROPY			/* out[T, V]: logits -> probabilities (and
+								 * with y != NULL, -> dlogits); row_loss[T] */
+} RowKernel;
+
+typedef struct RowsJob
+{
+	SftTrainer *tr;
+	RowKernel	kernel;
+	int			T;
+	int			width;			/* C, F, or the row stride for RoPE */
+	float	   *out;
+	float	   *rstd;
+	const float *x;
+	const float *y;				/* the second operand: w, dy or y */
+	const int32_t *targets;		/* cross-entropy targets [T] */
+	double	   *row_loss;		/* cross-entropy loss of each row [T] */
+	atomic_int	next;
+} RowsJob;
+
+static void
+rows_job(void *ctx, int thread, int n_threads)
+{
+	RowsJob    *j = ctx;
+	const SftLlamaConfig *c = &j->tr->model->cfg;
+	int			task;
+
+	(void) thread, (void) n_threads;
+	while ((task = sft_pool_next_task(&j->next)) * SFT_ROWS_BLOCK < j->T)
+	{
+		int			t0 = task * SFT_ROWS_BLOCK;
+		int			n = j->T - t0 < SFT_ROWS_BLOCK ? j->T - t0 : SFT_ROWS_BLOCK;
+		size_t		W = (size_t) j->width;
+
+		switch (j->kernel)
+		{
+			case ROWS_RMSNORM:
+				rmsnorm_forward(j->out + t0 * W, j->rstd + t0, j->x + t0 * W, j->y,
+								n, j->width, c->rms_norm_eps);
+				break;
+			case ROWS_SWIGLU:
+				swiglu_forward(j->out + t0 * W, j->x + t0 * 2 * W, n, j->width);
+				break;
+			case ROWS_SWIGLU_BACKWARD:
+				swiglu_backward(j->out + t0 * 2 * W, j->y + t0 * W, j->x + t0 * 2 * W,
+								n, j->width);
+				break;
+			case ROWS_ROPE:
+			case ROWS_ROPE_BACKWARD:
+				(j->kernel == ROWS_ROPE ? rope_forward : rope_backward)
+					(j->out + t0 * W, j->tr->pos + t0, j->tr->cos_tab, j->tr->sin_tab,
+					 n, j->width, c->n_heads + c->n_kv_heads, c->head_dim);
+				break;
+			case ROWS_ADD:
+				residual_forward(j->out + t0 * W, j->x + t0 * W, j->y + t0 * W, n * W);
+				break;
+			case ROWS_CROSSENTROPY:
+				for (int t = t0; t < t0 + n; t++)
+				{
+					j->row_loss[t] = crossentropy_forward(j->out + t * W, j->targets + t, 1, j->width);
+					if (j->y != NULL)
+						crossentropy_backward_inplace(j->out + t * W, j->targets + t, 1, j->width);
+				}
+				break;
+		}
+	}
+}
+
+static void
+run_rows(SftTrainer *tr, RowKernel kernel, int T, int width, float *out, float *rstd,
+		 const float *x, const float *y)
+{
+	RowsJob		job = {.tr = tr, .kernel = kernel, .T = T, .width = width, .out = out,
+	.rstd = rstd, .x = x, .y = y};
+
+	atomic_init(&job.next, 0);
+	sft_pool_run(tr->pool, rows_job, &job);
+}
+
+static void
+rmsnorm_rows(SftTrainer *tr, float *out, float *rstd, const float *x, const float *w, int T)
+{
+	run_rows(tr, ROWS_RMSNORM, T, tr->model->cfg.hidden_size, out, rstd, x, w);
+}
+
+static void
+swiglu_rows(SftTrainer *tr, float *h, const float *gu, int T)
+{
+	run_rows(tr, ROWS_SWIGLU, T, tr->model->cfg.intermediate_size, h, NULL, gu, NULL);
+}
+
+static void
+swiglu_backward_rows(SftTrainer *tr, float *dgu, const float *dh, const float *gu, int T)
+{
+	run_rows(tr, ROWS_SWIGLU_BACKWARD, T, tr->model->cfg.intermediate_size, dgu, NULL, gu, dh);
+}
+
+static void
+rope_rows(SftTrainer *tr, float *qkv, int T, int ld, int backward)
+{
+	run_rows(tr, backward ? ROWS_ROPE_BACKWARD : ROWS_ROPE, T, ld, qkv, NULL, NULL, NULL);
+}
+
+static void
+add_rows(SftTrainer *tr, float *out, const float *x, const float *y, int T)
+{
+	run_rows(tr, ROWS_ADD, T, tr->model->cfg.hidden_size, out, NULL, x, y);
+}
+
+/*
+ * Softmax cross-entropy of N rows of logits against targets, in place (with
+ * backward, the logits become dlogits).  Returns the summed loss, added up in
+ * row order whatever the threads: the result never depends on them.
+ */
+static double
+crossentropy_rows(SftTrainer *tr, float *logits, const int32_t *targets, int N, int backward)
+{
+	RowsJob		job = {.tr = tr, .kernel = ROWS_CROSSENTROPY, .T = N,
+		.width = tr->model->cfg.vocab_size, .out = logits,
+		.y = backward ? logits : NULL, .targets = targets, .row_loss = tr->row_loss};
+	double		loss = 0.0;
+
+	atomic_init(&job.next, 0);
+	sft_pool_run(tr->pool, rows_job, &job);
+	for (int i = 0; i < N; i++)
+		loss += tr->row_loss[i];
+	return loss;
+}
+
+/* ---------------------------------------------------------------------------
  * Attention phase: the tasks of one layer on the trainer's threads
  * ------------------------------------------------------------------------- */
 
@@ -885,31 +1037,30 @@ forward(SftTrainer *tr, const SftBatch *b, int T, int N, int train)
 		float	   *res_out = l + 1 < c->n_layers ? tr->layers[l + 1].res_in : tr->res_final;
 
 		/* attention block */
-		rmsnorm_forward(tr->xn, a->rstd1, a->res_in, w.attn_norm, T, C, c->rms_norm_eps);
+		rmsnorm_rows(tr, tr->xn, a->rstd1, a->res_in, w.attn_norm, T);
 		matmul_forward(a->qkv, tr->xn, w.wqkv, T, C, QKV);
-		rope_forward(a->qkv, tr->pos, tr->cos_tab, tr->sin_tab, T, QKV, NH + NKV, HD);
+		rope_rows(tr, a->qkv, T, QKV, 0);
 		run_attention(tr, a, T, 0);
 		matmul_forward(tr->proj, a->att, w.wo, T, QH, C);
 		if (drop)
 			dropout_forward(tr->proj, a->keep_att, tr->dropout, &tr->rng, (size_t) T * C);
-		residual_forward(a->res_mid, a->res_in, tr->proj, (size_t) T * C);
+		add_rows(tr, a->res_mid, a->res_in, tr->proj, T);
 
 		/* MLP block */
-		rmsnorm_forward(tr->xn, a->rstd2, a->res_mid, w.mlp_norm, T, C, c->rms_norm_eps);
+		rmsnorm_rows(tr, tr->xn, a->rstd2, a->res_mid, w.mlp_norm, T);
 		matmul_forward(a->gu, tr->xn, w.wgu, T, C, 2 * F);
-		swiglu_forward(tr->h, a->gu, T, F);
+		swiglu_rows(tr, tr->h, a->gu, T);
 		matmul_forward(tr->proj, tr->h, w.wdown, T, F, C);
 		if (drop)
 			dropout_forward(tr->proj, a->keep_mlp, tr->dropout, &tr->rng, (size_t) T * C);
-		residual_forward(res_out, a->res_mid, tr->proj, (size_t) T * C);
+		add_rows(tr, res_out, a->res_mid, tr->proj, T);
 	}
 
 	/* final norm and LM head, only on the rows that predict a target */
 	for (int i = 0; i < N; i++)
 		memcpy(tr->xg + (size_t) i * C, tr->res_final + (size_t) tr->tgt_row[i] * C,
 			   sizeof(float) * C);
-	rmsnorm_forward(tr->xf, tr->rstdf, tr->xg, m->params + m->final_norm, N, C,
-					c->rms_norm_eps);
+	rmsnorm_rows(tr, tr->xf, tr->rstdf, tr->xg, m->params + m->final_norm, N);
 	/* equal chunks of at most SFT_LM_HEAD_ROWS rows: no small last sgemm */
 	int			n_chunks = (N + SFT_LM_HEAD_ROWS - 1) / SFT_LM_HEAD_ROWS;
 	int			chunk = n_chunks ? (N + n_chunks - 1) / n_chunks : 0;
@@ -920,10 +1071,9 @@ forward(SftTrainer *tr, const SftBatch *b, int T, int N, int train)
 		const float *xf = tr->xf + (size_t) r0 * C;
 
 		matmul_forward(tr->logits, xf, lm_head, nr, C, V);
-		loss += crossentropy_forward(tr->logits, tr->tgt_id + r0, nr, V);
+		loss += crossentropy_rows(tr, tr->logits, tr->tgt_id + r0, nr, train);
 		if (train)
 		{
-			crossentropy_backward_inplace(tr->logits, tr->tgt_id + r0, nr, V);
 			memset(tr->dxf + (size_t) r0 * C, 0, sizeof(float) * nr * C);
 			matmul_backward(tr->dxf + (size_t) r0 * C, tr->grads + m->lm_head,
 							tr->logits, xf, lm_head, nr, C, V);
@@ -969,12 +1119,12 @@ backward(SftTrainer *tr, const SftBatch *b, int T, int N)
 			dropout_backward(tr->dproj, tr->dres, a->keep_mlp, tr->dropout, TC);
 			dproj = tr->dproj;
 		}
-		rmsnorm_forward(tr->xn, a->rstd2, a->res_mid, w.mlp_norm, T, C, c->rms_norm_eps);
-		swiglu_forward(tr->h, a->gu, T, F);
+		rmsnorm_rows(tr, tr->xn, a->rstd2, a->res_mid, w.mlp_norm, T);
+		swiglu_rows(tr, tr->h, a->gu, T);
 		memset(tr->dh, 0, sizeof(float) * (size_t) T * F);
 		matmul_backward(tr->dh, g.wdown, dproj, tr->h, w.wdown, T, F, C);
 		memset(tr->dgu, 0, sizeof(float) * (size_t) T * 2 * F);
-		swiglu_backward(tr->dgu, tr->dh, a->gu, T, F);
+		swiglu_backward_rows(tr, tr->dgu, tr->dh, a->gu, T);
 		memset(tr->dxn, 0, sizeof(float) * TC);
 		matmul_backward(tr->dxn, g.wgu, tr->dgu, tr->xn, w.wgu, T, C, 2 * F);
 		rmsnorm_backward(tr->dres, g.mlp_norm, tr->dxn, a->res_mid, w.mlp_norm, a->rstd2, T, C);
@@ -991,8 +1141,8 @@ backward(SftTrainer *tr, const SftBatch *b, int T, int N)
 		matmul_backward(tr->datt, g.wo, dproj, a->att, w.wo, T, QH, C);
 		memset(tr->dqkv, 0, sizeof(float) * (size_t) T * QKV);
 		run_attention(tr, a, T, 1);
-		rope_backward(tr->dqkv, tr->pos, tr->cos_tab, tr->sin_tab, T, QKV, NH + NKV, HD);
-		rmsnorm_forward(tr->xn, a->rstd1, a->res_in, w.attn_norm, T, C, c->rms_norm_eps);
+		rope_rows(tr, tr->dqkv, T, QKV, 1);
+		rmsnorm_rows(tr, tr->xn, a->rstd1, a->res_in, w.attn_norm, T);
 		memset(tr->dxn, 0, sizeof(float) * TC);
 		matmul_backward(tr->dxn, g.wqkv, tr->dqkv, tr->xn, w.wqkv, T, C, QKV);
 		rmsnorm_backward(tr->dres, g.attn_norm, tr->dxn, a->res_in, w.attn_norm, a->rstd1, T, C);

@@ -15,9 +15,19 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 
 #define SFT_POOL_MAX_THREADS 16
-#define SFT_POOL_SPIN_POLLS 100000	/* polls before sleeping (tens of us) */
+/*
+ * How long a helper polls for the next job before it sleeps.  Short: in
+ * training, the next thing after a pool job is usually an sgemm on
+ * OpenBLAS's own threads, and a helper still spinning then takes a core
+ * from it (a spin of 100,000 pause instructions, ~3 ms here, cost training
+ * more than a tenth of its speed).  Long enough to bridge the few
+ * microseconds between the jobs of a decode step.
+ */
+#define SFT_POOL_SPIN_NS 50000
+#define SFT_POOL_POLLS_PER_CLOCK 64	/* pauses between clock reads */
 
 typedef struct PoolWorker
 {
@@ -47,6 +57,26 @@ cpu_relax(void)
 #endif
 }
 
+static int64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* true while a spin that began at *start (0: not yet) should go on */
+static int
+keep_spinning(long *polls, int64_t *start)
+{
+	if (++*polls % SFT_POOL_POLLS_PER_CLOCK != 0)
+		return 1;
+	if (*start == 0)
+		*start = now_ns();
+	return now_ns() - *start < SFT_POOL_SPIN_NS;
+}
+
 static void *
 worker_main(void *arg)
 {
@@ -58,10 +88,11 @@ worker_main(void *arg)
 	{
 		int			g;
 		long		polls = 0;
+		int64_t		spin_start = 0;
 
 		while ((g = atomic_load_explicit(&p->generation, memory_order_acquire)) == seen)
 		{
-			if (++polls < SFT_POOL_SPIN_POLLS)
+			if (keep_spinning(&polls, &spin_start))
 			{
 				cpu_relax();
 				continue;
@@ -145,6 +176,7 @@ void
 sft_pool_run(SftThreadPool *p, SftPoolJob job, void *ctx)
 {
 	long		polls = 0;
+	int64_t		spin_start = 0;
 
 	if (p == NULL || p->n_helpers == 0)
 	{
@@ -161,7 +193,7 @@ sft_pool_run(SftThreadPool *p, SftPoolJob job, void *ctx)
 	job(ctx, 0, p->n_helpers + 1);
 	while (atomic_load_explicit(&p->done, memory_order_acquire) < p->n_helpers)
 	{
-		if (++polls < SFT_POOL_SPIN_POLLS)
+		if (keep_spinning(&polls, &spin_start))
 			cpu_relax();
 		else
 			sched_yield();		/* a helper was descheduled */

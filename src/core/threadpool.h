@@ -9,7 +9,7 @@
  * (sft_pool_next_task), so a thread the OS deschedules holds up at most the
  * task it is in, not a fixed share of the work.
  *
- * Between jobs a helper polls for the next one for a few tens of
+ * Between jobs a helper polls for the next one for 50
  * microseconds, then sleeps on a condition variable: an idle pool costs no
  * CPU.  Helpers block all signals (inside PostgreSQL, signal handlers belong
  * to the backend's own thread) and never call anything but the job.
