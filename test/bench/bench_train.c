@@ -216,8 +216,15 @@ main(int argc, char **argv)
 		   "%.1f tokens/s, %.1f GFLOP/s = %.2f x sgemm (%.1f GFLOP/s), peak RSS %.2f GB\n",
 		   threads, T, (long long) nt, steps, med, T / med, gflops, gflops / gemm, gemm,
 		   ru.ru_maxrss / 1048576.0);
-	printf("RESULT tokens_per_s=%.2f step_s=%.4f gflops=%.2f sgemm_gflops=%.2f peak_rss_gb=%.3f\n",
-		   T / med, med, gflops, gemm, ru.ru_maxrss / 1048576.0);
+	/*
+	 * The ceiling: tokens/s if every FLOP of the step ran at the sgemm rate
+	 * of this run, with nothing else (no attention softmax, norms, AdamW).
+	 */
+	printf("ceiling: %.3f GFLOP per token at %.1f GFLOP/s = %.1f tokens/s\n",
+		   flops / T / 1e9, gemm, gemm * 1e9 / (flops / T));
+	printf("RESULT tokens_per_s=%.2f step_s=%.4f gflops=%.2f sgemm_gflops=%.2f peak_rss_gb=%.3f "
+		   "ceiling_tokens_per_s=%.2f\n",
+		   T / med, med, gflops, gemm, ru.ru_maxrss / 1048576.0, gemm * 1e9 / (flops / T));
 	sft_trainer_free(tr);
 	sft_model_free(model);
 	free(tokens), free(mask), free(times);

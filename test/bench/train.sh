@@ -55,3 +55,10 @@ printf '%-30s %10.2f %14.2f %14.2f\n' "peak RSS (GB)" "$(field "$c_res" peak_rss
 printf '%-30s %10.1f\n' "model GFLOP/s" "$(field "$c_res" gflops)"
 printf '%-30s %10.2f\n' "  / sgemm GFLOP/s (same run)" \
 	"$(awk -v a="$(field "$c_res" gflops)" -v b="$(field "$c_res" sgemm_gflops)" 'BEGIN { print a / b }')"
+# what the 4x target asks of this machine: the step at the sgemm rate is the
+# most any fp32 implementation on OpenBLAS can do
+ceil_tps=$(field "$c_res" ceiling_tokens_per_s)
+printf '%-30s %10.1f   (every FLOP at the sgemm rate)\n' "sgemm ceiling, tokens/s" "$ceil_tps"
+printf '%-30s %10.2f   (C core / ceiling)\n' "  reached" "$(awk -v a="$c_tps" -v b="$ceil_tps" 'BEGIN { print a / b }')"
+printf '%-30s %10.1f   (= %.2f x the ceiling)\n' "4 x PyTorch (HF), tokens/s" \
+	"$(awk -v a="$hf_tps" 'BEGIN { print 4 * a }')" "$(awk -v a="$hf_tps" -v b="$ceil_tps" 'BEGIN { print 4 * a / b }')"
