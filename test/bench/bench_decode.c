@@ -11,7 +11,7 @@
  * threads each summing its share of a 1 GiB buffer (a vectorised
  * sequential read, the access pattern of the decode's matrix-vector
  * products).  Memory bandwidth on a shared machine drifts, so the run
- * alternates: 5 rounds of (one bandwidth pass, one decode of new_tokens);
+ * alternates: ROUNDS rounds of (one bandwidth pass, one decode of new_tokens);
  * each round gives a fraction decode / bound, and the median of those is
  * reported with the median rates.  The best bandwidth pass is printed too.
  * Validates first: logits are finite and the cached decode's logits equal a
@@ -27,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#define ROUNDS 9				/* alternating bandwidth and decode rounds */
 
 static double
 now(void)
@@ -165,17 +167,18 @@ main(int argc, char **argv)
 	{
 		size_t		nbuf = ((size_t) 1 << 30) / sizeof(float);
 		float	   *buf = malloc(nbuf * sizeof(float));
-		double		bws[5],
-					toks[5],
-					fracs[5],
-					best = 0.0;
+		double		bws[ROUNDS],
+					toks[ROUNDS],
+					fracs[ROUNDS],
+					best = 0.0,
+					best_tok = 0.0;
 
 		/* every weight once (tied: the embedding is the LM head); the one
 		 * embedding row and the KV cache reads are negligible next to it */
 		bytes = (double) sft_model_num_params(model) * sizeof(float);
 		for (size_t i = 0; i < nbuf; i++)
 			buf[i] = (float) (i & 7);
-		for (int r = 0; r < 5; r++)
+		for (int r = 0; r < ROUNDS; r++)
 		{
 			double		t0;
 
@@ -195,21 +198,27 @@ main(int argc, char **argv)
 				}
 			}
 			toks[r] = n_new / (now() - t0);
+			best_tok = fmax(best_tok, toks[r]);
 			fracs[r] = toks[r] / (bws[r] * 1e9 / bytes);
 		}
 		free(buf);
-		qsort(bws, 5, sizeof(double), cmp_double);
-		qsort(toks, 5, sizeof(double), cmp_double);
-		qsort(fracs, 5, sizeof(double), cmp_double);
-		bw = bws[2];
-		rate = toks[2];
-		printf("sft decode: %d threads, prompt %d, %d new tokens, 5 rounds: median %.2f tokens/s; "
-			   "bound median %.2f tokens/s (%.1f MB per token at %.2f GB/s read; best pass %.2f GB/s "
-			   "= %.2f tokens/s) -> median %.0f%% of the bound (range %.0f%%..%.0f%%)\n",
-			   threads, n_prompt, n_new, rate, bw * 1e9 / bytes, bytes / 1e6, bw, best,
-			   best * 1e9 / bytes, 100.0 * fracs[2], 100.0 * fracs[0], 100.0 * fracs[4]);
-		printf("RESULT tokens_per_s=%.2f bound_tokens_per_s=%.2f read_gbps=%.2f fraction=%.3f\n",
-			   rate, bw * 1e9 / bytes, bw, fracs[2]);
+		qsort(bws, ROUNDS, sizeof(double), cmp_double);
+		qsort(toks, ROUNDS, sizeof(double), cmp_double);
+		qsort(fracs, ROUNDS, sizeof(double), cmp_double);
+		bw = bws[ROUNDS / 2];
+		rate = toks[ROUNDS / 2];
+		printf("sft decode: %d threads, prompt %d, %d new tokens, %d rounds: median %.2f tokens/s; "
+			   "bound median %.2f tokens/s (%.1f MB per token at %.2f GB/s read) -> median %.0f%% "
+			   "of the bound (range %.0f%%..%.0f%%)\n",
+			   threads, n_prompt, n_new, ROUNDS, rate, bw * 1e9 / bytes, bytes / 1e6, bw,
+			   100.0 * fracs[ROUNDS / 2], 100.0 * fracs[0], 100.0 * fracs[ROUNDS - 1]);
+		/* the best of each: what each reaches when the machine lets it */
+		printf("sft decode, best rounds: %.2f tokens/s vs best bandwidth pass %.2f GB/s = %.2f tokens/s "
+			   "-> %.0f%% of the bound\n", best_tok, best, best * 1e9 / bytes,
+			   100.0 * best_tok / (best * 1e9 / bytes));
+		printf("RESULT tokens_per_s=%.2f bound_tokens_per_s=%.2f read_gbps=%.2f fraction=%.3f "
+			   "best_fraction=%.3f\n",
+			   rate, bw * 1e9 / bytes, bw, fracs[ROUNDS / 2], best_tok / (best * 1e9 / bytes));
 	}
 	sft_decoder_free(dec);
 	sft_decoder_free(check);
