@@ -314,7 +314,7 @@ sft_rope_tables(float *cos_tab, float *sin_tab, int n_pos, int head_dim, float t
  * Trainer
  *
  * Buffers (T = max_tokens, QKV = (NH + 2 NKV) HD, QH = NH HD, R = LM-head rows
- * per chunk):
+ * per chunk, min(T, SFT_LM_HEAD_ROWS = 512)):
  *
  *   grads, adam_m, adam_v   [n_params] each, same layout as the parameters
  *   acts slab, per layer l (saved for backward):
@@ -364,6 +364,10 @@ sft_rope_tables(float *cos_tab, float *sin_tab, int n_pos, int head_dim, float t
  * (sequence, kv head, half): half 0 takes blocks 0, 3, 4, 7, 8 ... and half
  * 1 blocks 1, 2, 5, 6 ... (equal work, as block costs grow linearly), each
  * half adds into its own dkv_part, and the two are summed in a fixed order.
+ * The element-wise kernels between the products (norms, RoPE, SwiGLU,
+ * residual adds, the LM head's softmax) run on the same pool by blocks of
+ * rows (run_rows), so no core idles through them; the pool's helpers then
+ * sleep within 50 us, before they could take a core from the next sgemm.
  * Which thread runs which task never changes a result: training is
  * reproducible bit for bit at any thread count.
  * ------------------------------------------------------------------------- */
