@@ -7,7 +7,8 @@ core's outputs (parity mode) or times the same training step as
 bench_train (bench mode).
 
   llama_ref.py parity DIR      compare with what parity_driver wrote in DIR
-  llama_ref.py bench [THREADS] [STEPS] [SEQ_LEN] [lean|hf]
+  llama_ref.py bench [THREADS] [STEPS] [SEQ_LEN] [lean|hf] [TORCH_THREADS]
+  (BLAS threads come from OPENBLAS_NUM_THREADS; TORCH_THREADS defaults to THREADS)
 
 Bench "lean" computes LM-head logits only on the rows that predict a target,
 like the C core; "hf" computes them for every position and masks the loss
@@ -300,8 +301,13 @@ def hf_loss_sum(tokens, mask, p, cfg):
     return loss, int((labels[1:] != -100).sum())
 
 
-def bench(threads, steps, T, variant):
-    torch.set_num_threads(threads)
+def bench(threads, steps, T, variant, intra):
+    # The matrix products run on OpenBLAS's own threads (Debian's torch is
+    # built with BLAS_INFO=generic: libblas.so.3 is OpenBLAS), sized by
+    # OPENBLAS_NUM_THREADS; torch.set_num_threads sizes torch's OpenMP pool
+    # for everything else.  Both spinning on the same cores oversubscribes
+    # them, so the caller measures intra = threads and intra = 1.
+    torch.set_num_threads(intra)
     torch.manual_seed(1)
     cfg = dict(hidden_size=576, n_layers=30, n_heads=9, n_kv_heads=3, head_dim=64,
                intermediate_size=1536, vocab_size=49152, rms_norm_eps=1e-5, rope_theta=100000.0,
@@ -357,8 +363,9 @@ def bench(threads, steps, T, variant):
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1048576.0
     except ImportError:
         rss = float("nan")
-    print("torch %s (%s): %d threads, %d-token steps, median of %d: %.3f s/step, %.1f tokens/s, peak RSS %.2f GB"
-          % (torch.__version__, variant, threads, T, steps, med, T / med, rss))
+    print("torch %s (%s): %d BLAS threads, %d torch threads, %d-token steps, median of %d: %.3f s/step, "
+          "%.1f tokens/s, peak RSS %.2f GB"
+          % (torch.__version__, variant, threads, intra, T, steps, med, T / med, rss))
     print("RESULT tokens_per_s=%.2f step_s=%.4f peak_rss_gb=%.3f" % (T / med, med, rss))
 
 
@@ -379,7 +386,8 @@ def main():
         threads = args[0] if len(args) > 0 else 2
         steps = args[1] if len(args) > 1 else 3
         T = args[2] if len(args) > 2 else 512
-        bench(threads, steps, T, variant)
+        intra = int(sys.argv[6]) if len(sys.argv) > 6 else threads
+        bench(threads, steps, T, variant, intra)
         return
     print(__doc__)
     sys.exit(2)
