@@ -795,8 +795,9 @@ typedef enum RowKernel
 	ROWS_ROPE,					/* rotate out [T, width] in place */
 	ROWS_ROPE_BACKWARD,
 	ROWS_ADD,					/* out = x + y, [T, width] */
-	ROWS_CROSSENTROPY			/* out[T, V]: logits -> probabilities (and
-								 * with y != NULL, -> dlogits); row_loss[T] */
+	ROWS_CROSSENTROPY,			/* out[T, V]: logits -> probabilities;
+								 * row_loss[T] */
+	ROWS_CROSSENTROPY_BACKWARD	/* the same, then probabilities -> dlogits */
 } RowKernel;
 
 typedef struct RowsJob
@@ -851,10 +852,11 @@ rows_job(void *ctx, int thread, int n_threads)
 				residual_forward(j->out + t0 * W, j->x + t0 * W, j->y + t0 * W, n * W);
 				break;
 			case ROWS_CROSSENTROPY:
+			case ROWS_CROSSENTROPY_BACKWARD:
 				for (int t = t0; t < t0 + n; t++)
 				{
 					j->row_loss[t] = crossentropy_forward(j->out + t * W, j->targets + t, 1, j->width);
-					if (j->y != NULL)
+					if (j->kernel == ROWS_CROSSENTROPY_BACKWARD)
 						crossentropy_backward_inplace(j->out + t * W, j->targets + t, 1, j->width);
 				}
 				break;
@@ -911,9 +913,10 @@ add_rows(SftTrainer *tr, float *out, const float *x, const float *y, int T)
 static double
 crossentropy_rows(SftTrainer *tr, float *logits, const int32_t *targets, int N, int backward)
 {
-	RowsJob		job = {.tr = tr, .kernel = ROWS_CROSSENTROPY, .T = N,
-		.width = tr->model->cfg.vocab_size, .out = logits,
-		.y = backward ? logits : NULL, .targets = targets, .row_loss = tr->row_loss};
+	RowsJob		job = {.tr = tr,
+		.kernel = backward ? ROWS_CROSSENTROPY_BACKWARD : ROWS_CROSSENTROPY, .T = N,
+		.width = tr->model->cfg.vocab_size, .out = logits, .targets = targets,
+	.row_loss = tr->row_loss};
 	double		loss = 0.0;
 
 	atomic_init(&job.next, 0);
