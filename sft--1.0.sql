@@ -268,13 +268,14 @@ COMMENT ON FUNCTION sft_run_active(bigint) IS
 CREATE VIEW sft_runs AS
 SELECT r.id, r.owner, r.source, r.base, r.output, r.epochs, r.learning_rate,
        r.max_length, r.batch_size, r.options, r.threads, r.tokenizer,
-       CASE WHEN r.status IN ('queued', 'running') AND NOT sft_run_active(r.id)
+       CASE WHEN r.status OPERATOR(pg_catalog.=) ANY (ARRAY['queued', 'running'])
+                 AND NOT @extschema@.sft_run_active(r.id)
             THEN 'interrupted' ELSE r.status END AS status,
        r.attempts, r.created, r.started, r.finished, r.rows_read, r.rows_used,
        r.rows_too_long, r.rows_truncated, r.rows_no_assistant, r.rows_null,
        r.validation_rows, r.tokens, r.target_tokens, r.load_seconds, r.data_fingerprint, r.steps, r.steps_done,
        r.epochs_done, r.final_loss, r.error
-  FROM sft_run_table r;
+  FROM @extschema@.sft_run_table r;
 COMMENT ON VIEW sft_runs IS
 'training runs; status is interrupted for a run left queued/running by a crash, a restart or a terminated worker (resume it with sft_resume)';
 GRANT SELECT ON sft_runs TO PUBLIC;
@@ -300,17 +301,17 @@ COMMENT ON FUNCTION sft_sparkline(float8[]) IS
 
 CREATE VIEW sft_progress AS
 SELECT p.run, r.output, r.owner,
-       CASE WHEN p.phase = 'starting' THEN 'queued' ELSE 'running' END AS status,
+       CASE WHEN p.phase OPERATOR(pg_catalog.=) 'starting' THEN 'queued' ELSE 'running' END AS status,
        p.phase, p.epoch, p.epochs, p.step, p.steps,
        p.rows_read, p.loss, p.learning_rate, p.grad_norm, p.tokens_per_s,
        p.eta, p.started, p.updated, p.pid, p.cancel_requested,
        -- the last 30 logged losses, oldest first, as block characters
-       sft_sparkline(ARRAY(SELECT loss FROM (SELECT l.step, l.loss FROM sft_run_log l
-                                             WHERE l.run_id = p.run
+       @extschema@.sft_sparkline(ARRAY(SELECT loss FROM (SELECT l.step, l.loss FROM @extschema@.sft_run_log l
+                                             WHERE l.run_id OPERATOR(pg_catalog.=) p.run
                                              ORDER BY l.step DESC LIMIT 30) recent
                            ORDER BY step)) AS recent_loss
-  FROM sft_progress_rows() p
-  LEFT JOIN sft_run_table r ON r.id = p.run;
+  FROM @extschema@.sft_progress_rows() p
+  LEFT JOIN @extschema@.sft_run_table r ON r.id OPERATOR(pg_catalog.=) p.run;
 COMMENT ON VIEW sft_progress IS
 'runs in flight: phase (starting, loading, training, validating, checkpointing, saving), epoch of epochs, optimizer step of steps, last loss, learning rate, tokens/s, estimated time left and a sparkline of the recent logged losses';
 GRANT SELECT ON sft_progress TO PUBLIC;
@@ -487,7 +488,7 @@ COMMENT ON FUNCTION sft_loss_chart(float8[], float8[], float8[], float8[], text)
 -- run is going: it shows what has been logged so far.
 CREATE FUNCTION sft_loss_chart(run bigint) RETURNS text
     LANGUAGE plpgsql STABLE STRICT
-    SET search_path = @extschema@, pg_catalog
+    SET search_path = pg_catalog, @extschema@, pg_temp
     AS $$
 DECLARE
     r record;

@@ -8,8 +8,7 @@
  * Only the owner or a superuser may drop, export or train from a model.
  * Reading the weights (generation, evaluation) goes through the large
  * object's own privileges: its owner may GRANT SELECT on it.  The catalog
- * tables are readable by everyone and written only here and by the training
- * code, acting as the tables' owner (SftBecomeCatalogOwner).
+ * tables are readable by everyone and written only through catalog.c.
  *
  * Nothing is left behind.  Every function works inside the caller's
  * transaction: a failure rolls back the row and the large objects together;
@@ -24,7 +23,6 @@
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "common/file_perm.h"
-#include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "port.h"
@@ -40,12 +38,12 @@
 #include "core/llama_config.h"
 #include "core/model.h"
 #include "core/weights.h"
+#include "catalog.h"
 #include "largeobject.h"
 #include "model_catalog.h"
 #include "progress.h"
 #include "sft.h"
 #include "tokenizer.h"
-#include "train.h"
 
 PG_FUNCTION_INFO_V1(sft_model_create);
 PG_FUNCTION_INFO_V1(sft_model_import);
@@ -66,19 +64,6 @@ SftCheckModelName(const char *name)
 }
 
 void
-SftCheckOwnership(Oid role, const char *kind, const char *name, const char *action)
-{
-	if (superuser() || has_privs_of_role(GetUserId(), role))
-		return;
-	ereport(ERROR,
-			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("permission denied to %s %s \"%s\"", action, kind, name),
-			 errdetail("Only the owner of the %s (%s) or a superuser may %s it.",
-					   kind, GetUserNameFromId(role, true) ? GetUserNameFromId(role, true) : "a dropped role",
-					   action)));
-}
-
-void
 SftModelCheckOwner(const SftModelRow *row, const char *action)
 {
 	SftCheckOwnership(row->owner, "model", row->name, action);
@@ -88,57 +73,14 @@ SftModelCheckOwner(const SftModelRow *row, const char *action)
  * Lookup
  * ------------------------------------------------------------------------- */
 
-static char *
-SftSpiText(HeapTuple tuple, TupleDesc desc, int col, MemoryContext cxt)
-{
-	bool		isnull;
-	Datum		d = SPI_getbinval(tuple, desc, col, &isnull);
-
-	if (isnull)
-		return NULL;
-	return MemoryContextStrdup(cxt, TextDatumGetCString(d));
-}
-
 bool
 SftModelFetch(const char *name, SftModelRow *row, bool missing_ok)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1];
-	bool		found = false;
+	SftModelRecord rec;
 	SftError	err = {0};
 
 	memset(row, 0, sizeof(*row));
-	values[0] = CStringGetTextDatum(name);
-	SPI_connect();
-	if (SPI_execute_with_args("SELECT name, tokenizer, dtype, parent, run_id, owner::oid, weights, "
-							  "parameters, size_bytes, config::text "
-							  "FROM " SFT_SCHEMA ".sft_models WHERE name = $1",
-							  1, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "SPI_execute_with_args failed on sft_models");
-	if (SPI_processed == 1)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[0];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-
-		found = true;
-		row->name = SftSpiText(tup, desc, 1, cxt);
-		row->tokenizer = SftSpiText(tup, desc, 2, cxt);
-		row->dtype = SftSpiText(tup, desc, 3, cxt);
-		row->parent = SftSpiText(tup, desc, 4, cxt);
-		row->run_id = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
-		if (isnull)
-			row->run_id = 0;
-		row->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 6, &isnull));
-		row->weights = DatumGetObjectId(SPI_getbinval(tup, desc, 7, &isnull));
-		row->parameters = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
-		row->size_bytes = DatumGetInt64(SPI_getbinval(tup, desc, 9, &isnull));
-		row->config_json = SftSpiText(tup, desc, 10, cxt);
-	}
-	SPI_finish();
-
-	if (!found)
+	if (!SftCatalogModelRead(name, &rec))
 	{
 		if (missing_ok)
 			return false;
@@ -146,6 +88,16 @@ SftModelFetch(const char *name, SftModelRow *row, bool missing_ok)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("model \"%s\" does not exist", name)));
 	}
+	row->name = rec.name;
+	row->tokenizer = rec.tokenizer;
+	row->dtype = rec.dtype;
+	row->parent = rec.parent;
+	row->run_id = rec.run_id;
+	row->owner = rec.owner;
+	row->weights = rec.weights;
+	row->parameters = rec.parameters;
+	row->size_bytes = rec.size_bytes;
+	row->config_json = rec.config_json;
 	if (sft_llama_config_parse(row->config_json, strlen(row->config_json),
 							   &row->config, &err) != SFT_OK)
 		SftReportCoreError(&err, psprintf("config of model \"%s\"", name));
@@ -162,44 +114,15 @@ SftModelLoadWeights(const SftModelRow *row)
 void
 SftModelCheckNameFree(const char *name, int64 except_run)
 {
-	Oid			argtypes[2] = {TEXTOID, INT8OID};
-	Datum		values[2];
-	bool		model_exists;
-	int64		run_id = 0;
+	int64		run_id;
 
 	SftCheckModelName(name);
-	values[0] = CStringGetTextDatum(name);
-	values[1] = Int64GetDatum(except_run);
-	SPI_connect();
-	if (SPI_execute_with_args("SELECT 1 FROM " SFT_SCHEMA ".sft_models WHERE name = $1",
-							  1, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "SPI_execute_with_args failed on sft_models");
-	model_exists = SPI_processed > 0;
-	if (!model_exists)
-	{
-		/*
-		 * A run that will produce this name holds it from sft_train() until
-		 * it succeeds or is dropped: resuming it must not find the name
-		 * taken.  Runs a crash interrupted still hold it (they can resume).
-		 */
-		if (SPI_execute_with_args("SELECT id FROM " SFT_SCHEMA ".sft_run_table "
-								  "WHERE output = $1 AND status <> 'succeeded' AND id <> $2 "
-								  "ORDER BY id LIMIT 1",
-								  2, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "SPI_execute_with_args failed on sft_run_table");
-		if (SPI_processed > 0)
-		{
-			bool		isnull;
-
-			run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-												 SPI_tuptable->tupdesc, 1, &isnull));
-		}
-	}
-	SPI_finish();
-	if (model_exists)
+	if (SftCatalogModelExists(name))
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("model \"%s\" already exists", name)));
+	/* a run holds its output name until it succeeds or is dropped */
+	run_id = SftCatalogRunReservingName(name, except_run);
 	if (run_id != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
@@ -255,39 +178,19 @@ void
 SftModelInsert(const char *name, const char *tokenizer, const SftModel *model,
 			   const char *parent, int64 run_id, Oid weights, int64 size_bytes)
 {
-	const SftLlamaConfig *cfg = sft_model_config(model);
-	Oid			argtypes[9] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, OIDOID,
-	INT8OID, INT8OID, OIDOID};
-	Datum		values[9];
-	char		nulls[9] = "         ";
-	SftUserSwitch sw;
-	Oid			owner = GetUserId();
+	SftModelRecord rec;
 
-	values[0] = CStringGetTextDatum(name);
-	values[1] = CStringGetTextDatum(SftConfigJson(cfg));
-	values[2] = CStringGetTextDatum(tokenizer);
-	if (parent)
-		values[3] = CStringGetTextDatum(parent);
-	else
-		nulls[3] = 'n';
-	values[4] = Int64GetDatum(run_id);
-	if (run_id == 0)
-		nulls[4] = 'n';
-	values[5] = ObjectIdGetDatum(owner);
-	values[6] = Int64GetDatum((int64) sft_model_num_params(model));
-	values[7] = Int64GetDatum(size_bytes);
-	values[8] = ObjectIdGetDatum(weights);
-
-	SPI_connect();
-	SftBecomeCatalogOwner(&sw);
-	if (SPI_execute_with_args("INSERT INTO " SFT_SCHEMA ".sft_models "
-							  "(name, config, tokenizer, parent, run_id, owner, parameters, "
-							  "size_bytes, weights) "
-							  "VALUES ($1, $2::jsonb, $3, $4, $5, $6::regrole, $7, $8, $9)",
-							  9, argtypes, values, nulls, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not insert into sft_models");
-	SftRestoreUser(&sw);
-	SPI_finish();
+	memset(&rec, 0, sizeof(rec));
+	rec.name = (char *) name;
+	rec.config_json = SftConfigJson(sft_model_config(model));
+	rec.tokenizer = (char *) tokenizer;
+	rec.parent = (char *) parent;
+	rec.run_id = run_id;
+	rec.owner = GetUserId();
+	rec.parameters = (int64) sft_model_num_params(model);
+	rec.size_bytes = size_bytes;
+	rec.weights = weights;
+	SftCatalogModelInsert(&rec);
 }
 
 /* Parameters a Llama model of this config has (embedding, layers, final norm, untied head). */
@@ -518,41 +421,23 @@ sft_model_drop(PG_FUNCTION_ARGS)
 {
 	char	   *name = SftTextArgNotNull(fcinfo, 0, "name");
 	SftModelRow row;
-	Oid			argtypes[2] = {TEXTOID, INT8OID};
-	Datum		values[2];
-	SftUserSwitch sw;
 	List	   *checkpoints = NIL;
 	ListCell   *lc;
 	int64		busy_run = 0;
-	MemoryContext outer_cxt = CurrentMemoryContext;
 
 	SftModelFetch(name, &row, false);
 	SftModelCheckOwner(&row, "drop");
 
-	values[0] = CStringGetTextDatum(name);
-	values[1] = Int64GetDatum(row.run_id);
-	SPI_connect();
-
-	/* Lock the row (as the tables' owner: users cannot lock catalog rows themselves). */
-	SftBecomeCatalogOwner(&sw);
-	if (SPI_execute_with_args("SELECT 1 FROM " SFT_SCHEMA ".sft_models WHERE name = $1 FOR UPDATE",
-							  1, argtypes, values, NULL, false, 0) != SPI_OK_SELECT ||
-		SPI_processed != 1)
+	/* Lock the row: a concurrent drop or a run starting from it waits for us. */
+	if (!SftCatalogModelLock(name))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("model \"%s\" does not exist", name)));
-	SftRestoreUser(&sw);
 
 	/* A run still going from this model reads its weights when it (re)starts. */
-	if (SPI_execute_with_args("SELECT id FROM " SFT_SCHEMA ".sft_run_table "
-							  "WHERE base = $1 AND status IN ('queued', 'running')",
-							  1, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "SPI_execute_with_args failed on sft_run_table");
-	for (uint64 i = 0; i < SPI_processed; i++)
+	foreach(lc, SftCatalogRunsFromBase(name))
 	{
-		bool		isnull;
-		int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
-													 SPI_tuptable->tupdesc, 1, &isnull));
+		int64		id = *(int64 *) lfirst(lc);
 
 		if (SftProgressIsActive(id, MyDatabaseId))
 		{
@@ -570,37 +455,8 @@ sft_model_drop(PG_FUNCTION_ARGS)
 
 	/* Checkpoints of the run that produced the model go with it. */
 	if (row.run_id != 0)
-	{
-		MemoryContext spi_cxt;
-
-		if (SPI_execute_with_args("SELECT checkpoint FROM " SFT_SCHEMA ".sft_run_epochs "
-								  "WHERE run_id = $2 AND checkpoint IS NOT NULL",
-								  2, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "SPI_execute_with_args failed on sft_run_epochs");
-		for (uint64 i = 0; i < SPI_processed; i++)
-		{
-			bool		isnull;
-			Oid			oid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-															 SPI_tuptable->tupdesc, 1, &isnull));
-
-			/* the list must outlive SPI_finish */
-			spi_cxt = MemoryContextSwitchTo(outer_cxt);
-			checkpoints = lappend_oid(checkpoints, oid);
-			MemoryContextSwitchTo(spi_cxt);
-		}
-	}
-
-	SftBecomeCatalogOwner(&sw);
-	if (SPI_execute_with_args("DELETE FROM " SFT_SCHEMA ".sft_models WHERE name = $1",
-							  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "could not delete from sft_models");
-	if (row.run_id != 0 &&
-		SPI_execute_with_args("UPDATE " SFT_SCHEMA ".sft_run_epochs SET checkpoint = NULL "
-							  "WHERE run_id = $2 AND checkpoint IS NOT NULL",
-							  2, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not update sft_run_epochs");
-	SftRestoreUser(&sw);
-	SPI_finish();
+		checkpoints = SftCatalogRunCheckpoints(row.run_id);
+	SftCatalogModelDelete(name, row.run_id);
 
 	/* As the caller: lo_unlink checks that the caller owns them (or is superuser). */
 	SftLoUnlink(row.weights);

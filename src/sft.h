@@ -31,4 +31,15 @@ SftTrainOn	SftTrainOnFromName(const char *name);
 /* "a string", "a number", "an object" ... for error messages. */
 const char *SftDescribeJsonbValue(const JsonbValue *v);
 
+/*
+ * ERROR unless the current user has the privileges of role (the owner of a
+ * model, run or tokenizer) or is a superuser: "permission denied to <action>
+ * <kind> "<name>"".
+ */
+void		SftCheckOwnership(Oid role, const char *kind, const char *name,
+							  const char *action);
+
+/* sft.max_memory in MB: what a model or a training run may plan to use (train.c). */
+extern int	sft_max_memory_mb;
+
 #endif							/* SFT_H */

@@ -1,9 +1,11 @@
 /*
  * sfterror.c: converting core errors (SftError) into ereport(), and the
- * argument checks every SQL function shares.
+ * argument and ownership checks every SQL function shares.
  */
 #include "postgres.h"
 
+#include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 
 #include "sft.h"
@@ -100,4 +102,17 @@ SftDescribeJsonbValue(const JsonbValue *v)
 		default:
 			return "a value";
 	}
+}
+
+void
+SftCheckOwnership(Oid role, const char *kind, const char *name, const char *action)
+{
+	if (superuser() || has_privs_of_role(GetUserId(), role))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied to %s %s \"%s\"", action, kind, name),
+			 errdetail("Only the owner of the %s (%s) or a superuser may %s it.",
+					   kind, GetUserNameFromId(role, true) ? GetUserNameFromId(role, true) : "a dropped role",
+					   action)));
 }

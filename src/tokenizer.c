@@ -13,9 +13,7 @@
  * vocabulary size, special tokens, bos/eos) and the chat template chosen or
  * detected.  Everybody may read it; nobody but the extension owner may write
  * it directly.  The functions here check what the caller may do and then
- * write the row with the table owner's rights (SetUserIdAndSecContext with
- * SECURITY_RESTRICTED_OPERATION, search_path pinned to pg_catalog, every name
- * and operator schema-qualified), the way SECURITY DEFINER functions do:
+ * have catalog.c write the row with the table owner's rights:
  *   - loading from client text: whoever may EXECUTE sft_tokenizer_load (PUBLIC
  *     by default; REVOKE it to restrict who may create tokenizers);
  *   - importing from the server's file system: superusers and members of
@@ -40,15 +38,8 @@
  */
 #include "postgres.h"
 
-#include "access/genam.h"
-#include "access/htup_details.h"
-#include "access/table.h"
 #include "access/xact.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
-#include "catalog/pg_class.h"
-#include "catalog/pg_extension.h"
-#include "catalog/indexing.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -60,17 +51,15 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
-#include "utils/rel.h"
 #include "utils/memutils.h"
-#include "utils/syscache.h"
 
 #include <sys/stat.h>
 
+#include "catalog.h"
 #include "conversation.h"
 #include "sft.h"
 #include "tokenizer.h"
@@ -87,103 +76,9 @@ PG_FUNCTION_INFO_V1(sft_render);
 PG_FUNCTION_INFO_V1(sft_encode);
 PG_FUNCTION_INFO_V1(sft_chat_template_jinja);
 
-#define SFT_CATALOG_TABLE "sft_tokenizers"
-
 /* ---------------------------------------------------------------------------
  * Catalog access
  * ------------------------------------------------------------------------- */
-
-/* The schema the extension lives in (InvalidOid when not installed). */
-static Oid
-ExtensionSchema(void)
-{
-	Relation	rel;
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tuple;
-	Oid			nsp = InvalidOid;
-
-	rel = table_open(ExtensionRelationId, AccessShareLock);
-	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
-				CStringGetDatum("sft"));
-	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
-	tuple = systable_getnext(scan);
-	if (HeapTupleIsValid(tuple))
-		nsp = ((Form_pg_extension) GETSTRUCT(tuple))->extnamespace;
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	return nsp;
-}
-
-/* "schema.sft_tokenizers", quoted, for SPI queries that must not be hijacked. */
-static char *
-CatalogTableName(void)
-{
-	Oid			nsp = ExtensionSchema();
-	char	   *nspname = OidIsValid(nsp) ? get_namespace_name(nsp) : NULL;
-
-	if (nspname == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("extension \"sft\" is not installed in this database"),
-				 errhint("Run CREATE EXTENSION sft.")));
-	return psprintf("%s.%s", quote_identifier(nspname), SFT_CATALOG_TABLE);
-}
-
-static Oid
-CatalogTableOwner(void)
-{
-	Oid			relid = get_relname_relid(SFT_CATALOG_TABLE, ExtensionSchema());
-	HeapTuple	tuple;
-	Oid			owner;
-
-	if (!OidIsValid(relid))
-		elog(ERROR, "table %s of extension sft is missing", SFT_CATALOG_TABLE);
-	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
-	ReleaseSysCache(tuple);
-	return owner;
-}
-
-/*
- * Writing the catalog as its owner.  The caller's identity is checked before;
- * the switch is undone on error by transaction abort.
- */
-typedef struct CatalogWriter
-{
-	Oid			caller;			/* the role that called the SQL function */
-	Oid			saved_userid;
-	int			saved_sec_context;
-	int			saved_nestlevel;
-	char	   *table;			/* qualified table name */
-} CatalogWriter;
-
-static void
-CatalogWriterBegin(CatalogWriter *w)
-{
-	Oid			owner = CatalogTableOwner();
-
-	w->table = CatalogTableName();
-	GetUserIdAndSecContext(&w->saved_userid, &w->saved_sec_context);
-	w->caller = w->saved_userid;
-	SetUserIdAndSecContext(owner, w->saved_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	w->saved_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-}
-
-static void
-CatalogWriterEnd(CatalogWriter *w)
-{
-	SPI_finish();
-	AtEOXact_GUC(true, w->saved_nestlevel);
-	SetUserIdAndSecContext(w->saved_userid, w->saved_sec_context);
-}
 
 static void
 CheckTokenizerName(const char *name)
@@ -207,26 +102,17 @@ ReportUnknownTokenizer(const char *name)
 }
 
 /*
- * Lock the catalog row of name and check that the caller may change it.
- * Runs inside a CatalogWriter.
+ * Lock the catalog row of name (until the transaction ends) and check that
+ * the caller may change it.
  */
 static void
-CatalogLockOwnRow(CatalogWriter *w, const char *name)
+LockOwnTokenizer(const char *name)
 {
-	char	   *sql = psprintf("SELECT owner FROM %s WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-							   w->table);
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		args[1] = {CStringGetTextDatum(name)};
-	bool		isnull;
 	Oid			owner;
 
-	if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read %s", w->table);
-	if (SPI_processed == 0)
+	if (!SftCatalogTokenizerLock(name, &owner))
 		ReportUnknownTokenizer(name);
-	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-										   &isnull));
-	if (!has_privs_of_role(w->caller, owner))
+	if (!has_privs_of_role(GetUserId(), owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("must be owner of tokenizer \"%s\"", name),
@@ -335,10 +221,10 @@ CacheRemove(const char *name)
 }
 
 static void
-EntryMarkChecked(SftTokenizerEntry *entry, TransactionId xmin, ItemPointer tid)
+EntryMarkChecked(SftTokenizerEntry *entry, const SftTokenizerVersion *version)
 {
-	entry->row_xmin = xmin;
-	entry->row_tid = *tid;
+	entry->row_xmin = version->xmin;
+	entry->row_tid = version->tid;
 	entry->checked_lxid = MyProc->lxid;
 	entry->checked_statement = GetCurrentStatementStartTimestamp();
 	entry->checked_cid = GetCurrentCommandId(false);
@@ -400,24 +286,11 @@ CheckTemplate(const char *template_name, const SftTokenizer *tok, const char *to
 	return kind;
 }
 
-static text *
-DetoastedText(Datum d)
-{
-	return DatumGetTextPP(d);
-}
-
 const SftTokenizerEntry *
 SftTokenizerLookup(const char *name)
 {
 	SftTokenizerEntry *entry;
-	char	   *sql;
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		args[1];
-	HeapTuple	row;
-	TupleDesc	desc;
-	bool		isnull;
-	TransactionId xmin;
-	ItemPointerData tid;
+	SftTokenizerVersion version;
 
 	if (strlen(name) == 0 || strlen(name) >= NAMEDATALEN)
 		ReportUnknownTokenizer(name);
@@ -428,68 +301,47 @@ SftTokenizerLookup(const char *name)
 		entry->checked_cid == GetCurrentCommandId(false))
 		return entry;
 
-	sql = psprintf("SELECT xmin, ctid, source, merges, config::text, chat_template, default_system "
-				   "FROM %s WHERE name OPERATOR(pg_catalog.=) $1", CatalogTableName());
-	args[0] = CStringGetTextDatum(name);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the tokenizer catalog");
-	if (SPI_processed == 0)
+	if (!SftCatalogTokenizerVersion(name, &version))
 	{
-		SPI_finish();
 		CacheRemove(name);
 		ReportUnknownTokenizer(name);
 	}
-	row = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-	xmin = DatumGetTransactionId(SPI_getbinval(row, desc, 1, &isnull));
-	tid = *(ItemPointer) DatumGetPointer(SPI_getbinval(row, desc, 2, &isnull));
-
-	if (entry->tok == NULL || !TransactionIdEquals(xmin, entry->row_xmin) ||
-		!ItemPointerEquals(&tid, &entry->row_tid))
+	if (entry->tok == NULL || !TransactionIdEquals(version.xmin, entry->row_xmin) ||
+		!ItemPointerEquals(&version.tid, &entry->row_tid))
 	{
+		SftTokenizerRecord rec;
 		TokenizerSource src;
-		text	   *t;
-		Datum		d;
-		char	   *template_name = NULL;
-		char	   *default_system = NULL;
 		SftTemplateKind kind = SFT_TEMPLATE_CHATML;
 		SftTokenizer *tok;
 
 		EntryReset(entry);
+		if (!SftCatalogTokenizerRead(name, &rec))
+		{
+			CacheRemove(name);
+			ReportUnknownTokenizer(name);
+		}
+		version = rec.version;
 		memset(&src, 0, sizeof(src));
-		t = DetoastedText(SPI_getbinval(row, desc, 3, &isnull));
-		src.source = VARDATA_ANY(t);
-		src.source_len = VARSIZE_ANY_EXHDR(t);
-		d = SPI_getbinval(row, desc, 4, &isnull);
-		if (!isnull)
+		src.source = VARDATA_ANY(rec.source);
+		src.source_len = VARSIZE_ANY_EXHDR(rec.source);
+		if (rec.merges)
 		{
-			t = DetoastedText(d);
-			src.merges = VARDATA_ANY(t);
-			src.merges_len = VARSIZE_ANY_EXHDR(t);
+			src.merges = VARDATA_ANY(rec.merges);
+			src.merges_len = VARSIZE_ANY_EXHDR(rec.merges);
 		}
-		d = SPI_getbinval(row, desc, 5, &isnull);
-		if (!isnull)
+		if (rec.config)
 		{
-			t = DetoastedText(d);
-			src.config = VARDATA_ANY(t);
-			src.config_len = VARSIZE_ANY_EXHDR(t);
+			src.config = rec.config;
+			src.config_len = strlen(rec.config);
 		}
-		d = SPI_getbinval(row, desc, 6, &isnull);
-		if (!isnull)
-			template_name = TextDatumGetCString(d);
-		d = SPI_getbinval(row, desc, 7, &isnull);
-		if (!isnull)
-			default_system = TextDatumGetCString(d);
 
 		tok = BuildCoreTokenizer(&src, name);
-		if (template_name)
+		if (rec.chat_template)
 		{
 			SftError	err;
 
 			sft_error_clear(&err);
-			if (sft_template_from_name(template_name, &kind, &err) != SFT_OK ||
+			if (sft_template_from_name(rec.chat_template, &kind, &err) != SFT_OK ||
 				sft_template_check_tokenizer(kind, tok, &err) != SFT_OK)
 			{
 				sft_tokenizer_free(tok);
@@ -499,10 +351,9 @@ SftTokenizerLookup(const char *name)
 		entry->tok = tok;
 		entry->bos_id = TokenId(tok, sft_tokenizer_bos_token(tok));
 		entry->eos_id = TokenId(tok, sft_tokenizer_eos_token(tok));
-		EntrySetTemplate(entry, template_name != NULL, kind, default_system);
+		EntrySetTemplate(entry, rec.chat_template != NULL, kind, rec.default_system);
 	}
-	EntryMarkChecked(entry, xmin, &tid);
-	SPI_finish();
+	EntryMarkChecked(entry, &version);
 	return entry;
 }
 
@@ -536,7 +387,8 @@ static void
 CreateTokenizer(const char *name, const TokenizerSource *src, TokenizerSummary *summary)
 {
 	SftTokenizer *volatile tok;
-	CatalogWriter w;
+	SftTokenizerNewRow row;
+	SftTokenizerVersion version;
 	int			n_special;
 	Datum	   *specials;
 	ArrayType  *special_array;
@@ -557,11 +409,6 @@ CreateTokenizer(const char *name, const TokenizerSource *src, TokenizerSummary *
 	tok = BuildCoreTokenizer(src, name);
 	PG_TRY();
 	{
-		char	   *sql;
-		Oid			argtypes[12] = {TEXTOID, TEXTOID, INT4OID, TEXTARRAYOID, TEXTOID, TEXTOID,
-		TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, REGROLEOID};
-		Datum		args[12];
-		char		nulls[12];
 		const char *bos = sft_tokenizer_bos_token(tok);
 		const char *eos = sft_tokenizer_eos_token(tok);
 
@@ -609,54 +456,28 @@ CreateTokenizer(const char *name, const TokenizerSource *src, TokenizerSummary *
 								 "templates: %s.", sft_template_name_list())));
 		}
 
-		CatalogWriterBegin(&w);
-		sql = psprintf("SELECT 1 FROM %s WHERE name OPERATOR(pg_catalog.=) $1", w.table);
-		args[0] = CStringGetTextDatum(name);
-		if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not read %s", w.table);
-		if (SPI_processed > 0)
+		if (SftCatalogTokenizerExists(name))
 			ereport(ERROR,
 					(errcode(ERRCODE_DUPLICATE_OBJECT),
 					 errmsg("tokenizer \"%s\" already exists", name),
 					 errhint("Drop it first with sft_tokenizer_drop('%s').", name)));
 
-		memset(nulls, ' ', sizeof(nulls));
-		args[1] = CStringGetTextDatum(summary->kind);
-		args[2] = Int32GetDatum(summary->vocab_size);
-		args[3] = PointerGetDatum(special_array);
-		args[4] = has_template ? CStringGetTextDatum(sft_template_name(kind)) : (Datum) 0;
-		nulls[4] = has_template ? ' ' : 'n';
-		args[5] = default_system ? CStringGetTextDatum(default_system) : (Datum) 0;
-		nulls[5] = default_system ? ' ' : 'n';
-		args[6] = bos ? CStringGetTextDatum(bos) : (Datum) 0;
-		nulls[6] = bos ? ' ' : 'n';
-		args[7] = eos ? CStringGetTextDatum(eos) : (Datum) 0;
-		nulls[7] = eos ? ' ' : 'n';
-		args[8] = PointerGetDatum(cstring_to_text_with_len(src->source, (int) src->source_len));
-		args[9] = src->merges ? PointerGetDatum(cstring_to_text_with_len(src->merges,
-																		(int) src->merges_len))
-			: (Datum) 0;
-		nulls[9] = src->merges ? ' ' : 'n';
-		args[10] = config_jsonb;
-		nulls[10] = src->config ? ' ' : 'n';
-		args[11] = ObjectIdGetDatum(w.caller);
-
-		sql = psprintf("INSERT INTO %s (name, kind, vocab_size, special_tokens, chat_template, "
-					   "default_system, bos_token, eos_token, source, merges, config, owner) "
-					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
-					   "RETURNING xmin, ctid", w.table);
-		if (SPI_execute_with_args(sql, 12, argtypes, args, nulls, false, 1) != SPI_OK_INSERT_RETURNING)
-			elog(ERROR, "could not insert into %s", w.table);
+		row.name = name;
+		row.kind = summary->kind;
+		row.vocab_size = summary->vocab_size;
+		row.special_tokens = special_array;
+		row.chat_template = has_template ? sft_template_name(kind) : NULL;
+		row.default_system = default_system;
+		row.bos_token = bos;
+		row.eos_token = eos;
+		row.source = cstring_to_text_with_len(src->source, (int) src->source_len);
+		row.merges = src->merges ? cstring_to_text_with_len(src->merges, (int) src->merges_len) : NULL;
+		row.config = src->config ? config_jsonb : (Datum) 0;
+		row.owner = GetUserId();
+		SftCatalogTokenizerInsert(&row, &version);
 
 		/* seed the cache with what was just built: no second parse */
 		{
-			bool		isnull;
-			TransactionId xmin = DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[0],
-																	 SPI_tuptable->tupdesc, 1,
-																	 &isnull));
-			ItemPointerData tid = *(ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[0],
-																			   SPI_tuptable->tupdesc, 2,
-																			   &isnull));
 			SftTokenizerEntry *entry = CacheEntry(name, true);
 
 			EntryReset(entry);
@@ -665,9 +486,8 @@ CreateTokenizer(const char *name, const TokenizerSource *src, TokenizerSummary *
 			entry->bos_id = TokenId(entry->tok, bos);
 			entry->eos_id = TokenId(entry->tok, eos);
 			EntrySetTemplate(entry, has_template, kind, default_system);
-			EntryMarkChecked(entry, xmin, &tid);
+			EntryMarkChecked(entry, &version);
 		}
-		CatalogWriterEnd(&w);
 	}
 	PG_CATCH();
 	{
@@ -970,19 +790,7 @@ sft_chat_template_jinja(PG_FUNCTION_ARGS)
 bool
 SftTokenizerExists(const char *name)
 {
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		args[1] = {CStringGetTextDatum(name)};
-	char	   *sql = psprintf("SELECT 1 FROM %s WHERE name OPERATOR(pg_catalog.=) $1",
-							   CatalogTableName());
-	bool		exists;
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the tokenizer catalog");
-	exists = SPI_processed > 0;
-	SPI_finish();
-	return exists;
+	return SftCatalogTokenizerExists(name);
 }
 
 int32
@@ -994,74 +802,44 @@ SftTokenizerVocabSize(const char *name)
 List *
 SftTokenizerExportDirectory(const char *name, const char *directory)
 {
-	Oid			argtypes[2] = {TEXTOID, TEXTOID};
-	Datum		args[2] = {CStringGetTextDatum(name), (Datum) 0};
-	char		nulls[2] = {' ', 'n'};
 	char	   *jinja;
-	char	   *sql;
 	char	   *dir;
-	HeapTuple	row;
-	TupleDesc	desc;
-	bool		isnull;
-	text	   *t;
-	Datum		d;
+	text	   *source;
+	text	   *merges;
+	text	   *config;
 	List	   *files = NIL;
-	char	   *written[3];		/* paths, in the caller's context */
-	int			n_written = 0;
-	MemoryContext outer = CurrentMemoryContext;
 
 	CheckServerFileRole(ROLE_PG_WRITE_SERVER_FILES, "pg_write_server_files",
 						"write tokenizer files to the server's file system");
 	dir = ServerDirectory(directory);
 	/* the chosen template goes into the config, so that HF renders as we do */
 	jinja = EntryJinja(SftTokenizerLookup(name), true);
-	args[1] = jinja ? CStringGetTextDatum(jinja) : (Datum) 0;
-	nulls[1] = jinja ? ' ' : 'n';
-	sql = psprintf("SELECT source, merges, CASE WHEN $2 IS NULL THEN config::text "
-				   "ELSE (coalesce(config, '{}'::pg_catalog.jsonb) "
-				   "OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('chat_template', $2))::text END "
-				   "FROM %s WHERE name OPERATOR(pg_catalog.=) $1", CatalogTableName());
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args(sql, 2, argtypes, args, nulls, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the tokenizer catalog");
-	if (SPI_processed == 0)
+	if (!SftCatalogTokenizerFiles(name, jinja, &source, &merges, &config))
 		ReportUnknownTokenizer(name);
-	row = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-
-	t = DetoastedText(SPI_getbinval(row, desc, 1, &isnull));
-	d = SPI_getbinval(row, desc, 2, &isnull);
-	if (isnull)
+	if (merges == NULL)
 	{
-		char	   *path = MemoryContextStrdup(outer, psprintf("%s/tokenizer.json", dir));
+		char	   *path = psprintf("%s/tokenizer.json", dir);
 
-		WriteServerFile(path, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-		written[n_written++] = path;
+		WriteServerFile(path, VARDATA_ANY(source), VARSIZE_ANY_EXHDR(source));
+		files = lappend(files, path);
 	}
 	else
 	{
-		char	   *vocab_path = MemoryContextStrdup(outer, psprintf("%s/vocab.json", dir));
-		char	   *merges_path = MemoryContextStrdup(outer, psprintf("%s/merges.txt", dir));
-		text	   *m = DetoastedText(d);
+		char	   *vocab_path = psprintf("%s/vocab.json", dir);
+		char	   *merges_path = psprintf("%s/merges.txt", dir);
 
-		WriteServerFile(vocab_path, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-		WriteServerFile(merges_path, VARDATA_ANY(m), VARSIZE_ANY_EXHDR(m));
-		written[n_written++] = vocab_path;
-		written[n_written++] = merges_path;
+		WriteServerFile(vocab_path, VARDATA_ANY(source), VARSIZE_ANY_EXHDR(source));
+		WriteServerFile(merges_path, VARDATA_ANY(merges), VARSIZE_ANY_EXHDR(merges));
+		files = lappend(files, vocab_path);
+		files = lappend(files, merges_path);
 	}
-	d = SPI_getbinval(row, desc, 3, &isnull);
-	if (!isnull)
+	if (config)
 	{
-		char	   *path = MemoryContextStrdup(outer, psprintf("%s/tokenizer_config.json", dir));
-		text	   *c = DetoastedText(d);
+		char	   *path = psprintf("%s/tokenizer_config.json", dir);
 
-		WriteServerFile(path, VARDATA_ANY(c), VARSIZE_ANY_EXHDR(c));
-		written[n_written++] = path;
+		WriteServerFile(path, VARDATA_ANY(config), VARSIZE_ANY_EXHDR(config));
+		files = lappend(files, path);
 	}
-	SPI_finish();
-	for (int i = 0; i < n_written; i++)
-		files = lappend(files, written[i]);
 	return files;
 }
 
@@ -1073,18 +851,9 @@ Datum
 sft_tokenizer_drop(PG_FUNCTION_ARGS)
 {
 	const char *name = ArgText(fcinfo, 0, "name");
-	CatalogWriter w;
-	char	   *sql;
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		args[1];
 
-	CatalogWriterBegin(&w);
-	CatalogLockOwnRow(&w, name);
-	sql = psprintf("DELETE FROM %s WHERE name OPERATOR(pg_catalog.=) $1", w.table);
-	args[0] = CStringGetTextDatum(name);
-	if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "could not delete from %s", w.table);
-	CatalogWriterEnd(&w);
+	LockOwnTokenizer(name);
+	SftCatalogTokenizerDelete(name);
 	CacheRemove(name);
 	PG_RETURN_VOID();
 }
@@ -1097,14 +866,7 @@ sft_tokenizer_set_template(PG_FUNCTION_ARGS)
 	const char *default_system = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
 	SftTokenizerEntry *entry;
 	SftTemplateKind kind = SFT_TEMPLATE_CHATML;
-	CatalogWriter w;
-	char	   *sql;
-	Oid			argtypes[3] = {TEXTOID, TEXTOID, TEXTOID};
-	Datum		args[3];
-	char		nulls[3] = {' ', ' ', ' '};
-	bool		isnull;
-	TransactionId xmin;
-	ItemPointerData tid;
+	SftTokenizerVersion version;
 
 	if (template_name == NULL && default_system != NULL)
 		ereport(ERROR,
@@ -1117,30 +879,15 @@ sft_tokenizer_set_template(PG_FUNCTION_ARGS)
 				 errmsg("default system prompt is not valid UTF-8")));
 
 	/* ownership first, then whether the template fits the tokenizer */
-	CatalogWriterBegin(&w);
-	CatalogLockOwnRow(&w, name);
+	LockOwnTokenizer(name);
 	entry = (SftTokenizerEntry *) SftTokenizerLookup(name);
 	if (template_name)
 		kind = CheckTemplate(template_name, entry->tok, name);
-
-	sql = psprintf("UPDATE %s SET chat_template = $2, default_system = $3 "
-				   "WHERE name OPERATOR(pg_catalog.=) $1 RETURNING xmin, ctid", w.table);
-	args[0] = CStringGetTextDatum(name);
-	args[1] = template_name ? CStringGetTextDatum(sft_template_name(kind)) : (Datum) 0;
-	nulls[1] = template_name ? ' ' : 'n';
-	args[2] = default_system ? CStringGetTextDatum(default_system) : (Datum) 0;
-	nulls[2] = default_system ? ' ' : 'n';
-	if (SPI_execute_with_args(sql, 3, argtypes, args, nulls, false, 0) != SPI_OK_UPDATE_RETURNING ||
-		SPI_processed != 1)
-		elog(ERROR, "could not update %s", w.table);
-	xmin = DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-											   &isnull));
-	tid = *(ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2,
-											 &isnull));
+	SftCatalogTokenizerSetTemplate(name, template_name ? sft_template_name(kind) : NULL,
+								   default_system, &version);
 	/* same source: keep the tokenizer, move the entry to the new row version */
 	EntrySetTemplate(entry, template_name != NULL, kind, default_system);
-	EntryMarkChecked(entry, xmin, &tid);
-	CatalogWriterEnd(&w);
+	EntryMarkChecked(entry, &version);
 	PG_RETURN_VOID();
 }
 

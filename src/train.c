@@ -29,7 +29,6 @@
 #include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
-#include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -49,6 +48,7 @@
 
 #include "core/chat_template.h"
 #include "core/model.h"
+#include "catalog.h"
 #include "largeobject.h"
 #include "model_catalog.h"
 #include "progress.h"
@@ -89,45 +89,6 @@ SftTrainInit(void)
 							&sft_threads, 0, 0, 1024,
 							PGC_USERSET, 0, NULL, NULL, NULL);
 	SftProgressInstallHooks();
-}
-
-/* ---------------------------------------------------------------------------
- * Acting as the owner of the catalog tables
- * ------------------------------------------------------------------------- */
-
-static Oid
-SftCatalogOwner(void)
-{
-	Oid			nsp = get_namespace_oid(SFT_SCHEMA, false);
-	Oid			relid = get_relname_relid("sft_run_table", nsp);
-	HeapTuple	tup;
-	Oid			owner;
-
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("the sft extension is not installed in this database")));
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
-
-void
-SftBecomeCatalogOwner(SftUserSwitch *sw)
-{
-	Oid			owner = SftCatalogOwner();
-
-	GetUserIdAndSecContext(&sw->saved_user, &sw->saved_context);
-	SetUserIdAndSecContext(owner, sw->saved_context | SECURITY_LOCAL_USERID_CHANGE);
-}
-
-void
-SftRestoreUser(const SftUserSwitch *sw)
-{
-	SetUserIdAndSecContext(sw->saved_user, sw->saved_context);
 }
 
 /* ---------------------------------------------------------------------------
@@ -613,10 +574,7 @@ sft_train(PG_FUNCTION_ARGS)
 	double		need_mb;
 	Jsonb	   *effective;
 	int64		run_id;
-	Oid			argtypes[11] = {OIDOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, FLOAT8OID,
-		INT4OID, INT4OID, JSONBOID, INT4OID, TEXTOID};
-	Datum		values[11];
-	SftUserSwitch sw;
+	SftRunSpec	spec;
 
 	for (int i = 3; i <= 7; i++)
 		SftArgNotNull(fcinfo, i, i == 3 ? "epochs" : i == 4 ? "learning_rate" :
@@ -655,34 +613,19 @@ sft_train(PG_FUNCTION_ARGS)
 				 errhint("Lower batch_size (and raise the grad_accum option to keep the effective batch) or max_length, or raise sft.max_memory.")));
 
 	effective = SftTrainOptionsToJsonb(&opts);
-	values[0] = ObjectIdGetDatum(GetUserId());
-	values[1] = CStringGetTextDatum(source_qualified);
-	values[2] = CStringGetTextDatum(base);
-	values[3] = CStringGetTextDatum(output);
-	values[4] = Int32GetDatum(opts.epochs);
-	values[5] = Float8GetDatum(opts.learning_rate);
-	values[6] = Int32GetDatum(opts.max_length);
-	values[7] = Int32GetDatum(opts.batch_size);
-	values[8] = JsonbPGetDatum(effective);
-	values[9] = Int32GetDatum(sft_threads);
-	values[10] = CStringGetTextDatum(base_row.tokenizer);
-
-	SPI_connect();
-	SftBecomeCatalogOwner(&sw);
-	if (SPI_execute_with_args("INSERT INTO " SFT_SCHEMA ".sft_run_table "
-							  "(owner, source, base, output, epochs, learning_rate, max_length, "
-							  "batch_size, options, threads, tokenizer) "
-							  "VALUES ($1::regrole, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
-							  11, argtypes, values, NULL, false, 1) != SPI_OK_INSERT_RETURNING ||
-		SPI_processed != 1)
-		elog(ERROR, "could not insert into sft_run_table");
-	{
-		bool		isnull;
-
-		run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	}
-	SftRestoreUser(&sw);
-	SPI_finish();
+	memset(&spec, 0, sizeof(spec));
+	spec.owner = GetUserId();
+	spec.source = source_qualified;
+	spec.base = base;
+	spec.output = output;
+	spec.epochs = opts.epochs;
+	spec.learning_rate = opts.learning_rate;
+	spec.max_length = opts.max_length;
+	spec.batch_size = opts.batch_size;
+	spec.options = effective;
+	spec.threads = sft_threads;
+	spec.tokenizer = base_row.tokenizer;
+	run_id = SftCatalogRunInsert(&spec);
 
 	SftStartWorker(run_id, GetUserId(), false);
 	PG_RETURN_INT64(run_id);
@@ -705,43 +648,18 @@ typedef struct SftRunRow
 static bool
 SftRunFetch(int64 run_id, SftRunRow *row, bool for_update)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	Oid			argtypes[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(run_id)};
-	bool		found = false;
-	SftUserSwitch sw;
-	int			rc;
+	SftRunSpec	spec;
 
 	memset(row, 0, sizeof(*row));
-	SPI_connect();
-	/* Locking needs UPDATE on the table: as its owner. */
-	SftBecomeCatalogOwner(&sw);
-	rc = SPI_execute_with_args(for_update ?
-							  "SELECT owner::oid, status, output, error FROM " SFT_SCHEMA ".sft_run_table WHERE id = $1 FOR UPDATE" :
-							  "SELECT owner::oid, status, output, error FROM " SFT_SCHEMA ".sft_run_table WHERE id = $1",
-							   1, argtypes, values, NULL, false, 1);
-	SftRestoreUser(&sw);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not read sft_run_table");
-	if (SPI_processed == 1)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[0];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		char	   *s;
-
-		found = true;
-		row->id = run_id;
-		row->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
-		row->status = MemoryContextStrdup(cxt, SPI_getvalue(tup, desc, 2));
-		row->output = MemoryContextStrdup(cxt, SPI_getvalue(tup, desc, 3));
-		s = SPI_getvalue(tup, desc, 4);
-		row->error = s ? MemoryContextStrdup(cxt, s) : NULL;
-	}
-	SPI_finish();
-	if (found)
-		row->active = SftProgressIsActive(run_id, MyDatabaseId);
-	return found;
+	if (!SftCatalogRunRead(run_id, for_update, &spec))
+		return false;
+	row->id = run_id;
+	row->owner = spec.owner;
+	row->status = spec.status;
+	row->output = spec.output;
+	row->error = spec.error;
+	row->active = SftProgressIsActive(run_id, MyDatabaseId);
+	return true;
 }
 
 static void
@@ -928,9 +846,6 @@ sft_resume(PG_FUNCTION_ARGS)
 	int64		run_id;
 	SftRunRow	row;
 	const char *status;
-	Oid			argtypes[1] = {INT8OID};
-	Datum		values[1];
-	SftUserSwitch sw;
 
 	SftArgNotNull(fcinfo, 0, "run");
 	run_id = PG_GETARG_INT64(0);
@@ -948,15 +863,7 @@ sft_resume(PG_FUNCTION_ARGS)
 				 errmsg("training run %lld has already succeeded", (long long) run_id)));
 	SftModelCheckNameFree(row.output, run_id);
 
-	values[0] = Int64GetDatum(run_id);
-	SPI_connect();
-	SftBecomeCatalogOwner(&sw);
-	if (SPI_execute_with_args("UPDATE " SFT_SCHEMA ".sft_run_table "
-							  "SET status = 'queued', error = NULL, finished = NULL WHERE id = $1",
-							  1, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not update sft_run_table");
-	SftRestoreUser(&sw);
-	SPI_finish();
+	SftCatalogRunRequeue(run_id);
 
 	SftStartWorker(run_id, row.owner, true);
 	PG_RETURN_INT64(run_id);
@@ -967,12 +874,8 @@ sft_run_drop(PG_FUNCTION_ARGS)
 {
 	int64		run_id;
 	SftRunRow	row;
-	Oid			argtypes[1] = {INT8OID};
-	Datum		values[1];
-	SftUserSwitch sw;
-	List	   *checkpoints = NIL;
+	List	   *checkpoints;
 	ListCell   *lc;
-	MemoryContext outer_cxt = CurrentMemoryContext;
 
 	SftArgNotNull(fcinfo, 0, "run");
 	run_id = PG_GETARG_INT64(0);
@@ -984,28 +887,9 @@ sft_run_drop(PG_FUNCTION_ARGS)
 				 errmsg("training run %lld is still active", (long long) run_id),
 				 errhint("Stop it first with sft_cancel(%lld).", (long long) run_id)));
 
-	values[0] = Int64GetDatum(run_id);
-	SPI_connect();
-	if (SPI_execute_with_args("SELECT checkpoint FROM " SFT_SCHEMA ".sft_run_epochs "
-							  "WHERE run_id = $1 AND checkpoint IS NOT NULL",
-							  1, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read sft_run_epochs");
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-		Oid			oid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-														 SPI_tuptable->tupdesc, 1, &isnull));
-		MemoryContext spi_cxt = MemoryContextSwitchTo(outer_cxt);	/* outlives SPI_finish */
-
-		checkpoints = lappend_oid(checkpoints, oid);
-		MemoryContextSwitchTo(spi_cxt);
-	}
-	SftBecomeCatalogOwner(&sw);
-	if (SPI_execute_with_args("DELETE FROM " SFT_SCHEMA ".sft_run_table WHERE id = $1",
-							  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "could not delete from sft_run_table");
-	SftRestoreUser(&sw);
-	SPI_finish();
+	checkpoints = SftCatalogRunCheckpoints(run_id);
+	SftCatalogRunDelete(run_id);
+	/* As the caller: lo_unlink checks that the caller owns them (or is superuser). */
 	foreach(lc, checkpoints)
 		SftLoUnlink(lfirst_oid(lc));
 	PG_RETURN_BOOL(true);

@@ -1,8 +1,8 @@
 /*
  * train.h: what the caller side of training (train.c: sft_train, sft_wait,
  * sft_cancel, sft_resume ...) and the background worker (train_worker.c)
- * share: the validated run options, the GUCs, and acting as the catalog
- * tables' owner.
+ * share: the validated run options and the GUCs.  The run tables are read
+ * and written through catalog.h.
  */
 #ifndef SFT_TRAIN_H
 #define SFT_TRAIN_H
@@ -14,12 +14,8 @@
 #include "core/chat_template.h"
 #include "core/model.h"
 
-/* Schema of the extension's tables (control file: schema = public, not relocatable). */
-#define SFT_SCHEMA "public"
-
 /* GUCs (defined in SftTrainInit). */
 extern int	sft_max_concurrent_runs;
-extern int	sft_max_memory_mb;
 extern int	sft_threads;
 
 /* Called from _PG_init: GUCs and shared memory hooks. */
@@ -64,24 +60,6 @@ void		SftTrainOptionsParse(SftTrainOptions *opts, int epochs, double learning_ra
 
 /* The effective options as jsonb (every key). */
 Jsonb	   *SftTrainOptionsToJsonb(const SftTrainOptions *opts);
-
-/*
- * Run catalog writes as the owner of the extension's tables (users may only
- * read them), then switch back.  Nest-safe; the user is also restored by
- * transaction abort.
- */
-typedef struct SftUserSwitch
-{
-	Oid			saved_user;
-	int			saved_context;
-} SftUserSwitch;
-
-void		SftBecomeCatalogOwner(SftUserSwitch *sw);
-void		SftRestoreUser(const SftUserSwitch *sw);
-
-/* ERROR unless the current user is role or a superuser. */
-void		SftCheckOwnership(Oid role, const char *kind, const char *name,
-							  const char *action);
 
 /* Background worker entry point (bgw_function_name). */
 PGDLLEXPORT void SftTrainWorkerMain(Datum main_arg);

@@ -63,6 +63,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "catalog.h"
 #include "conversation.h"
 #include "core/chat_template.h"
 #include "core/model.h"
@@ -357,21 +358,6 @@ SftCommitTransaction(void)
 	MemoryContextSwitchTo(SftWorkerContext);
 }
 
-/* Execute a catalog statement as the tables' owner. */
-static void
-SftCatalogExec(const char *sql, int nargs, Oid *argtypes, Datum *values, const char *nulls,
-			   int expected)
-{
-	SftUserSwitch sw;
-	int			rc;
-
-	SftBecomeCatalogOwner(&sw);
-	rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls, false, 0);
-	SftRestoreUser(&sw);
-	if (rc != expected)
-		elog(ERROR, "catalog statement failed (%d): %s", rc, sql);
-}
-
 /* A worker that never sleeps must look for the postmaster's death itself. */
 static void
 SftCheckPostmaster(void)
@@ -395,46 +381,28 @@ SftPublish(SftRun *run, SftRunPhase phase)
 static bool
 SftRunClaim(SftRun *run)
 {
-	Oid			argtypes[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(run->id)};
-	SftUserSwitch sw;
-	HeapTuple	tup;
-	TupleDesc	desc;
-	bool		isnull;
+	SftRunSpec	spec;
+	SftEpochCheckpoint last;
+	SftEpochCheckpoint best;
 	MemoryContext old;
-	int			rc;
 
 	SftBeginTransaction();
-	SftBecomeCatalogOwner(&sw);
-	rc = SPI_execute_with_args("SELECT status, source, base, output, tokenizer, threads, epochs, "
-							   "learning_rate, max_length, batch_size, options, data_fingerprint "
-							   "FROM " SFT_SCHEMA ".sft_run_table WHERE id = $1 FOR UPDATE",
-							   1, argtypes, values, NULL, false, 1);
-	SftRestoreUser(&sw);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not read training run %lld", (long long) run->id);
-	if (SPI_processed != 1 || strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "queued") != 0)
+	if (!SftCatalogRunRead(run->id, true, &spec) || strcmp(spec.status, "queued") != 0)
 	{
 		SftCommitTransaction();
 		return false;
 	}
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
 	old = MemoryContextSwitchTo(run->cxt);
-	run->source = pstrdup(SPI_getvalue(tup, desc, 2));
-	run->base = pstrdup(SPI_getvalue(tup, desc, 3));
-	run->output = pstrdup(SPI_getvalue(tup, desc, 4));
-	run->tokenizer = pstrdup(SPI_getvalue(tup, desc, 5));
-	run->threads = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
-	SftTrainOptionsParse(&run->opts,
-						 DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull)),
-						 DatumGetFloat8(SPI_getbinval(tup, desc, 8, &isnull)),
-						 DatumGetInt32(SPI_getbinval(tup, desc, 9, &isnull)),
-						 DatumGetInt32(SPI_getbinval(tup, desc, 10, &isnull)),
-						 DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 11, &isnull)));
+	run->source = pstrdup(spec.source);
+	run->base = pstrdup(spec.base);
+	run->output = pstrdup(spec.output);
+	run->tokenizer = pstrdup(spec.tokenizer);
+	run->threads = spec.threads;
+	SftTrainOptionsParse(&run->opts, spec.epochs, spec.learning_rate, spec.max_length,
+						 spec.batch_size, spec.options);
 	MemoryContextSwitchTo(old);
-	run->fingerprint = DatumGetInt64(SPI_getbinval(tup, desc, 12, &isnull));
-	run->have_fingerprint = !isnull;
+	run->fingerprint = spec.fingerprint;
+	run->have_fingerprint = spec.have_fingerprint;
 
 	/* Where to start: the newest epoch that still has its checkpoint. */
 	run->start_epoch = 1;
@@ -445,50 +413,22 @@ SftRunClaim(SftRun *run)
 	run->best_checkpoint = InvalidOid;
 	if (run->args.resume)
 	{
-		if (SPI_execute_with_args("SELECT epoch, step, checkpoint FROM " SFT_SCHEMA ".sft_run_epochs "
-								  "WHERE run_id = $1 AND checkpoint IS NOT NULL "
-								  "ORDER BY epoch DESC LIMIT 1",
-								  1, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not read sft_run_epochs");
-		if (SPI_processed == 1)
+		if (SftCatalogRunLastCheckpoint(run->id, &last))
 		{
-			tup = SPI_tuptable->vals[0];
-			desc = SPI_tuptable->tupdesc;
-			run->start_epoch = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull)) + 1;
-			run->start_step = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-			run->resume_checkpoint = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
+			run->start_epoch = last.epoch + 1;
+			run->start_step = last.step;
+			run->resume_checkpoint = last.checkpoint;
 		}
-		if (run->opts.keep_best &&
-			SPI_execute_with_args("SELECT epoch, validation_loss, checkpoint FROM " SFT_SCHEMA ".sft_run_epochs "
-								  "WHERE run_id = $1 AND checkpoint IS NOT NULL AND validation_loss IS NOT NULL "
-								  "ORDER BY validation_loss, epoch LIMIT 1",
-								  1, argtypes, values, NULL, false, 1) == SPI_OK_SELECT &&
-			SPI_processed == 1)
+		if (run->opts.keep_best && SftCatalogRunBestCheckpoint(run->id, &best))
 		{
-			tup = SPI_tuptable->vals[0];
-			desc = SPI_tuptable->tupdesc;
-			run->best_epoch = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
-			run->best_loss = DatumGetFloat8(SPI_getbinval(tup, desc, 2, &isnull));
-			run->best_checkpoint = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
+			run->best_epoch = best.epoch;
+			run->best_loss = best.validation_loss;
+			run->best_checkpoint = best.checkpoint;
 		}
 		/* What came after the checkpoint is redone: forget its log and epochs. */
-		{
-			Oid			types2[2] = {INT8OID, INT8OID};
-			Datum		vals2[2] = {Int64GetDatum(run->id), Int64GetDatum(run->start_step)};
-
-			SftCatalogExec("DELETE FROM " SFT_SCHEMA ".sft_run_log WHERE run_id = $1 AND step > $2",
-						   2, types2, vals2, NULL, SPI_OK_DELETE);
-			vals2[1] = Int64GetDatum(run->start_epoch - 1);
-			SftCatalogExec("DELETE FROM " SFT_SCHEMA ".sft_run_epochs WHERE run_id = $1 AND epoch > $2",
-						   2, types2, vals2, NULL, SPI_OK_DELETE);
-		}
+		SftCatalogRunForgetAfter(run->id, run->start_step, run->start_epoch - 1);
 	}
-	SftCatalogExec("UPDATE " SFT_SCHEMA ".sft_run_table SET status = 'running', started = now(), "
-				   "finished = NULL, error = NULL, attempts = attempts + 1, "
-				   "steps_done = $2, epochs_done = $3 WHERE id = $1",
-				   3, (Oid[]) {INT8OID, INT8OID, INT4OID},
-				   (Datum[]) {Int64GetDatum(run->id), Int64GetDatum(run->start_step),
-					   Int32GetDatum(run->start_epoch - 1)}, NULL, SPI_OK_UPDATE);
+	SftCatalogRunStarted(run->id, run->start_step, run->start_epoch - 1);
 	SftCommitTransaction();
 	return true;
 }
@@ -625,6 +565,7 @@ SftLoadData(SftRun *run)
 	SftLoadCounts vcounts = {0};
 	SftSeqKey  *order;
 	int64		fingerprint;
+	SftRunCounts counts;
 	TimestampTz load_start = GetCurrentTimestamp();
 
 	SftPublish(run, SFT_PHASE_LOADING);
@@ -716,21 +657,19 @@ SftLoadData(SftRun *run)
 	SftDatasetFree(&valid_all);
 
 	/* The counts go into the run row now, so that a run with nothing to train on shows why. */
+	counts.rows_read = run->counts.read;
+	counts.rows_used = run->train.n;
+	counts.rows_too_long = run->counts.too_long;
+	counts.rows_truncated = run->counts.truncated;
+	counts.rows_no_assistant = run->counts.no_assistant;
+	counts.rows_null = run->counts.null;
+	counts.validation_rows = run->valid.n;
+	counts.tokens = run->train.total;
+	counts.target_tokens = run->train.targets;
+	counts.load_seconds = (double) (GetCurrentTimestamp() - load_start) / USECS_PER_SEC;
+	counts.fingerprint = fingerprint;
 	SftBeginTransaction();
-	SftCatalogExec("UPDATE " SFT_SCHEMA ".sft_run_table SET rows_read = $2, rows_used = $3, "
-				   "rows_too_long = $4, rows_truncated = $5, rows_no_assistant = $6, rows_null = $7, "
-				   "validation_rows = $8, tokens = $9, target_tokens = $10, load_seconds = $11, "
-				   "data_fingerprint = $12 WHERE id = $1",
-				   12, (Oid[]) {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID,
-					   INT8OID, INT8OID, INT8OID, FLOAT8OID, INT8OID},
-				   (Datum[]) {Int64GetDatum(run->id), Int64GetDatum(run->counts.read),
-					   Int64GetDatum(run->train.n), Int64GetDatum(run->counts.too_long),
-					   Int64GetDatum(run->counts.truncated), Int64GetDatum(run->counts.no_assistant),
-					   Int64GetDatum(run->counts.null), Int64GetDatum(run->valid.n),
-					   Int64GetDatum(run->train.total), Int64GetDatum(run->train.targets),
-					   Float8GetDatum((double) (GetCurrentTimestamp() - load_start) / USECS_PER_SEC),
-				   Int64GetDatum(fingerprint)},
-				   NULL, SPI_OK_UPDATE);
+	SftCatalogRunSetCounts(run->id, &counts);
 	SftCommitTransaction();
 
 	if (run->train.n == 0)
@@ -815,16 +754,7 @@ SftLogStep(SftRun *run, int64 step, int epoch, double loss, double lr, double gr
 		   double tokens_per_s)
 {
 	SftBeginTransaction();
-	SftCatalogExec("INSERT INTO " SFT_SCHEMA ".sft_run_log "
-				   "(run_id, step, epoch, loss, learning_rate, grad_norm, tokens_per_s) "
-				   "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-				   7, (Oid[]) {INT8OID, INT8OID, INT4OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID},
-				   (Datum[]) {Int64GetDatum(run->id), Int64GetDatum(step), Int32GetDatum(epoch),
-					   Float8GetDatum(loss), Float8GetDatum(lr), Float8GetDatum(grad_norm),
-				   Float8GetDatum(tokens_per_s)}, NULL, SPI_OK_INSERT);
-	SftCatalogExec("UPDATE " SFT_SCHEMA ".sft_run_table SET steps_done = $2 WHERE id = $1",
-				   2, (Oid[]) {INT8OID, INT8OID},
-				   (Datum[]) {Int64GetDatum(run->id), Int64GetDatum(step)}, NULL, SPI_OK_UPDATE);
+	SftCatalogRunLogStep(run->id, step, epoch, loss, lr, grad_norm, tokens_per_s);
 	SftCommitTransaction();
 }
 
@@ -832,33 +762,17 @@ SftLogStep(SftRun *run, int64 step, int epoch, double loss, double lr, double gr
 static void
 SftPruneCheckpoints(SftRun *run, Oid keep1, Oid keep2)
 {
-	List	   *oids = NIL;
 	ListCell   *lc;
 
-	if (SPI_execute_with_args("SELECT checkpoint FROM " SFT_SCHEMA ".sft_run_epochs "
-							  "WHERE run_id = $1 AND checkpoint IS NOT NULL",
-							  1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(run->id)},
-							  NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read sft_run_epochs");
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-		Oid			oid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-														 SPI_tuptable->tupdesc, 1, &isnull));
-
-		if (oid != keep1 && oid != keep2)
-			oids = lappend_oid(oids, oid);
-	}
-	foreach(lc, oids)
+	foreach(lc, SftCatalogRunCheckpoints(run->id))
 	{
 		Oid			oid = lfirst_oid(lc);
 
+		if (oid == keep1 || oid == keep2)
+			continue;
 		/* the run's role created (owns) them */
 		SftLoUnlink(oid);
-		SftCatalogExec("UPDATE " SFT_SCHEMA ".sft_run_epochs SET checkpoint = NULL "
-					   "WHERE run_id = $1 AND checkpoint = $2",
-					   2, (Oid[]) {INT8OID, OIDOID},
-					   (Datum[]) {Int64GetDatum(run->id), ObjectIdGetDatum(oid)}, NULL, SPI_OK_UPDATE);
+		SftCatalogRunForgetCheckpoint(run->id, oid);
 	}
 }
 
@@ -880,14 +794,7 @@ SftEndEpoch(SftRun *run, int epoch, int64 step, double train_loss, double valid_
 	SftPublish(run, SFT_PHASE_CHECKPOINTING);
 	SftBeginTransaction();
 	checkpoint = SftLoWriteCheckpoint(run->model, &state, &size);
-	SftCatalogExec("INSERT INTO " SFT_SCHEMA ".sft_run_epochs "
-				   "(run_id, epoch, step, train_loss, validation_loss, checkpoint) "
-				   "VALUES ($1, $2, $3, $4, $5, $6)",
-				   6, (Oid[]) {INT8OID, INT4OID, INT8OID, FLOAT8OID, FLOAT8OID, OIDOID},
-				   (Datum[]) {Int64GetDatum(run->id), Int32GetDatum(epoch), Int64GetDatum(step),
-					   Float8GetDatum(train_loss), Float8GetDatum(valid_loss),
-				   ObjectIdGetDatum(checkpoint)},
-				   isnan(valid_loss) ? "    n " : NULL, SPI_OK_INSERT);
+	SftCatalogRunEpochInsert(run->id, epoch, step, train_loss, valid_loss, checkpoint);
 	if (run->opts.keep_best && !isnan(valid_loss) && valid_loss < run->best_loss)
 	{
 		run->best_loss = valid_loss;
@@ -896,11 +803,7 @@ SftEndEpoch(SftRun *run, int epoch, int64 step, double train_loss, double valid_
 	}
 	/* Keep the newest (resume) and, with keep = best, the best one (output). */
 	SftPruneCheckpoints(run, checkpoint, run->opts.keep_best ? run->best_checkpoint : InvalidOid);
-	SftCatalogExec("UPDATE " SFT_SCHEMA ".sft_run_table SET epochs_done = $2, steps_done = $3, "
-				   "final_loss = $4 WHERE id = $1",
-				   4, (Oid[]) {INT8OID, INT4OID, INT8OID, FLOAT8OID},
-				   (Datum[]) {Int64GetDatum(run->id), Int32GetDatum(epoch), Int64GetDatum(step),
-				   Float8GetDatum(train_loss)}, NULL, SPI_OK_UPDATE);
+	SftCatalogRunEpochDone(run->id, epoch, step, train_loss);
 	SftCommitTransaction();
 }
 
@@ -945,9 +848,7 @@ SftTrainLoop(SftRun *run)
 	run->progress.eta_seconds = -1;
 
 	SftBeginTransaction();
-	SftCatalogExec("UPDATE " SFT_SCHEMA ".sft_run_table SET steps = $2 WHERE id = $1",
-				   2, (Oid[]) {INT8OID, INT8OID},
-				   (Datum[]) {Int64GetDatum(run->id), Int64GetDatum(total_steps)}, NULL, SPI_OK_UPDATE);
+	SftCatalogRunSetSteps(run->id, total_steps);
 	SftCommitTransaction();
 
 	for (int epoch = run->start_epoch; epoch <= o->epochs; epoch++)
@@ -1055,20 +956,14 @@ SftSaveOutput(SftRun *run)
 	PG_END_TRY();
 
 	/* The last epoch's checkpoint stays (sft_model_drop removes it with the model). */
-	if (SPI_execute_with_args("SELECT checkpoint FROM " SFT_SCHEMA ".sft_run_epochs "
-							  "WHERE run_id = $1 AND checkpoint IS NOT NULL ORDER BY epoch DESC LIMIT 1",
-							  1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(run->id)},
-							  NULL, false, 1) == SPI_OK_SELECT && SPI_processed == 1)
 	{
-		bool		isnull;
+		SftEpochCheckpoint last;
 
-		last_checkpoint = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
-														 SPI_tuptable->tupdesc, 1, &isnull));
+		if (SftCatalogRunLastCheckpoint(run->id, &last))
+			last_checkpoint = last.checkpoint;
 	}
 	SftPruneCheckpoints(run, last_checkpoint, InvalidOid);
-	SftCatalogExec("UPDATE " SFT_SCHEMA ".sft_run_table SET status = 'succeeded', finished = now() "
-				   "WHERE id = $1",
-				   1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(run->id)}, NULL, SPI_OK_UPDATE);
+	SftCatalogRunFinish(run->id, "succeeded", NULL);
 	SftCommitTransaction();
 }
 
@@ -1080,12 +975,7 @@ static void
 SftRecordEnd(int64 run_id, const char *status, const char *error)
 {
 	SftBeginTransaction();
-	SftCatalogExec("UPDATE " SFT_SCHEMA ".sft_run_table SET status = $2, error = $3, finished = now() "
-				   "WHERE id = $1",
-				   3, (Oid[]) {INT8OID, TEXTOID, TEXTOID},
-				   (Datum[]) {Int64GetDatum(run_id), CStringGetTextDatum(status),
-				   error ? CStringGetTextDatum(error) : (Datum) 0},
-				   error ? NULL : "  n", SPI_OK_UPDATE);
+	SftCatalogRunFinish(run_id, status, error);
 	SftCommitTransaction();
 }
 
