@@ -176,7 +176,8 @@ CREATE TABLE sft_models (
     created     timestamptz NOT NULL DEFAULT now(),
     parameters  bigint NOT NULL,
     size_bytes  bigint NOT NULL,
-    weights     oid NOT NULL
+    weights     oid NOT NULL,
+    system_prompt text CHECK (system_prompt <> '')  -- sft_model_set_system
 );
 COMMENT ON TABLE sft_models IS
 'models: architecture config (HF config.json as jsonb), tokenizer, parent model and producing run; weights in the large object "weights" (sft checkpoint format), owned by "owner"';
@@ -334,6 +335,12 @@ CREATE FUNCTION sft_model_export(name text, directory text) RETURNS text[]
     LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION sft_model_export(text, text) IS
 'writes model.safetensors (fp32), config.json and the tokenizer files into a server directory (created if missing); owner or superuser, and superusers and pg_write_server_files only; returns the files written';
+
+CREATE FUNCTION sft_model_set_system(name text, system_prompt text) RETURNS void
+    AS 'MODULE_PATHNAME', 'sft_model_set_system'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION sft_model_set_system(text, text) IS
+'the system prompt sft_generate uses for this model when a conversation has none (before the tokenizer''s default_system); NULL removes it; only the model''s owner may set it';
 
 CREATE FUNCTION sft_model_drop(name text) RETURNS boolean
     AS 'MODULE_PATHNAME', 'sft_model_drop'

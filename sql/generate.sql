@@ -238,6 +238,36 @@ SET ROLE gen_reader;
 SELECT sft_generate('gen_m', :'hello'::jsonb, 24) = sft_generate('gen_m', 'Hello!', 24) AS reader_generates;
 RESET ROLE;
 
+-- ---------------------------------------------------------------------------
+-- A model's own system prompt (sft_model_set_system): used when the
+-- conversation has none, before the template's default; the conversation's
+-- own system message wins; NULL removes it; only the owner may set it.
+-- ---------------------------------------------------------------------------
+\set sys_hello '[{"role": "system", "content": "You are Gen, made by the sft tests."}, {"role": "user", "content": "Hello!"}]'
+\set own_sys '[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello!"}]'
+SELECT sft_generate('gen_m', :'hello'::jsonb, 24) AS plain \gset
+SELECT sft_generate('gen_m', :'sys_hello'::jsonb, 24) AS with_sys \gset
+SELECT sft_generate('gen_m', :'own_sys'::jsonb, 24) AS with_own \gset
+SELECT :'with_sys' <> :'plain' AS the_system_prompt_matters;
+SELECT sft_model_set_system('gen_m', 'You are Gen, made by the sft tests.');
+SELECT system_prompt FROM sft_models WHERE name = 'gen_m';
+SELECT sft_generate('gen_m', :'hello'::jsonb, 24) = :'with_sys' AS model_system_used,
+       sft_generate('gen_m', 'Hello!'::text, 24) = :'with_sys' AS text_form_uses_it,
+       sft_generate('gen_m', :'own_sys'::jsonb, 24) = :'with_own' AS own_system_wins,
+       (SELECT string_agg(piece, '') FROM sft_generate_stream('gen_m', :'hello'::jsonb, 24) AS t(piece)) = :'with_sys'
+       AS stream_uses_it,
+       sft_generate_raw('gen_m', sft_render('gen_tok', :'hello', true), 24) = :'plain' AS raw_ignores_it;
+SET ROLE gen_reader;
+SELECT sft_generate('gen_m', :'hello'::jsonb, 24) = :'with_sys' AS reader_sees_it;
+SELECT sft_model_set_system('gen_m', 'I am mallory''s model.');
+RESET ROLE;
+SELECT sft_model_set_system('gen_m', '');
+SELECT sft_model_set_system('gen_nope', 'x');
+SELECT sft_model_set_system(NULL, 'x');
+SELECT sft_model_set_system('gen_m', NULL);
+SELECT system_prompt IS NULL AS removed FROM sft_models WHERE name = 'gen_m';
+SELECT sft_generate('gen_m', :'hello'::jsonb, 24) = :'plain' AS back_to_template_default;
+
 SET client_min_messages = warning;
 SELECT sft_model_drop(name) FROM sft_models WHERE name IN ('gen_m', 'gen_plain', 'gen_big', 'gen_a', 'gen_b') ORDER BY name;
 DROP ROLE gen_reader;

@@ -422,7 +422,8 @@ SftCatalogModelRead(const char *name, SftModelRecord *rec)
 
 	memset(rec, 0, sizeof(*rec));
 	StmtInit(&st, "SELECT name, tokenizer, dtype, parent, run_id, owner::pg_catalog.oid, weights, "
-			 "parameters, size_bytes, config::pg_catalog.text FROM " MODELS " WHERE name" EQ "$1");
+			 "parameters, size_bytes, config::pg_catalog.text, system_prompt FROM " MODELS
+			 " WHERE name" EQ "$1");
 	StmtText(&st, name);
 	if (CatalogExec(&st, false, SPI_OK_SELECT, &r) == 0)
 		return false;
@@ -436,6 +437,7 @@ SftCatalogModelRead(const char *name, SftModelRecord *rec)
 	rec->parameters = RowInt64(&r, 0, 8, 0);
 	rec->size_bytes = RowInt64(&r, 0, 9, 0);
 	rec->config_json = RowString(&r, 0, 10);
+	rec->system_prompt = RowString(&r, 0, 11);
 	return true;
 }
 
@@ -477,6 +479,17 @@ SftCatalogModelInsert(const SftModelRecord *rec)
 	StmtInt8(&st, rec->size_bytes);
 	StmtArg(&st, OIDOID, ObjectIdGetDatum(rec->weights), false);
 	CatalogExec(&st, false, SPI_OK_INSERT, NULL);
+}
+
+bool
+SftCatalogModelSetSystem(const char *name, const char *system_prompt)
+{
+	CatalogStatement st;
+
+	StmtInit(&st, "UPDATE " MODELS " SET system_prompt = $2 WHERE name" EQ "$1");
+	StmtText(&st, name);
+	StmtText(&st, system_prompt);
+	return CatalogExec(&st, false, SPI_OK_UPDATE, NULL) > 0;
 }
 
 void

@@ -94,6 +94,7 @@ typedef struct SftModelRecord
 	int64		parameters;
 	int64		size_bytes;
 	char	   *config_json;
+	char	   *system_prompt;	/* sft_model_set_system, or NULL */
 } SftModelRecord;
 
 bool		SftCatalogModelRead(const char *name, SftModelRecord *rec);
@@ -102,6 +103,8 @@ bool		SftCatalogModelExists(const char *name);
 bool		SftCatalogModelLock(const char *name);
 /* rec->dtype is not stored (the column default applies). */
 void		SftCatalogModelInsert(const SftModelRecord *rec);
+/* Set (NULL: remove) the model's system prompt; false: no row. */
+bool		SftCatalogModelSetSystem(const char *name, const char *system_prompt);
 /* Delete the row; with run_id, forget the checkpoints of that run too. */
 void		SftCatalogModelDelete(const char *name, int64 run_id);
 

@@ -521,7 +521,7 @@ SftEncodePrompt(FunctionCallInfo fcinfo, SftPromptKind kind, SftGenerator *gen, 
 
 	if (kind == SFT_PROMPT_MESSAGES || kind == SFT_PROMPT_TEXT)
 	{
-		const SftChatTemplate *tpl = SftTokenizerRequireTemplate(entry);
+		SftChatTemplate tpl = *SftTokenizerRequireTemplate(entry);
 		SftConversation *conv;
 		SftEncoded	enc;
 		SftStatus	st;
@@ -542,8 +542,14 @@ SftEncodePrompt(FunctionCallInfo fcinfo, SftPromptKind kind, SftGenerator *gen, 
 			if (sft_conversation_check(conv, SFT_CONV_GENERATION, &err) != SFT_OK)
 				SftReportCoreError(&err, "prompt");
 		}
+		/* the model's own system prompt comes before the template's default */
+		if (gen->lease->system_prompt)
+		{
+			tpl.default_system = gen->lease->system_prompt;
+			tpl.default_system_len = strlen(gen->lease->system_prompt);
+		}
 		sft_encoded_init(&enc);
-		st = sft_chat_encode(tpl, entry->tok, conv, SFT_TRAIN_ALL_ASSISTANT, 1, 0, &enc, &err);
+		st = sft_chat_encode(&tpl, entry->tok, conv, SFT_TRAIN_ALL_ASSISTANT, 1, 0, &enc, &err);
 		sft_intvec_free(&enc.mask);
 		if (st != SFT_OK)
 		{

@@ -376,6 +376,7 @@ SftModelLeaseAcquire(const char *name, MemoryContext owner)
 	}
 	SftCheckWeightsReadable(&row);
 	lease = MemoryContextAllocZero(owner, sizeof(SftModelLease));
+	lease->system_prompt = row.system_prompt ? MemoryContextStrdup(owner, row.system_prompt) : NULL;
 
 	hit = e != NULL;
 	if (!hit)

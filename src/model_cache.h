@@ -34,6 +34,7 @@ typedef struct SftModelLease
 	const char *tokenizer;		/* the name of its tokenizer */
 	const SftLlamaConfig *config;
 	SftModel   *model;			/* core model, shared by every lease of it */
+	const char *system_prompt;	/* the row's, as of this lease, or NULL */
 
 	/* private */
 	SftModelCacheEntry *entry;

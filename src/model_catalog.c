@@ -49,6 +49,7 @@ PG_FUNCTION_INFO_V1(sft_model_create);
 PG_FUNCTION_INFO_V1(sft_model_import);
 PG_FUNCTION_INFO_V1(sft_model_export);
 PG_FUNCTION_INFO_V1(sft_model_drop);
+PG_FUNCTION_INFO_V1(sft_model_set_system);
 
 /* ---------------------------------------------------------------------------
  * Small helpers
@@ -98,6 +99,7 @@ SftModelFetch(const char *name, SftModelRow *row, bool missing_ok)
 	row->parameters = rec.parameters;
 	row->size_bytes = rec.size_bytes;
 	row->config_json = rec.config_json;
+	row->system_prompt = rec.system_prompt;
 	if (sft_llama_config_parse(row->config_json, strlen(row->config_json),
 							   &row->config, &err) != SFT_OK)
 		SftReportCoreError(&err, psprintf("config of model \"%s\"", name));
@@ -463,4 +465,41 @@ sft_model_drop(PG_FUNCTION_ARGS)
 	foreach(lc, checkpoints)
 		SftLoUnlink(lfirst_oid(lc));
 	PG_RETURN_BOOL(true);
+}
+
+/* ---------------------------------------------------------------------------
+ * sft_model_set_system(name, system_prompt)
+ * ------------------------------------------------------------------------- */
+
+/*
+ * The other way to give a model its identity (besides training on identity
+ * conversations): a system prompt stored with the model and rendered by
+ * sft_generate when the conversation brings none.  It takes precedence over
+ * the tokenizer's default_system, which belongs to the template, not to a
+ * model.  Training and evaluation render the data as it is.
+ */
+Datum
+sft_model_set_system(PG_FUNCTION_ARGS)
+{
+	char	   *name = SftTextArgNotNull(fcinfo, 0, "name");
+	char	   *system_prompt = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	SftModelRow row;
+
+	if (system_prompt && system_prompt[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("system prompt must not be empty"),
+				 errhint("Pass NULL to remove the model's system prompt.")));
+	if (system_prompt &&
+		sft_utf8_invalid_offset(system_prompt, strlen(system_prompt)) != (size_t) -1)
+		ereport(ERROR,
+				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+				 errmsg("system prompt is not valid UTF-8")));
+	SftModelFetch(name, &row, false);
+	SftModelCheckOwner(&row, "change");
+	if (!SftCatalogModelLock(name) || !SftCatalogModelSetSystem(name, system_prompt))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("model \"%s\" does not exist", name)));
+	PG_RETURN_VOID();
 }

@@ -3,10 +3,11 @@
  * (generation, evaluation, training): look a model up, check who may do
  * what with it, load its weights.
  *
- * A model row never changes after it is inserted (training writes a new
- * model); dropping and re-creating a name gives a new weights OID.  So
- * (name, weights) identifies a model's content: a cache keyed by it is
- * invalidated exactly when the model changes.
+ * A model's weights never change after its row is inserted (training
+ * writes a new model); dropping and re-creating a name gives a new weights
+ * OID.  So (name, weights) identifies a model's content: a cache keyed by it
+ * is invalidated exactly when the weights change.  The one mutable column,
+ * system_prompt, is read from the row on every lookup, never cached.
  */
 #ifndef SFT_MODEL_CATALOG_H
 #define SFT_MODEL_CATALOG_H
@@ -28,6 +29,7 @@ typedef struct SftModelRow
 	int64		parameters;
 	int64		size_bytes;
 	char	   *config_json;	/* HF config.json text */
+	char	   *system_prompt;	/* used when a conversation has none, or NULL */
 	SftLlamaConfig config;		/* parsed */
 } SftModelRow;
 
