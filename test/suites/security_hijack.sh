@@ -288,6 +288,8 @@ calls_anytime() {
 	call "sft_model_export(text, text)" "SELECT sft_model_export('m_$tag', '$SFT_TMP/export')"
 	call "sft_model_export(text, text)" "SELECT sft_model_export('vbase', '$SFT_TMP/export')"
 	call "sft_model_import(text, text)" "SELECT sft_model_import('mimp_$tag', '$SFT_TMP/export')"
+	call "sft_model_set_system(text, text)" "SELECT sft_model_set_system('m_$tag', 'You are evil.')"
+	call "sft_model_set_system(text, text)" "SELECT sft_model_set_system('vbase', 'You are evil.')"
 	call "sft_model_drop(text)" "SELECT sft_model_drop('m_$tag')"
 	call "sft_model_drop(text)" "SELECT sft_model_drop('vout')"
 	call "sft_model_drop(text)" "SELECT sft_model_drop('no_such_model')"
