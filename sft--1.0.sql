@@ -48,6 +48,31 @@ CREATE FUNCTION sft_from_pair(prompt text, response text, system text DEFAULT NU
     LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION sft_from_pair(text, text, text) IS
 'a one-turn conversation from a prompt and a response, with an optional system prompt';
+-- Message trees (OpenAssistant oasst1/oasst2): one conversation per thread.
+-- threads => 'all' (every root-to-leaf path) or 'top1' (the best-ranked path of
+-- each tree); deleted and review-rejected messages are dropped with their
+-- subtrees, prompts without a kept reply too (every thread ends with an
+-- assistant reply).  The table is read as the caller (privileges and RLS).
+CREATE FUNCTION sft_from_oasst(source regclass, threads text DEFAULT 'all',
+                               tree_column text DEFAULT 'message_tree_id',
+                               id_column text DEFAULT 'message_id',
+                               parent_column text DEFAULT 'parent_id',
+                               role_column text DEFAULT 'role',
+                               text_column text DEFAULT 'text',
+                               rank_column text DEFAULT 'rank',
+                               deleted_column text DEFAULT 'deleted',
+                               review_column text DEFAULT 'review_result')
+    RETURNS TABLE (tree_id text, last_message_id text, messages jsonb)
+    AS 'MODULE_PATHNAME', 'sft_from_oasst'
+    LANGUAGE C STABLE ROWS 10000;
+COMMENT ON FUNCTION sft_from_oasst(regclass, text, text, text, text, text, text, text, text, text) IS
+'one conversation per thread of the message trees in source (the flat oasst export: one row per message), read as the caller; threads ''all'' or ''top1''; deleted or review-rejected messages dropped with their subtrees; rank_column, deleted_column, review_column may be NULL when the source has no such column';
+
+CREATE FUNCTION sft_from_oasst_tree(tree jsonb, threads text DEFAULT 'all') RETURNS SETOF jsonb
+    AS 'MODULE_PATHNAME', 'sft_from_oasst_tree'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE ROWS 4;
+COMMENT ON FUNCTION sft_from_oasst_tree(jsonb, text) IS
+'one conversation per thread of a tree of the nested oasst export (*.trees.jsonl: {"prompt": {..., "replies": [...]}}); same rules as sft_from_oasst';
 -- ==== end section: conversations ====
 
 -- ==== section: tokenizers ====

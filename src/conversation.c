@@ -61,8 +61,8 @@ JsonbRootArray(Jsonb *jb)
 	return &jb->root;
 }
 
-static void
-CheckUtf8Database(void)
+void
+SftCheckUtf8Database(void)
 {
 	if (GetDatabaseEncoding() != PG_UTF8)
 		ereport(ERROR,
@@ -356,7 +356,7 @@ SftConversationToJsonb(const SftConversation *conv)
 Datum
 sft_messages(PG_FUNCTION_ARGS)
 {
-	CheckUtf8Database();
+	SftCheckUtf8Database();
 	PG_RETURN_JSONB_P(SftConversationToJsonb(
 						  SftConversationFromJsonb(PG_GETARG_JSONB_P(0), SFT_CONV_ANY)));
 }
@@ -380,7 +380,7 @@ sft_merge_system(PG_FUNCTION_ARGS)
 	SftError	err = {0};
 	Jsonb	   *volatile result = NULL;
 
-	CheckUtf8Database();
+	SftCheckUtf8Database();
 	conv = SftConversationFromJsonb(PG_GETARG_JSONB_P(0), SFT_CONV_ANY);
 	if (sft_conversation_merge_system(conv, VARDATA_ANY(separator),
 									  VARSIZE_ANY_EXHDR(separator),
@@ -421,7 +421,7 @@ sft_truncate_turns(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_turns must be at least 1, not %d", max_turns)));
-	CheckUtf8Database();
+	SftCheckUtf8Database();
 	conv = SftConversationFromJsonb(jb, SFT_CONV_ANY);
 	PG_RETURN_JSONB_P(ConversationPrefixToJsonb(conv,
 												sft_conversation_truncate_turns(conv, max_turns)));
@@ -433,7 +433,7 @@ sft_from_sharegpt(PG_FUNCTION_ARGS)
 	StringInfoData why;
 	SftConversation *conv;
 
-	CheckUtf8Database();
+	SftCheckUtf8Database();
 	initStringInfo(&why);
 	conv = CheckedOrNull(ParseMessages(PG_GETARG_JSONB_P(0), "from", "value",
 									   MapShareGptRole,
@@ -454,7 +454,7 @@ sft_from_pair(PG_FUNCTION_ARGS)
 	SftConversation conv = {messages, 0};
 	const char *names[] = {"prompt", "response"};
 
-	CheckUtf8Database();
+	SftCheckUtf8Database();
 	for (int i = 0; i < 2; i++)
 		if (PG_ARGISNULL(i))
 			ereport(ERROR,
