@@ -40,11 +40,12 @@ SELECT last_message_id, messages FROM sft_from_oasst('oasst_es', 'top1');
 
 -- The README's recursive CTEs give the same rows (both directions of EXCEPT empty).
 CREATE VIEW cte_all AS
-WITH RECURSIVE kept AS (
+WITH RECURSIVE kept AS (          -- not deleted, not rejected in review
   SELECT * FROM oasst WHERE NOT coalesce(deleted, false) AND coalesce(review_result, true)
-), answered AS (
-  SELECT k.* FROM kept k
-  WHERE k.role = 'assistant' OR EXISTS (SELECT 1 FROM kept r WHERE r.parent_id = k.message_id)
+), answered AS (                  -- prompts only with a kept reply
+  SELECT * FROM kept WHERE role = 'assistant'
+  UNION ALL
+  SELECT * FROM kept p WHERE role <> 'assistant' AND EXISTS (SELECT 1 FROM kept r WHERE r.parent_id = p.message_id)
 ), thread AS (
   SELECT message_tree_id, message_id,
          jsonb_build_array(jsonb_build_object('role', 'user', 'content', text)) AS messages
@@ -58,11 +59,15 @@ WITH RECURSIVE kept AS (
 SELECT message_tree_id AS tree_id, message_id AS last_message_id, messages FROM thread t
 WHERE NOT EXISTS (SELECT 1 FROM answered a WHERE a.parent_id = t.message_id);
 CREATE VIEW cte_top1 AS
-WITH RECURSIVE kept AS (
+WITH RECURSIVE kept AS (          -- not deleted, not rejected in review
   SELECT * FROM oasst WHERE NOT coalesce(deleted, false) AND coalesce(review_result, true)
-), answered AS (
-  SELECT k.* FROM kept k
-  WHERE k.role = 'assistant' OR EXISTS (SELECT 1 FROM kept r WHERE r.parent_id = k.message_id)
+), answered AS (                  -- prompts only with a kept reply
+  SELECT * FROM kept WHERE role = 'assistant'
+  UNION ALL
+  SELECT * FROM kept p WHERE role <> 'assistant' AND EXISTS (SELECT 1 FROM kept r WHERE r.parent_id = p.message_id)
+), best AS (                      -- top1: the best-ranked kept child
+  SELECT DISTINCT ON (parent_id) * FROM answered WHERE parent_id IS NOT NULL
+  ORDER BY parent_id, rank NULLS LAST, message_id COLLATE "C"
 ), thread AS (
   SELECT message_tree_id, message_id,
          jsonb_build_array(jsonb_build_object('role', 'user', 'content', text)) AS messages
@@ -71,9 +76,7 @@ WITH RECURSIVE kept AS (
   SELECT t.message_tree_id, a.message_id,
          t.messages || jsonb_build_object('role', CASE a.role WHEN 'prompter' THEN 'user' ELSE 'assistant' END,
                                           'content', a.text)
-  FROM thread t CROSS JOIN LATERAL (
-    SELECT * FROM answered a WHERE a.parent_id = t.message_id
-    ORDER BY a.rank NULLS LAST, a.message_id COLLATE "C" LIMIT 1) a
+  FROM thread t JOIN best a ON a.parent_id = t.message_id
 )
 SELECT message_tree_id AS tree_id, message_id AS last_message_id, messages FROM thread t
 WHERE NOT EXISTS (SELECT 1 FROM answered a WHERE a.parent_id = t.message_id);
@@ -104,11 +107,12 @@ ALTER VIEW cte_all RENAME TO cte_all_small;
 ALTER VIEW cte_top1 RENAME TO cte_top1_small;
 -- the same CTEs over the random forest
 CREATE VIEW cte_all AS
-WITH RECURSIVE kept AS (
+WITH RECURSIVE kept AS (          -- not deleted, not rejected in review
   SELECT * FROM oasst_random WHERE NOT coalesce(deleted, false) AND coalesce(review_result, true)
-), answered AS (
-  SELECT k.* FROM kept k
-  WHERE k.role = 'assistant' OR EXISTS (SELECT 1 FROM kept r WHERE r.parent_id = k.message_id)
+), answered AS (                  -- prompts only with a kept reply
+  SELECT * FROM kept WHERE role = 'assistant'
+  UNION ALL
+  SELECT * FROM kept p WHERE role <> 'assistant' AND EXISTS (SELECT 1 FROM kept r WHERE r.parent_id = p.message_id)
 ), thread AS (
   SELECT message_tree_id, message_id,
          jsonb_build_array(jsonb_build_object('role', 'user', 'content', text)) AS messages
@@ -122,11 +126,15 @@ WITH RECURSIVE kept AS (
 SELECT message_tree_id AS tree_id, message_id AS last_message_id, messages FROM thread t
 WHERE NOT EXISTS (SELECT 1 FROM answered a WHERE a.parent_id = t.message_id);
 CREATE VIEW cte_top1 AS
-WITH RECURSIVE kept AS (
+WITH RECURSIVE kept AS (          -- not deleted, not rejected in review
   SELECT * FROM oasst_random WHERE NOT coalesce(deleted, false) AND coalesce(review_result, true)
-), answered AS (
-  SELECT k.* FROM kept k
-  WHERE k.role = 'assistant' OR EXISTS (SELECT 1 FROM kept r WHERE r.parent_id = k.message_id)
+), answered AS (                  -- prompts only with a kept reply
+  SELECT * FROM kept WHERE role = 'assistant'
+  UNION ALL
+  SELECT * FROM kept p WHERE role <> 'assistant' AND EXISTS (SELECT 1 FROM kept r WHERE r.parent_id = p.message_id)
+), best AS (                      -- top1: the best-ranked kept child
+  SELECT DISTINCT ON (parent_id) * FROM answered WHERE parent_id IS NOT NULL
+  ORDER BY parent_id, rank NULLS LAST, message_id COLLATE "C"
 ), thread AS (
   SELECT message_tree_id, message_id,
          jsonb_build_array(jsonb_build_object('role', 'user', 'content', text)) AS messages
@@ -135,9 +143,7 @@ WITH RECURSIVE kept AS (
   SELECT t.message_tree_id, a.message_id,
          t.messages || jsonb_build_object('role', CASE a.role WHEN 'prompter' THEN 'user' ELSE 'assistant' END,
                                           'content', a.text)
-  FROM thread t CROSS JOIN LATERAL (
-    SELECT * FROM answered a WHERE a.parent_id = t.message_id
-    ORDER BY a.rank NULLS LAST, a.message_id COLLATE "C" LIMIT 1) a
+  FROM thread t JOIN best a ON a.parent_id = t.message_id
 )
 SELECT message_tree_id AS tree_id, message_id AS last_message_id, messages FROM thread t
 WHERE NOT EXISTS (SELECT 1 FROM answered a WHERE a.parent_id = t.message_id);
