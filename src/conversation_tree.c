@@ -183,16 +183,15 @@ SftFlushTree(SftTreeRows *rows, SftThreads mode)
 	rows->n = rows->cap = 0;
 }
 
+/* A text column of the deformed row, copied (NULL for SQL NULL). */
 static char *
-SftColumnText(HeapTuple tuple, TupleDesc desc, int col, size_t *len)
+SftColumnText(const Datum *values, const bool *nulls, int col, size_t *len)
 {
-	bool		isnull;
-	Datum		d = SPI_getbinval(tuple, desc, col + 1, &isnull);
 	text	   *t;
 
-	if (isnull)
+	if (nulls[col])
 		return NULL;
-	t = DatumGetTextPP(d);
+	t = DatumGetTextPP(values[col]);
 	*len = VARSIZE_ANY_EXHDR(t);
 	return pnstrdup(VARDATA_ANY(t), *len);
 }
@@ -207,17 +206,18 @@ SftAddRow(SftTreeRows *rows, HeapTuple tuple, TupleDesc desc, const bool *presen
 	size_t		len;
 	char	   *tree_id;
 	char	   *role;
-	bool		isnull;
-	Datum		d;
+	Datum		values[N_COLUMNS];
+	bool		nulls[N_COLUMNS];
 
 	MemoryContextReset(rows->row_cxt);
 	old = MemoryContextSwitchTo(rows->row_cxt);
-	d = SPI_getbinval(tuple, desc, COL_TREE + 1, &isnull);
-	if (isnull)
+	/* one pass over the tuple (attribute by attribute would rescan it) */
+	heap_deform_tuple(tuple, desc, values, nulls);
+	if (nulls[COL_TREE])
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("source %s has a row whose tree id is NULL", source)));
-	tree_id = TextDatumGetCString(d);
+	tree_id = TextDatumGetCString(values[COL_TREE]);
 	if (rows->tree_id != NULL && strcmp(rows->tree_id, tree_id) != 0)
 		SftFlushTree(rows, mode);
 
@@ -237,13 +237,13 @@ SftAddRow(SftTreeRows *rows, HeapTuple tuple, TupleDesc desc, const bool *presen
 	m = &rows->msgs[rows->n];
 	memset(m, 0, sizeof(*m));
 	m->rank = SFT_TREE_UNRANKED;
-	m->id = SftColumnText(tuple, desc, COL_ID, &m->id_len);
+	m->id = SftColumnText(values, nulls, COL_ID, &m->id_len);
 	if (m->id == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("tree \"%s\": a message id is NULL", rows->tree_id)));
-	m->parent_id = SftColumnText(tuple, desc, COL_PARENT, &m->parent_len);
-	role = SftColumnText(tuple, desc, COL_ROLE, &len);
+	m->parent_id = SftColumnText(values, nulls, COL_PARENT, &m->parent_len);
+	role = SftColumnText(values, nulls, COL_ROLE, &len);
 	if (role == NULL || sft_tree_role_parse(role, len) < 0)
 		ereport(ERROR,
 				(errcode(role ? ERRCODE_INVALID_PARAMETER_VALUE : ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -251,17 +251,16 @@ SftAddRow(SftTreeRows *rows, HeapTuple tuple, TupleDesc desc, const bool *presen
 						role ? "role \"" : "a NULL role", role ? role : "", role ? "\"" : ""),
 				 errhint("Roles are prompter (or user) and assistant.")));
 	m->role = (SftRole) sft_tree_role_parse(role, len);
-	m->text = SftColumnText(tuple, desc, COL_TEXT, &m->text_len);
+	m->text = SftColumnText(values, nulls, COL_TEXT, &m->text_len);
 	if (m->text == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("tree \"%s\": message \"%s\" has a NULL text", rows->tree_id, m->id)));
 	if (present[COL_RANK])
 	{
-		d = SPI_getbinval(tuple, desc, COL_RANK + 1, &isnull);
-		if (!isnull && !isnan(DatumGetFloat8(d)))
+		if (!nulls[COL_RANK] && !isnan(DatumGetFloat8(values[COL_RANK])))
 		{
-			double		rank = DatumGetFloat8(d);
+			double		rank = DatumGetFloat8(values[COL_RANK]);
 
 			if (rank < 0 || rank != floor(rank) || rank >= (double) INT64_MAX)
 				ereport(ERROR,
@@ -273,13 +272,11 @@ SftAddRow(SftTreeRows *rows, HeapTuple tuple, TupleDesc desc, const bool *presen
 	}
 	if (present[COL_DELETED])
 	{
-		d = SPI_getbinval(tuple, desc, COL_DELETED + 1, &isnull);
-		m->excluded |= !isnull && DatumGetBool(d);
+		m->excluded |= !nulls[COL_DELETED] && DatumGetBool(values[COL_DELETED]);
 	}
 	if (present[COL_REVIEW])
 	{
-		d = SPI_getbinval(tuple, desc, COL_REVIEW + 1, &isnull);
-		m->excluded |= !isnull && !DatumGetBool(d);
+		m->excluded |= !nulls[COL_REVIEW] && !DatumGetBool(values[COL_REVIEW]);
 	}
 	rows->n++;
 	MemoryContextSwitchTo(old);
