@@ -79,10 +79,27 @@ rss_of_clients() {			# "pid:RssAnon kB" for each pgbench backend, sorted by pid
 	-f "$work/greedy.sql@4" -f "$work/sampled.sql@3" -f "$work/stream.sql@2" -f "$work/loss.sql@1" \
 	>"$work/pgbench.out" 2>&1 &
 bench_pid=$!
-sleep 8
-rss_start=$(rss_of_clients)
-sleep $((SECONDS_RUN - 10))
-rss_end=$(rss_of_clients)
+# Sample every second while pgbench runs, keeping the first full sample taken
+# at least 8 s in (model cached, decoder allocated) and the last full one
+# before pgbench ends: fixed sleeps miss the end on a slow or loaded host.
+rss_start=""
+rss_end=""
+start_at=0
+end_at=0
+began=$(date +%s)
+while kill -0 $bench_pid 2>/dev/null; do
+	sample=$(rss_of_clients)
+	now=$(( $(date +%s) - began ))
+	if [ "$(echo "$sample" | grep -c ':[0-9]')" = 4 ]; then
+		if [ -z "$rss_start" ]; then
+			[ "$now" -ge 8 ] && { rss_start=$sample; start_at=$now; }
+		else
+			rss_end=$sample
+			end_at=$now
+		fi
+	fi
+	sleep 1
+done
 wait $bench_pid
 status=$?
 
@@ -92,8 +109,9 @@ check "no client aborted, no error" "0" "$(grep -ciE 'abort|error' "$work/pgbenc
 processed=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$work/pgbench.out")
 check "transactions were processed" "t" "$([ "${processed:-0}" -gt 100 ] && echo t || echo f)"
 check "4 backends sampled at start and end" "4 4" "$(echo "$rss_start" | grep -c ':[0-9]') $(echo "$rss_end" | grep -c ':[0-9]')"
-echo "# RssAnon kB at 8 s:  $(echo $rss_start)"
-echo "# RssAnon kB at $((SECONDS_RUN - 2)) s: $(echo $rss_end)"
+check "samples at least $((SECONDS_RUN / 4)) s apart" "t" "$([ $((end_at - start_at)) -ge $((SECONDS_RUN / 4)) ] && echo t || echo f)"
+echo "# RssAnon kB at $start_at s: $(echo $rss_start)"
+echo "# RssAnon kB at $end_at s: $(echo $rss_end)"
 # The baseline is the largest backend at 8 s: every client runs the same
 # scripts, so they converge on one steady state; a client that had not yet
 # run the costliest script by then is not a leak, growth beyond that level is.
