@@ -42,6 +42,7 @@
 #include "largeobject.h"
 #include "model_catalog.h"
 #include "progress.h"
+#include "server_files.h"
 #include "sft.h"
 #include "tokenizer.h"
 
@@ -285,36 +286,6 @@ sft_model_create(PG_FUNCTION_ARGS)
  * sft_model_import(name, directory)
  * ------------------------------------------------------------------------- */
 
-static void
-SftCheckServerFileRole(Oid role, const char *rolename, const char *action)
-{
-	if (superuser() || has_privs_of_role(GetUserId(), role))
-		return;
-	ereport(ERROR,
-			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("permission denied to %s", action),
-			 errdetail("Only superusers and members of %s may %s.", rolename, action)));
-}
-
-static void
-SftCheckDirectory(const char *dir)
-{
-	struct stat st;
-
-	if (!is_absolute_path(dir))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("directory must be an absolute path: \"%s\"", dir)));
-	if (stat(dir, &st) != 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not access directory \"%s\": %m", dir)));
-	if (!S_ISDIR(st.st_mode))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("\"%s\" is not a directory", dir)));
-}
-
 Datum
 sft_model_import(PG_FUNCTION_ARGS)
 {
@@ -325,10 +296,9 @@ sft_model_import(PG_FUNCTION_ARGS)
 	SftModel   *model = NULL;
 	int64		params = 0;
 
-	SftCheckServerFileRole(ROLE_PG_READ_SERVER_FILES, "pg_read_server_files",
-						   "import models from server files");
+	SftRequireServerFiles(SFT_SERVER_FILES_READ, "import models from server files", NULL);
 	SftModelCheckNameFree(name, 0);
-	SftCheckDirectory(dir);
+	dir = SftServerDirectory(dir, false);
 
 	/*
 	 * The tokenizer files travel with the model: import them under the
@@ -377,19 +347,10 @@ sft_model_export(PG_FUNCTION_ARGS)
 	int			n;
 	ListCell   *lc;
 
-	SftCheckServerFileRole(ROLE_PG_WRITE_SERVER_FILES, "pg_write_server_files",
-						   "export models to server files");
+	SftRequireServerFiles(SFT_SERVER_FILES_WRITE, "export models to server files", NULL);
 	SftModelFetch(name, &row, false);
 	SftModelCheckOwner(&row, "export");
-	if (!is_absolute_path(dir))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("directory must be an absolute path: \"%s\"", dir)));
-	if (pg_mkdir_p(pstrdup(dir), pg_dir_create_mode) != 0 && errno != EEXIST)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not create directory \"%s\": %m", dir)));
-	SftCheckDirectory(dir);
+	dir = SftServerDirectory(dir, true);
 
 	model = SftModelLoadWeights(&row);
 	PG_TRY();

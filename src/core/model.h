@@ -18,6 +18,7 @@
 
 #include "common.h"
 #include "llama_config.h"
+#include "optim.h"
 
 #define SFT_TENSOR_NAME_MAX 96
 
@@ -63,26 +64,6 @@ typedef struct SftBatch
 	const int32_t *tokens;		/* [T = sum of seq_lens] */
 	const int32_t *mask;		/* [T] 0/1 */
 } SftBatch;
-
-typedef enum SftLrSchedule
-{
-	SFT_LR_COSINE = 0,			/* linear warmup, cosine decay to min_lr_ratio * lr */
-	SFT_LR_LINEAR,				/* linear warmup, linear decay to min_lr_ratio * lr */
-	SFT_LR_CONSTANT				/* linear warmup, then constant */
-} SftLrSchedule;
-
-/* Learning rate at optimizer step (0-based) of total_steps. */
-double		sft_lr_at(SftLrSchedule schedule, double peak_lr, int64_t step,
-					  int64_t total_steps, int64_t warmup_steps, double min_lr_ratio);
-
-typedef struct SftAdamWConfig
-{
-	double		beta1;			/* 0.9 */
-	double		beta2;			/* 0.999 */
-	double		eps;			/* 1e-8 */
-	double		weight_decay;	/* decoupled, matrices only */
-	double		max_grad_norm;	/* global-norm clipping; <= 0 disables */
-} SftAdamWConfig;
 
 typedef struct SftTrainer SftTrainer;	/* gradients, AdamW moments, activations */
 
