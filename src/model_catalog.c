@@ -222,6 +222,36 @@ SftCheckModelMemory(const SftLlamaConfig *cfg, const char *name)
 						name, need_mb, sft_max_memory_mb)));
 }
 
+/*
+ * A new model's row and weights (a base: no parent, no run), after checking
+ * the tokenizer covers its vocabulary.  Frees model on every path; returns
+ * its parameter count.
+ */
+static int64
+SftModelStoreNew(const char *name, const char *tokenizer, SftModel *model)
+{
+	int64		params;
+
+	PG_TRY();
+	{
+		int64		size_bytes;
+		Oid			weights;
+
+		SftCheckVocabCovers(sft_model_config(model), tokenizer);
+		weights = SftLoWriteCheckpoint(model, NULL, &size_bytes);
+		SftModelInsert(name, tokenizer, model, NULL, 0, weights, size_bytes);
+		params = (int64) sft_model_num_params(model);
+	}
+	PG_CATCH();
+	{
+		sft_model_free(model);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	sft_model_free(model);
+	return params;
+}
+
 /* ---------------------------------------------------------------------------
  * sft_model_create(name, tokenizer, config jsonb, seed bigint default null)
  * ------------------------------------------------------------------------- */
@@ -237,7 +267,6 @@ sft_model_create(PG_FUNCTION_ARGS)
 	SftLlamaConfig cfg;
 	SftError	err = {0};
 	SftModel   *model = NULL;
-	int64		params = 0;
 
 	if (PG_ARGISNULL(2))
 		ereport(ERROR,
@@ -264,22 +293,8 @@ sft_model_create(PG_FUNCTION_ARGS)
 
 	if (sft_model_new(&cfg, &model, &err) != SFT_OK)
 		SftReportCoreError(&err, "creating model");
-	PG_TRY();
-	{
-		int64		size_bytes;
-		Oid			weights;
-
-		sft_model_init_random(model, seed);
-		weights = SftLoWriteCheckpoint(model, NULL, &size_bytes);
-		SftModelInsert(name, tokenizer, model, NULL, 0, weights, size_bytes);
-		params = (int64) sft_model_num_params(model);
-	}
-	PG_FINALLY();
-	{
-		sft_model_free(model);
-	}
-	PG_END_TRY();
-	PG_RETURN_INT64(params);
+	sft_model_init_random(model, seed);
+	PG_RETURN_INT64(SftModelStoreNew(name, tokenizer, model));
 }
 
 /* ---------------------------------------------------------------------------
@@ -294,7 +309,6 @@ sft_model_import(PG_FUNCTION_ARGS)
 	char	   *tokenizer;
 	SftError	err = {0};
 	SftModel   *model = NULL;
-	int64		params = 0;
 
 	SftRequireServerFiles(SFT_SERVER_FILES_READ, "import models from server files", NULL);
 	SftModelCheckNameFree(name, 0);
@@ -312,22 +326,7 @@ sft_model_import(PG_FUNCTION_ARGS)
 
 	if (sft_hf_load_dir(dir, &model, &err) != SFT_OK)
 		SftReportCoreError(&err, psprintf("importing \"%s\"", dir));
-	PG_TRY();
-	{
-		int64		size_bytes;
-		Oid			weights;
-
-		SftCheckVocabCovers(sft_model_config(model), tokenizer);
-		weights = SftLoWriteCheckpoint(model, NULL, &size_bytes);
-		SftModelInsert(name, tokenizer, model, NULL, 0, weights, size_bytes);
-		params = (int64) sft_model_num_params(model);
-	}
-	PG_FINALLY();
-	{
-		sft_model_free(model);
-	}
-	PG_END_TRY();
-	PG_RETURN_INT64(params);
+	PG_RETURN_INT64(SftModelStoreNew(name, tokenizer, model));
 }
 
 /* ---------------------------------------------------------------------------
