@@ -19,6 +19,7 @@
 #include "common.h"
 #include "llama_config.h"
 #include "optim.h"
+#include "quant.h"
 
 #define SFT_TENSOR_NAME_MAX 96
 
@@ -138,6 +139,28 @@ int			sft_decoder_position(const SftDecoder *dec);
  */
 SftStatus	sft_decoder_feed(SftDecoder *dec, const int32_t *tokens, int n,
 							 float *logits, SftError *err);
+
+/*
+ * Reduced-precision copies of a model's weight matrices for decode steps
+ * (quant.h): every 2-D tensor, the LM head included, in dtype; embeddings are
+ * still looked up, and prompts still prefilled, in fp32 from the model (there
+ * is no bf16 or int8 GEMM in OpenBLAS here, and a prefill is compute-bound).
+ * q8_0 needs every matrix row to be a multiple of 32 long (else
+ * SFT_ERR_UNSUPPORTED).  The model must outlive them.
+ */
+typedef struct SftDecodeWeights SftDecodeWeights;
+
+SftStatus	sft_decode_weights_new(const SftModel *model, SftDType dtype,
+								   SftDecodeWeights **out, SftError *err);
+void		sft_decode_weights_free(SftDecodeWeights *weights);
+size_t		sft_decode_weights_bytes(const SftDecodeWeights *weights);
+
+/*
+ * Single-token steps of this decoder read weights (built from its model)
+ * instead of the fp32 matrices; NULL goes back to fp32.  weights must outlive
+ * the decoder's use of it.
+ */
+void		sft_decoder_use_weights(SftDecoder *dec, const SftDecodeWeights *weights);
 
 typedef struct SftSamplerConfig
 {
