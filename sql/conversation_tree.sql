@@ -289,3 +289,4 @@ SELECT try_tree(('{"prompt": ' || repeat('{"role": "prompter", "text": "q", "rep
                  || '{"role": "prompter", "text": "last"}' || repeat(']}]}', 500) || '}')::jsonb) AS depth_1001;
 SELECT try_tree(('{"prompt": ' || repeat('{"role": "prompter", "text": "q", "replies": [{"role": "assistant", "text": "a", "replies": [', 499)
                  || '{"role": "prompter", "text": "q", "replies": [{"role": "assistant", "text": "last"}]}' || repeat(']}]}', 499) || '}')::jsonb) AS depth_1000;
+DROP FUNCTION try_oasst(text), bad_case(text), try_tree(jsonb, text);

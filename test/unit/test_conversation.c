@@ -16,6 +16,7 @@ make(const char *roles, SftMessage *buf)
 
 	for (int i = 0; i < c.n; i++)
 	{
+		memset(&buf[i], 0, sizeof(buf[i]));
 		buf[i].role = roles[i] == 's' ? SFT_ROLE_SYSTEM : roles[i] == 'u' ? SFT_ROLE_USER : SFT_ROLE_ASSISTANT;
 		buf[i].content = roles[i] == 's' ? "sys" : roles[i] == 'u' ? "question" : "answer";
 		buf[i].len = strlen(buf[i].content);
