@@ -51,8 +51,8 @@ END \$\$;
 SELECT count(*) FROM bench_alone a JOIN bench_batch b USING (round, id) WHERE a.reply = b.reply \gset same_
 SELECT count(*) FROM bench_alone \gset all_
 SELECT sum(array_length(sft_tokenize('bench_chat', reply), 1)) / $ROUNDS AS sum FROM bench_alone \gset tokens_
-SELECT bench_median(array_agg(seconds)) FILTER (WHERE way = 'alone') AS alone,
-       bench_median(array_agg(seconds)) FILTER (WHERE way = 'batch') AS batch FROM times \gset
+SELECT bench_median(array_agg(seconds) FILTER (WHERE way = 'alone')) AS alone,
+       bench_median(array_agg(seconds) FILTER (WHERE way = 'batch')) AS batch FROM times \gset
 -- time to first token, 512-token prompt
 SELECT sft_detokenize('bench_chat', (sft_tokenize('bench_chat', repeat('The sea is wide and the waves are high. ', 80)))[1:512]) AS long_prompt \gset
 SELECT array_length(sft_tokenize('bench_chat', :'long_prompt'), 1) AS long_tokens \gset
