@@ -14,6 +14,10 @@
 
 #include "kernels.h"
 
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
+
 #include <cblas.h>
 #include <math.h>
 
@@ -147,22 +151,59 @@ matmul_backward(float *dx, float *dw, const float *dout, const float *x,
 					1.0f, dout, OUT, x, IN, 1.0f, dw, IN);
 }
 
-/* One row of a matrix-vector product; the same sums in the same order wherever it is used. */
-static inline float
-matvec_dot(const float *restrict row, const float *restrict x, size_t n)
-{
-	float		acc[16] = {0};	/* two vector accumulators: FMA latency */
-	float		s = 0.0f;
-	size_t		i = 0;
+/*
+ * Rows of a matrix-vector product: out[j] = row . x[j] for nx <= 4 inputs
+ * (x[j] at x + j ldx), the row read once for all of them.  Each dot product
+ * is the same sums in the same order whatever nx is: 16 lanes in two vector
+ * accumulators, a fused multiply-add per element, the tail fused too, then
+ * the lanes added in order to the tail's sum.
+ */
+#define MATVEC_MAX_X 4
 
+static inline void
+matvec_dots(float *out, const float *restrict row, const float *restrict x, size_t ldx,
+			int nx, size_t n)
+{
+	size_t		i = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+	__m256		a0[MATVEC_MAX_X],
+				a1[MATVEC_MAX_X];
+
+	for (int j = 0; j < nx; j++)
+		a0[j] = a1[j] = _mm256_setzero_ps();
 	for (; i + 16 <= n; i += 16)
-		for (int j = 0; j < 16; j++)
-			acc[j] += row[i + j] * x[i + j];
-	for (; i < n; i++)
-		s += row[i] * x[i];
-	for (int j = 0; j < 16; j++)
-		s += acc[j];
-	return s;
+	{
+		__m256		r0 = _mm256_loadu_ps(row + i),
+					r1 = _mm256_loadu_ps(row + i + 8);
+
+		for (int j = 0; j < nx; j++)
+		{
+			a0[j] = _mm256_fmadd_ps(r0, _mm256_loadu_ps(x + j * ldx + i), a0[j]);
+			a1[j] = _mm256_fmadd_ps(r1, _mm256_loadu_ps(x + j * ldx + i + 8), a1[j]);
+		}
+	}
+#endif
+	for (int j = 0; j < nx; j++)
+	{
+		const float *xj = x + j * ldx;
+		float		acc[16] = {0};
+		float		s = 0.0f;
+		size_t		k = i;
+
+#if defined(__AVX2__) && defined(__FMA__)
+		_mm256_storeu_ps(acc, a0[j]);
+		_mm256_storeu_ps(acc + 8, a1[j]);
+#else
+		for (; k + 16 <= n; k += 16)
+			for (int l = 0; l < 16; l++)
+				acc[l] = fmaf(row[k + l], xj[k + l], acc[l]);
+#endif
+		for (; k < n; k++)
+			s = fmaf(row[k], xj[k], s);
+		for (int l = 0; l < 16; l++)
+			s += acc[l];
+		out[j] = s;
+	}
 }
 
 void
@@ -181,8 +222,15 @@ matvec_forward_rows(float *restrict y, const float *restrict x, int nx,
 		const float *row = w + (size_t) o * IN;
 
 		/* the row is read from memory once and from cache for the other inputs */
-		for (int j = 0; j < nx; j++)
-			y[(size_t) j * OUT + o] = matvec_dot(row, x + (size_t) j * IN, (size_t) IN);
+		for (int j = 0; j < nx; j += MATVEC_MAX_X)
+		{
+			float		out[MATVEC_MAX_X];
+			int			m = nx - j < MATVEC_MAX_X ? nx - j : MATVEC_MAX_X;
+
+			matvec_dots(out, row, x + (size_t) j * IN, (size_t) IN, m, (size_t) IN);
+			for (int k = 0; k < m; k++)
+				y[(size_t) (j + k) * OUT + o] = out[k];
+		}
 	}
 }
 
