@@ -17,7 +17,8 @@
 //   node llama_ref.mjs greedy MODEL PROMPTS.json N OUT.json
 //        N greedy ids after each prompt (argmax, lowest id on ties)
 //   node llama_ref.mjs bench MODEL PROMPT_IDS N THREADS
-//        decode N tokens after the prompt; prints "tokens_per_s X"
+//        N single-token greedy steps after the prompt (all but its last
+//        token fed before the clock); prints "tokens_per_s X" and the ids
 'use strict';
 import fs from 'node:fs';
 import {pathToFileURL} from 'node:url';
@@ -123,13 +124,15 @@ if (cmd === 'tokenize') {
 	const n = Number(rest[1]);
 	await seq.controlledEvaluate(prompt.slice(0, -1));
 	let last = prompt[prompt.length - 1];
+	const ids = [];
 	const t0 = process.hrtime.bigint();
 	for (let k = 0; k < n; k++) {
 		const out = await seq.controlledEvaluate([[last, {generateNext: {token: true, options: {temperature: 0}}}]]);
 		last = out[0].next.token;
+		ids.push(last);
 	}
 	const s = Number(process.hrtime.bigint() - t0) / 1e9;
-	console.log(`tokens_per_s ${(n / s).toFixed(2)}`);
+	console.log(`tokens_per_s ${(n / s).toFixed(2)}\nids ${ids.join(',')}`);
 } else {
 	console.error(`unknown command ${cmd}`);
 	process.exit(2);
