@@ -5,8 +5,9 @@
  * sft_model_export (model_catalog.c) has already checked the caller's role
  * (pg_write_server_files), that the caller owns the model, and the
  * directory.  Here: the dtype, the file name, the tokenizer's chat template
- * and end-of-turn token, then two atomic writes through the core (temporary
- * file, fsync, rename).  When the Modelfile cannot be written the .gguf just
+ * and end-of-turn token, then two atomic writes (temporary file, rename):
+ * the GGUF streamed through the core's writer (it is as large as the
+ * weights), the Modelfile through server_files.c.  When the Modelfile cannot be written the .gguf just
  * written is removed again, so a failed export leaves neither file.
  */
 #include "postgres.h"
@@ -19,6 +20,7 @@
 #include "core/gguf_export.h"
 #include "core/weights.h"
 #include "model_catalog.h"
+#include "server_files.h"
 #include "sft.h"
 #include "tokenizer.h"
 
@@ -35,14 +37,6 @@ ProduceGguf(const void *arg, SftWriteFn write, void *ctx, SftError *err)
 	const GgufJob *job = arg;
 
 	return sft_gguf_export_model(job->model, job->tok, &job->opt, write, ctx, err);
-}
-
-static SftStatus
-ProduceText(const void *arg, SftWriteFn write, void *ctx, SftError *err)
-{
-	const char *text = arg;
-
-	return write(ctx, text, strlen(text), err);
 }
 
 /* The model name becomes a file name: refuse what cannot be one. */
@@ -137,10 +131,15 @@ SftModelExportGguf(const SftModelRow *row, const char *dir, const char *dtype)
 		sft_model_free(model);
 	}
 	PG_END_TRY();
-	if (sft_write_file_atomically(dir, "Modelfile", ProduceText, modelfile, &err) != SFT_OK)
+	PG_TRY();
+	{
+		SftWriteServerFile(psprintf("%s/Modelfile", dir), modelfile, strlen(modelfile));
+	}
+	PG_CATCH();
 	{
 		unlink(gguf_path);
-		SftReportCoreError(&err, psprintf("writing the Modelfile of model \"%s\"", row->name));
+		PG_RE_THROW();
 	}
+	PG_END_TRY();
 	return list_make2(gguf_path, psprintf("%s/Modelfile", dir));
 }

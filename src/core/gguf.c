@@ -10,7 +10,6 @@
  */
 #include "gguf.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,126 +80,6 @@ f32_bits(float x)
 
 	memcpy(&u, &x, 4);
 	return u;
-}
-
-static float
-bits_f32(uint32_t u)
-{
-	float		x;
-
-	memcpy(&x, &u, 4);
-	return x;
-}
-
-uint16_t
-sft_fp32_to_fp16(float x)
-{
-	uint32_t	f = f32_bits(x);
-	uint16_t	sign = (uint16_t) ((f >> 16) & 0x8000);
-	uint32_t	a = f & 0x7fffffff;
-	uint32_t	q,
-				rem;
-
-	if (a > 0x7f800000)			/* NaN: stays a quiet NaN */
-		return sign | 0x7e00 | (uint16_t) ((a >> 13) & 0x3ff);
-	if (a >= 0x477ff000)		/* >= 65520 rounds past 65504: infinity */
-		return sign | 0x7c00;
-	if (a < 0x38800000)			/* below 2^-14: a subnormal half (or zero) */
-	{
-		uint32_t	e = a >> 23;
-		uint32_t	mant = (a & 0x7fffff) | (e ? 0x800000 : 0);
-		uint32_t	shift = e ? 126 - e : 126;
-
-		if (shift > 24)
-			return sign;
-		q = mant >> shift;
-		rem = mant & ((1u << shift) - 1);
-		if (rem > (1u << (shift - 1)) || (rem == (1u << (shift - 1)) && (q & 1)))
-			q++;
-		return sign | (uint16_t) q;
-	}
-	/* normal: rebias the exponent (127 -> 15), keep 10 mantissa bits */
-	q = (a - 0x38000000) >> 13;
-	rem = a & 0x1fff;
-	if (rem > 0x1000 || (rem == 0x1000 && (q & 1)))
-		q++;
-	return sign | (uint16_t) q;
-}
-
-float
-sft_fp16_to_fp32(uint16_t h)
-{
-	uint32_t	sign = (uint32_t) (h & 0x8000) << 16;
-	uint32_t	e = (h >> 10) & 0x1f;
-	uint32_t	m = h & 0x3ff;
-
-	if (e == 0x1f)
-		return bits_f32(sign | 0x7f800000 | (m << 13));
-	if (e == 0)
-	{
-		float		v = ldexpf((float) m, -24);
-
-		return sign ? -v : v;
-	}
-	return bits_f32(sign | ((e + 112) << 23) | (m << 13));
-}
-
-uint16_t
-sft_fp32_to_bf16(float x)
-{
-	uint32_t	f = f32_bits(x);
-
-	if ((f & 0x7fffffff) > 0x7f800000)
-		return (uint16_t) ((f >> 16) | 0x40);
-	return (uint16_t) ((f + 0x7fff + ((f >> 16) & 1)) >> 16);
-}
-
-float
-sft_bf16_to_fp32(uint16_t h)
-{
-	return bits_f32((uint32_t) h << 16);
-}
-
-void
-sft_q8_0_quantize(const float *x, size_t n, uint8_t *out)
-{
-	for (size_t b = 0; b < n / SFT_GGUF_QK8_0; b++)
-	{
-		const float *v = x + b * SFT_GGUF_QK8_0;
-		uint8_t    *blk = out + b * SFT_GGUF_Q8_0_BLOCK_BYTES;
-		float		amax = 0.0f;
-		float		d,
-					id;
-		uint16_t	dh;
-
-		for (int j = 0; j < SFT_GGUF_QK8_0; j++)
-			amax = fmaxf(amax, fabsf(v[j]));
-		d = amax / 127.0f;
-		id = d != 0.0f ? 1.0f / d : 0.0f;
-		dh = sft_fp32_to_fp16(d);
-		blk[0] = (uint8_t) (dh & 0xff);
-		blk[1] = (uint8_t) (dh >> 8);
-		for (int j = 0; j < SFT_GGUF_QK8_0; j++)
-		{
-			float		q = roundf(v[j] * id);	/* half away from zero, as ggml */
-
-			q = fminf(127.0f, fmaxf(-127.0f, q));
-			blk[2 + j] = (uint8_t) (int8_t) q;
-		}
-	}
-}
-
-void
-sft_q8_0_dequantize(const uint8_t *blocks, size_t n, float *out)
-{
-	for (size_t b = 0; b < n / SFT_GGUF_QK8_0; b++)
-	{
-		const uint8_t *blk = blocks + b * SFT_GGUF_Q8_0_BLOCK_BYTES;
-		float		d = sft_fp16_to_fp32((uint16_t) (blk[0] | (blk[1] << 8)));
-
-		for (int j = 0; j < SFT_GGUF_QK8_0; j++)
-			out[b * SFT_GGUF_QK8_0 + j] = d * (float) (int8_t) blk[2 + j];
-	}
 }
 
 /* ---------------------------------------------------------------------------
@@ -415,17 +294,19 @@ convert_row(SftGgmlType type, const float *x, uint64_t n, unsigned char *out)
 			memcpy(out, x, n * 4);	/* the core runs on little-endian hosts */
 			break;
 		case SFT_GGML_F16:
-		case SFT_GGML_BF16:
 			for (uint64_t i = 0; i < n; i++)
 			{
-				uint16_t	h = type == SFT_GGML_F16 ? sft_fp32_to_fp16(x[i]) : sft_fp32_to_bf16(x[i]);
+				uint16_t	h = sft_f32_to_f16(x[i]);
 
 				out[2 * i] = (unsigned char) (h & 0xff);
 				out[2 * i + 1] = (unsigned char) (h >> 8);
 			}
 			break;
+		case SFT_GGML_BF16:		/* quant.c's layouts are ggml's (little-endian host) */
+			sft_quantize_row(SFT_DTYPE_BF16, x, out, (int64_t) n);
+			break;
 		case SFT_GGML_Q8_0:
-			sft_q8_0_quantize(x, n, out);
+			sft_quantize_row(SFT_DTYPE_Q8_0, x, out, (int64_t) n);
 			break;
 	}
 }
@@ -936,11 +817,11 @@ sft_gguf_tensor_to_f32(const SftGgufTensorIn *t, float *out, SftError *err)
 			{
 				uint16_t	h = (uint16_t) (t->data[2 * i] | t->data[2 * i + 1] << 8);
 
-				out[i] = t->type == SFT_GGML_F16 ? sft_fp16_to_fp32(h) : sft_bf16_to_fp32(h);
+				out[i] = t->type == SFT_GGML_F16 ? sft_f16_to_f32(h) : sft_bf16_to_f32(h);
 			}
 			return SFT_OK;
 		case SFT_GGML_Q8_0:
-			sft_q8_0_dequantize(t->data, (size_t) n, out);
+			sft_dequantize_row(SFT_DTYPE_Q8_0, t->data, out, (int64_t) n);
 			return SFT_OK;
 	}
 	return sft_error(err, SFT_ERR_INTERNAL, "GGUF tensor type %u", t->type);

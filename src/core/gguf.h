@@ -15,19 +15,21 @@
  *
  * Element types written: F32, F16, BF16 (both rounded to nearest even from
  * fp32, NaN kept a quiet NaN) and Q8_0 (blocks of 32 values along ne0: an
- * fp16 scale d = max|x| / 127 then 32 int8 round(x / d), 34 bytes).
+ * fp16 scale d = max|x| / 127 then 32 int8 round(x / d), 34 bytes), with the
+ * conversions of quant.c, which the reduced-precision decode uses too.
  */
 #ifndef SFT_CORE_GGUF_H
 #define SFT_CORE_GGUF_H
 
 #include "common.h"
+#include "quant.h"
 #include "weights.h"
 
 #define SFT_GGUF_VERSION 3
 #define SFT_GGUF_DEFAULT_ALIGNMENT 32
 #define SFT_GGUF_MAX_DIMS 4
-#define SFT_GGUF_QK8_0 32		/* values per q8_0 block */
-#define SFT_GGUF_Q8_0_BLOCK_BYTES 34
+#define SFT_GGUF_QK8_0 SFT_Q8_0_BLOCK	/* values per q8_0 block */
+#define SFT_GGUF_Q8_0_BLOCK_BYTES ((int) sizeof(SftBlockQ8_0))	/* 34 */
 
 /* Value types of the key/value section (GGUF's numbering). */
 typedef enum SftGgufValueType
@@ -63,18 +65,6 @@ const char *sft_ggml_type_name(SftGgmlType type);
 
 /* Bytes of n values of type along ne0 (q8_0: n a multiple of 32). */
 size_t		sft_ggml_row_bytes(SftGgmlType type, uint64_t n);
-
-/* ---------------------------------------------------------------------------
- * Number conversions (exposed for the tests)
- * ------------------------------------------------------------------------- */
-
-uint16_t	sft_fp32_to_fp16(float x);	/* round to nearest even; overflow -> inf */
-float		sft_fp16_to_fp32(uint16_t h);
-uint16_t	sft_fp32_to_bf16(float x);	/* round to nearest even */
-float		sft_bf16_to_fp32(uint16_t h);
-/* n (a multiple of 32) values -> n / 32 q8_0 blocks of 34 bytes. */
-void		sft_q8_0_quantize(const float *x, size_t n, uint8_t *out);
-void		sft_q8_0_dequantize(const uint8_t *blocks, size_t n, float *out);
 
 /* ---------------------------------------------------------------------------
  * Writer

@@ -1,7 +1,7 @@
 /*
  * test_gguf.c: the GGUF writer and reader (gguf.c) and the model export
- * (gguf_export.c): number conversions against hand-computed bit patterns,
- * q8_0 blocks, a written file read back (keys with llama.cpp's value types,
+ * (gguf_export.c): the conversions GGUF files need (quant.c's) against
+ * hand-computed bit patterns, q8_0 blocks as ggml lays them out, a written file read back (keys with llama.cpp's value types,
  * tensor names and GGUF-order dims, the Q/K permutation, tokens, merges,
  * scores), and the refusals (duplicate token texts, corrupt files).
  */
@@ -51,34 +51,34 @@ kv_u32(const SftGgufFile *f, const char *key, int *ok)
 static void
 test_numbers(void)
 {
-	TAP_OK(sft_fp32_to_fp16(1.0f) == 0x3c00, "fp16(1) = 0x3c00");
-	TAP_OK(sft_fp32_to_fp16(-2.0f) == 0xc000, "fp16(-2) = 0xc000");
-	TAP_OK(sft_fp32_to_fp16(65504.0f) == 0x7bff, "fp16 max is finite");
-	TAP_OK(sft_fp32_to_fp16(65519.0f) == 0x7bff, "65519 rounds down to 65504");
-	TAP_OK(sft_fp32_to_fp16(65520.0f) == 0x7c00, "65520 rounds to infinity (ties to even)");
+	TAP_OK(sft_f32_to_f16(1.0f) == 0x3c00, "fp16(1) = 0x3c00");
+	TAP_OK(sft_f32_to_f16(-2.0f) == 0xc000, "fp16(-2) = 0xc000");
+	TAP_OK(sft_f32_to_f16(65504.0f) == 0x7bff, "fp16 max is finite");
+	TAP_OK(sft_f32_to_f16(65519.0f) == 0x7bff, "65519 rounds down to 65504");
+	TAP_OK(sft_f32_to_f16(65520.0f) == 0x7c00, "65520 rounds to infinity (ties to even)");
 	/* 1 + 2^-11 is halfway between 1 and 1 + 2^-10: ties to even gives 1 */
-	TAP_OK(sft_fp32_to_fp16(1.0f + ldexpf(1, -11)) == 0x3c00, "fp16 halfway rounds to even (down)");
-	TAP_OK(sft_fp32_to_fp16(1.0f + 3 * ldexpf(1, -11)) == 0x3c02, "fp16 halfway rounds to even (up)");
-	TAP_OK(sft_fp32_to_fp16(1.0f + ldexpf(1, -11) + ldexpf(1, -20)) == 0x3c01, "fp16 above halfway rounds up");
-	TAP_OK(sft_fp32_to_fp16(ldexpf(1, -24)) == 0x0001, "smallest fp16 subnormal");
-	TAP_OK(sft_fp32_to_fp16(ldexpf(1, -25)) == 0x0000, "half the smallest subnormal ties to zero");
-	TAP_OK(sft_fp32_to_fp16(ldexpf(3, -26)) == 0x0001, "0.75 of the smallest subnormal rounds up");
-	TAP_OK(sft_fp32_to_fp16(ldexpf(1023, -24) + ldexpf(1, -25)) == 0x0400, "subnormal rounds up into the smallest normal");
-	TAP_OK((sft_fp32_to_fp16(NAN) & 0x7e00) == 0x7e00, "fp16 NaN stays NaN");
-	TAP_OK(sft_fp32_to_fp16(-0.0f) == 0x8000, "fp16 keeps the sign of zero");
-	TAP_OK(sft_fp16_to_fp32(0x0001) == ldexpf(1, -24) && sft_fp16_to_fp32(0x3555) == 0.333251953125f,
+	TAP_OK(sft_f32_to_f16(1.0f + ldexpf(1, -11)) == 0x3c00, "fp16 halfway rounds to even (down)");
+	TAP_OK(sft_f32_to_f16(1.0f + 3 * ldexpf(1, -11)) == 0x3c02, "fp16 halfway rounds to even (up)");
+	TAP_OK(sft_f32_to_f16(1.0f + ldexpf(1, -11) + ldexpf(1, -20)) == 0x3c01, "fp16 above halfway rounds up");
+	TAP_OK(sft_f32_to_f16(ldexpf(1, -24)) == 0x0001, "smallest fp16 subnormal");
+	TAP_OK(sft_f32_to_f16(ldexpf(1, -25)) == 0x0000, "half the smallest subnormal ties to zero");
+	TAP_OK(sft_f32_to_f16(ldexpf(3, -26)) == 0x0001, "0.75 of the smallest subnormal rounds up");
+	TAP_OK(sft_f32_to_f16(ldexpf(1023, -24) + ldexpf(1, -25)) == 0x0400, "subnormal rounds up into the smallest normal");
+	TAP_OK((sft_f32_to_f16(NAN) & 0x7e00) == 0x7e00, "fp16 NaN stays NaN");
+	TAP_OK(sft_f32_to_f16(-0.0f) == 0x8000, "fp16 keeps the sign of zero");
+	TAP_OK(sft_f16_to_f32(0x0001) == ldexpf(1, -24) && sft_f16_to_f32(0x3555) == 0.333251953125f,
 		   "fp16 -> fp32");
-	TAP_OK(sft_fp32_to_bf16(1.0f) == 0x3f80, "bf16(1) = 0x3f80");
+	TAP_OK(sft_f32_to_bf16(1.0f) == 0x3f80, "bf16(1) = 0x3f80");
 	/* 1 + 2^-8 is halfway between bf16 1 and 1 + 2^-7 */
-	TAP_OK(sft_fp32_to_bf16(1.0f + ldexpf(1, -8)) == 0x3f80, "bf16 halfway rounds to even (down)");
-	TAP_OK(sft_fp32_to_bf16(1.0f + 3 * ldexpf(1, -8)) == 0x3f82, "bf16 halfway rounds to even (up)");
-	TAP_OK((sft_fp32_to_bf16(NAN) & 0x7fc0) == 0x7fc0, "bf16 NaN stays NaN");
-	TAP_OK(sft_bf16_to_fp32(0xc040) == -3.0f, "bf16 -> fp32");
+	TAP_OK(sft_f32_to_bf16(1.0f + ldexpf(1, -8)) == 0x3f80, "bf16 halfway rounds to even (down)");
+	TAP_OK(sft_f32_to_bf16(1.0f + 3 * ldexpf(1, -8)) == 0x3f82, "bf16 halfway rounds to even (up)");
+	TAP_OK((sft_f32_to_bf16(NAN) & 0x7fc0) == 0x7fc0, "bf16 NaN stays NaN");
+	TAP_OK(sft_bf16_to_f32(0xc040) == -3.0f, "bf16 -> fp32");
 	{
 		int			ok = 1;
 
 		for (uint32_t h = 0; h < 0x7c00; h++)
-			if (sft_fp32_to_fp16(sft_fp16_to_fp32((uint16_t) h)) != h)
+			if (sft_f32_to_f16(sft_f16_to_f32((uint16_t) h)) != h)
 				ok = 0;
 		TAP_OK(ok, "every finite positive fp16 round-trips through fp32");
 	}
@@ -91,11 +91,11 @@ test_numbers(void)
 		for (int i = 0; i < 64; i++)
 			x[i] = (i < 32) ? (float) (i - 16) / 8.0f : 0.0f;
 		x[5] = 2.5f;			/* the block's max |x| */
-		sft_q8_0_quantize(x, 64, q);
-		sft_q8_0_dequantize(q, 64, back);
+		sft_quantize_row(SFT_DTYPE_Q8_0, x, q, 64);
+		sft_dequantize_row(SFT_DTYPE_Q8_0, q, back, 64);
 		for (int i = 0; i < 32; i++)
 			maxerr = fmaxf(maxerr, fabsf(back[i] - x[i]));
-		TAP_OK(q[0] == (sft_fp32_to_fp16(2.5f / 127) & 0xff) && q[1] == (sft_fp32_to_fp16(2.5f / 127) >> 8),
+		TAP_OK(q[0] == (sft_f32_to_f16(2.5f / 127) & 0xff) && q[1] == (sft_f32_to_f16(2.5f / 127) >> 8),
 			   "q8_0 scale is fp16(max|x| / 127)");
 		TAP_OK((int8_t) q[2 + 5] == 127 && (int8_t) q[2 + 0] == -102,
 			   "q8_0 values are round(x / d) (max -> 127, -2 -> %d)", (int8_t) q[2]);
