@@ -42,6 +42,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <json.h>
+
 #include "tokenizer_internal.h"
 
 /* ---------------------------------------------------------------------------
@@ -91,17 +93,48 @@ static const TensorMap llama_layer[] = {
 	{NULL, NULL, PERMUTE_NONE}
 };
 
+/*
+ * What decides whether this mapping applies is what config.json says, so
+ * the check reads the config as the core serialises it: model_type "llama"
+ * and no rope_scaling (llama3-scaled RoPE needs the rope_freqs tensor, which
+ * this writer does not produce yet).  A config that describes anything else
+ * (another family, scaled RoPE, layers without RoPE) is refused here, even
+ * when its tensors happen to have llama's names.
+ */
 static SftStatus
 check_llama(const SftLlamaConfig *cfg, SftError *err)
 {
+	SftBuf		text;
+	json_object *root;
+	json_object *v;
+	SftStatus	st;
+	const char *model_type = NULL;
+
 	if (cfg->head_dim % 2 != 0)
 		return sft_error(err, SFT_ERR_UNSUPPORTED, "GGUF export: head_dim %d is odd (RoPE needs pairs)", cfg->head_dim);
-	/*
-	 * rope_scaling is rejected by the config parser today; when llama3
-	 * scaling lands it must add the rope_freqs tensor here before export
-	 * accepts it.
-	 */
-	return SFT_OK;
+	sft_buf_init(&text);
+	if ((st = sft_llama_config_to_json(cfg, &text, err)) != SFT_OK)
+	{
+		sft_buf_free(&text);
+		return st;
+	}
+	root = json_tokener_parse(text.data);
+	sft_buf_free(&text);
+	if (root == NULL)
+		return sft_error(err, SFT_ERR_INTERNAL, "GGUF export: the serialised config does not parse");
+	if (json_object_object_get_ex(root, "model_type", &v) && json_object_is_type(v, json_type_string))
+		model_type = json_object_get_string(v);
+	if (model_type == NULL || strcmp(model_type, "llama") != 0)
+		st = sft_error(err, SFT_ERR_UNSUPPORTED,
+					   "GGUF export: model_type \"%s\" has no GGUF mapping yet (llama has)",
+					   model_type ? model_type : "(none)");
+	else if (json_object_object_get_ex(root, "rope_scaling", &v) && v != NULL)
+		st = sft_error(err, SFT_ERR_UNSUPPORTED,
+					   "GGUF export: rope_scaling is not exported yet (llama.cpp needs a rope_freqs tensor for it)");
+	else
+		st = SFT_OK;
+	json_object_put(root);
+	return st;
 }
 
 /*
