@@ -821,7 +821,14 @@ sft_gguf_tensor_to_f32(const SftGgufTensorIn *t, float *out, SftError *err)
 			}
 			return SFT_OK;
 		case SFT_GGML_Q8_0:
-			sft_dequantize_row(SFT_DTYPE_Q8_0, t->data, out, (int64_t) n);
+			/* the file's alignment may be 1: copy each block to an aligned one */
+			for (uint64_t b = 0; b < n / SFT_GGUF_QK8_0; b++)
+			{
+				SftBlockQ8_0 blk;
+
+				memcpy(&blk, t->data + b * SFT_GGUF_Q8_0_BLOCK_BYTES, sizeof(blk));
+				sft_dequantize_row(SFT_DTYPE_Q8_0, &blk, out + b * SFT_GGUF_QK8_0, SFT_GGUF_QK8_0);
+			}
 			return SFT_OK;
 	}
 	return sft_error(err, SFT_ERR_INTERNAL, "GGUF tensor type %u", t->type);
