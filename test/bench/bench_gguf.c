@@ -5,10 +5,11 @@
  *   bench_gguf make DIR
  *       a SmolLM2-135M-shaped model (fp32, tied, random weights, seed 1)
  *       with the tiny byte-level fixture tokenizer (vocabulary padded to
- *       49152): DIR/hf (our HF export) and DIR/model-{f32,f16,q8_0}.gguf
- *   bench_gguf decode HF_DIR THREADS N PROMPT
+ *       49152): DIR/hf (our HF export) and DIR/model-{f32,f16,bf16,q8_0}.gguf
+ *   bench_gguf decode HF_DIR THREADS N PROMPT [DTYPE]
  *       greedy batch-1 decode of N tokens after PROMPT (comma-separated
- *       ids) with the KV-cached decoder: the prompt but its last token is
+ *       ids) with the KV-cached decoder, reading DTYPE decode weights (f32,
+ *       bf16, q8_0: sft.generate_dtype; default f32): the prompt but its last token is
  *       fed before the clock starts, then N single-token steps; prints
  *       "tokens_per_s X" and "ids a,b,..." (the N greedy ids).
  */
@@ -57,7 +58,7 @@ make(const char *dir)
 	FILE	   *f;
 	char		chunk[65536];
 	size_t		n;
-	SftGgmlType types[3] = {SFT_GGML_F32, SFT_GGML_F16, SFT_GGML_Q8_0};
+	SftGgmlType types[4] = {SFT_GGML_F32, SFT_GGML_F16, SFT_GGML_BF16, SFT_GGML_Q8_0};
 
 	sft_buf_init(&src);
 	f = fopen("test/fixtures/tiny_bpe.json", "rb");
@@ -80,7 +81,7 @@ make(const char *dir)
 		fprintf(stderr, "bench_gguf: %s\n", err.message);
 		return 1;
 	}
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 4; i++)
 	{
 		SftGgufExportOptions opt = {types[i], "bench-135m", NULL, -1};
 
@@ -99,10 +100,12 @@ make(const char *dir)
 }
 
 static int
-decode(const char *dir, int threads, int n_new, const char *prompt_arg)
+decode(const char *dir, int threads, int n_new, const char *prompt_arg, const char *dtype_name)
 {
 	SftModel   *model = NULL;
 	SftDecoder *dec = NULL;
+	SftDecodeWeights *weights = NULL;
+	SftDType	dtype;
 	SftError	err = {0};
 	int32_t		prompt[512];
 	int			n_prompt = 0;
@@ -119,13 +122,20 @@ decode(const char *dir, int threads, int n_new, const char *prompt_arg)
 		if (*p == ',')
 			p++;
 	}
+	if (!sft_dtype_from_name(dtype_name, &dtype))
+	{
+		fprintf(stderr, "bench_gguf: unknown dtype %s\n", dtype_name);
+		return 2;
+	}
 	openblas_set_num_threads(threads);
 	if (sft_hf_load_dir(dir, &model, &err) != SFT_OK ||
-		sft_decoder_new(model, n_prompt + n_new + 1, &dec, &err) != SFT_OK)
+		sft_decoder_new(model, n_prompt + n_new + 1, &dec, &err) != SFT_OK ||
+		(dtype != SFT_DTYPE_F32 && sft_decode_weights_new(model, dtype, &weights, &err) != SFT_OK))
 	{
 		fprintf(stderr, "bench_gguf: %s\n", err.message);
 		return 1;
 	}
+	sft_decoder_use_weights(dec, weights);
 	V = sft_model_config(model)->vocab_size;
 	logits = malloc(sizeof(float) * V);
 	/* as llama_ref.mjs bench: the prompt but its last token before the clock,
@@ -153,6 +163,7 @@ decode(const char *dir, int threads, int n_new, const char *prompt_arg)
 		printf("%s%d", i ? "," : "", out[i]);
 	printf("\n");
 	sft_decoder_free(dec);
+	sft_decode_weights_free(weights);
 	sft_model_free(model);
 	free(logits);
 	free(out);
@@ -164,8 +175,8 @@ main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "make") == 0)
 		return make(argv[2]);
-	if (argc == 6 && strcmp(argv[1], "decode") == 0)
-		return decode(argv[2], atoi(argv[3]), atoi(argv[4]), argv[5]);
-	fprintf(stderr, "usage: bench_gguf make DIR | bench_gguf decode HF_DIR THREADS N PROMPT\n");
+	if ((argc == 6 || argc == 7) && strcmp(argv[1], "decode") == 0)
+		return decode(argv[2], atoi(argv[3]), atoi(argv[4]), argv[5], argc == 7 ? argv[6] : "f32");
+	fprintf(stderr, "usage: bench_gguf make DIR | bench_gguf decode HF_DIR THREADS N PROMPT [DTYPE]\n");
 	return 2;
 }
