@@ -232,10 +232,13 @@ void
 matvec_forward_rows(float *restrict y, const float *restrict x, int nx,
 					const float *restrict w, int IN, int OUT)
 {
-	for (int o = 0; o < OUT; o += MATVEC_ROWS)
+	/* one input: a row at a time (two rows in flight buy nothing there) */
+	int			step = nx == 1 ? 1 : MATVEC_ROWS;
+
+	for (int o = 0; o < OUT; o += step)
 	{
 		const float *rows[MATVEC_ROWS] = {w + (size_t) o * IN, w + (size_t) (o + 1) * IN};
-		int			nr = OUT - o < MATVEC_ROWS ? OUT - o : MATVEC_ROWS;
+		int			nr = OUT - o < step ? OUT - o : step;
 
 		for (int j = 0; j < nx; j += MATVEC_XS)
 		{
