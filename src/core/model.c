@@ -415,7 +415,8 @@ sft_rope_tables(float *cos_tab, float *sin_tab, int n_pos, int head_dim, const f
  * Trainer
  *
  * Buffers (T = max_tokens, QKV = (NH + 2 NKV) HD, QH = NH HD, R = LM-head rows
- * per chunk, min(T, SFT_LM_HEAD_ROWS = 512)):
+ * per chunk, min(T, lm_head_rows(V)): 512, fewer when 512 rows of V logits
+ * would pass SFT_LM_HEAD_FLOATS, as for Gemma's 262,144-entry vocabulary):
  *
  *   grads, adam_m, adam_v   [n_params] each, same layout as the parameters
  *   acts slab, per layer l (saved for backward):
@@ -482,6 +483,18 @@ sft_rope_tables(float *cos_tab, float *sin_tab, int n_pos, int head_dim, const f
  * ------------------------------------------------------------------------- */
 
 #define SFT_LM_HEAD_ROWS 512
+#define SFT_LM_HEAD_FLOATS ((size_t) 1 << 25)	/* 128 MB of logits at most */
+
+/* Rows of one LM-head chunk: the [rows, V] logits stay within the budget. */
+static int
+lm_head_rows(int V)
+{
+	size_t		rows = SFT_LM_HEAD_FLOATS / (size_t) V;
+
+	if (rows > SFT_LM_HEAD_ROWS)
+		rows = SFT_LM_HEAD_ROWS;
+	return rows < 16 ? 16 : (int) rows;
+}
 
 typedef struct LayerActs
 {
@@ -597,7 +610,7 @@ layout_acts(const SftLlamaConfig *c, int T, int P, SftTrainer *tr, float *base)
 		TAKE(t->rstdf, T);
 		TAKE(t->xf, T * C);
 		TAKE(t->dxf, T * C);
-		TAKE(t->logits, (size_t) (T < SFT_LM_HEAD_ROWS ? T : SFT_LM_HEAD_ROWS) * V);
+		TAKE(t->logits, (size_t) (T < lm_head_rows(V) ? T : lm_head_rows(V)) * V);
 		TAKE(t->xn, T * C);
 		TAKE(t->h, T * F);
 		TAKE(t->proj, T * C);
@@ -1308,8 +1321,9 @@ forward(SftTrainer *tr, const SftBatch *b, int T, int N, int train)
 		memcpy(tr->xg + (size_t) i * C, tr->res_final + (size_t) tr->tgt_row[i] * C,
 			   sizeof(float) * C);
 	rmsnorm_rows(tr, tr->xf, tr->rstdf, tr->xg, m->params + m->final_norm, N);
-	/* equal chunks of at most SFT_LM_HEAD_ROWS rows: no small last sgemm */
-	int			n_chunks = (N + SFT_LM_HEAD_ROWS - 1) / SFT_LM_HEAD_ROWS;
+	/* equal chunks of at most lm_head_rows rows: no small last sgemm */
+	int			max_rows = lm_head_rows(V);
+	int			n_chunks = (N + max_rows - 1) / max_rows;
 	int			chunk = n_chunks ? (N + n_chunks - 1) / n_chunks : 0;
 
 	for (int r0 = 0; r0 < N; r0 += chunk)
