@@ -13,7 +13,7 @@ features from config.json as transformers' config classes do
 (parity mode) or times the same training step as bench_train (bench mode).
 
   llama_ref.py parity DIR      compare with what parity_driver wrote in DIR
-  llama_ref.py bench [THREADS] [STEPS] [SEQ_LEN] [lean|hf] [TORCH_THREADS]
+  llama_ref.py bench [THREADS] [STEPS] [SEQ_LEN] [lean|hf] [TORCH_THREADS] [CONFIG.JSON]
   (BLAS threads come from OPENBLAS_NUM_THREADS; TORCH_THREADS defaults to THREADS)
 
 Bench "lean" computes LM-head logits only on the rows that predict a target,
@@ -418,7 +418,39 @@ def hf_loss_sum(tokens, mask, p, cfg):
     return loss, int((labels[1:] != -100).sum())
 
 
-def bench(threads, steps, T, variant, intra):
+def hf_tensors(cj):
+    """(name, shape) of every parameter of the family's HF model, as in the checkpoint."""
+    f = features(cj)
+    C, L, NH = cj["hidden_size"], cj["num_hidden_layers"], cj["num_attention_heads"]
+    NKV = cj.get("num_key_value_heads") or NH
+    defaults = {"qwen3": 128, "gemma3_text": 256}
+    HD = cj.get("head_dim") or defaults.get(f["model_type"], C // NH)
+    F_, V = cj["intermediate_size"], cj["vocab_size"]
+    tied = cj.get("tie_word_embeddings", f["model_type"] in ("smollm3", "gemma3_text"))
+    out = [("model.embed_tokens.weight", (V, C)), ("model.norm.weight", (C,))]
+    for l in range(L):
+        pre = "model.layers.%d." % l
+        out += [(pre + "input_layernorm.weight", (C,)), (pre + "post_attention_layernorm.weight", (C,))]
+        if f["gemma"]:
+            out += [(pre + "pre_feedforward_layernorm.weight", (C,)),
+                    (pre + "post_feedforward_layernorm.weight", (C,))]
+        for name, shape in (("q_proj", (NH * HD, C)), ("k_proj", (NKV * HD, C)), ("v_proj", (NKV * HD, C))):
+            out.append((pre + "self_attn." + name + ".weight", shape))
+            if f["qkv_bias"]:
+                out.append((pre + "self_attn." + name + ".bias", (shape[0],)))
+        if f["qk_norm"]:
+            out += [(pre + "self_attn.q_norm.weight", (HD,)), (pre + "self_attn.k_norm.weight", (HD,))]
+        out += [(pre + "self_attn.o_proj.weight", (C, NH * HD)), (pre + "mlp.gate_proj.weight", (F_, C)),
+                (pre + "mlp.up_proj.weight", (F_, C)), (pre + "mlp.down_proj.weight", (C, F_))]
+    if not tied:
+        out.append(("lm_head.weight", (V, C)))
+    cfg = dict(hidden_size=C, n_layers=L, n_heads=NH, n_kv_heads=NKV, head_dim=HD, intermediate_size=F_,
+               vocab_size=V, rms_norm_eps=cj.get("rms_norm_eps", 1e-6),
+               rope_theta=cj.get("rope_theta", 10000.0), tie_word_embeddings=int(tied), features=f)
+    return out, cfg
+
+
+def bench(threads, steps, T, variant, intra, config_path=None):
     # The matrix products run on OpenBLAS's own threads (Debian's torch is
     # built with BLAS_INFO=generic: libblas.so.3 is OpenBLAS), sized by
     # OPENBLAS_NUM_THREADS; torch.set_num_threads sizes torch's OpenMP pool
@@ -431,8 +463,20 @@ def bench(threads, steps, T, variant, intra):
                tie_word_embeddings=1)
     C, F_, V = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
     QH, KVH = cfg["n_heads"] * cfg["head_dim"], cfg["n_kv_heads"] * cfg["head_dim"]
-    p = {"model.embed_tokens.weight": torch.randn(V, C) * 0.02, "model.norm.weight": torch.ones(C)}
-    for l in range(cfg["n_layers"]):
+    if config_path:
+        with open(config_path) as fh:
+            tensors, cfg = hf_tensors(json.load(fh))
+        V = cfg["vocab_size"]
+        gemma = cfg["features"]["gemma"]
+        p = {}
+        for name, shape in tensors:
+            if len(shape) == 2:
+                p[name] = torch.randn(*shape) * 0.02
+            else:
+                p[name] = torch.zeros(shape) if name.endswith(".bias") or gemma else torch.ones(shape)
+    else:
+        p = {"model.embed_tokens.weight": torch.randn(V, C) * 0.02, "model.norm.weight": torch.ones(C)}
+    for l in range(cfg["n_layers"] if not config_path else 0):
         pre = "model.layers.%d." % l
         p[pre + "input_layernorm.weight"] = torch.ones(C)
         p[pre + "post_attention_layernorm.weight"] = torch.ones(C)
@@ -504,7 +548,7 @@ def main():
         steps = args[1] if len(args) > 1 else 3
         T = args[2] if len(args) > 2 else 512
         intra = int(sys.argv[6]) if len(sys.argv) > 6 else threads
-        bench(threads, steps, T, variant, intra)
+        bench(threads, steps, T, variant, intra, sys.argv[7] if len(sys.argv) > 7 else None)
         return
     print(__doc__)
     sys.exit(2)
