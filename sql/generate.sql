@@ -268,8 +268,48 @@ SELECT sft_model_set_system('gen_m', NULL);
 SELECT system_prompt IS NULL AS removed FROM sft_models WHERE name = 'gen_m';
 SELECT sft_generate('gen_m', :'hello'::jsonb, 24) = :'plain' AS back_to_template_default;
 
+-- ---------------------------------------------------------------------------
+-- Reduced-precision decode weights (sft.generate_dtype): a bf16 or q8_0 copy
+-- of every matrix, made once per cached model and counted in its bytes; the
+-- replies are deterministic and the stream agrees; f32 is back on RESET.
+-- ---------------------------------------------------------------------------
+SHOW sft.generate_dtype;
+SELECT sft_generate('gen_m', :'hello'::jsonb, 24) = :'plain' AS f32_reply;
+SELECT model_bytes AS f32_bytes, parameters FROM sft_model_cache() WHERE model = 'gen_m' \gset
+SET sft.generate_dtype = 'q8_0';
+SELECT sft_generate('gen_m', :'hello'::jsonb, 24) AS q8 \gset
+SELECT sft_generate('gen_m', :'hello'::jsonb, 24) = :'q8' AS q8_repeats,
+       (SELECT string_agg(piece, '') FROM sft_generate_stream('gen_m', :'hello'::jsonb, 24) AS t(piece)) = :'q8'
+       AS q8_stream_agrees,
+       length(:'q8') > 0 AS q8_not_empty;
+-- the copy holds every matrix at 34 bytes per 32 weights (norms stay f32 in the model)
+SELECT model_bytes - :f32_bytes BETWEEN :parameters * 34 / 32 - 2000 AND :parameters * 34 / 32 + 8000
+       AS q8_copy_counted
+  FROM sft_model_cache() WHERE model = 'gen_m';
+SET sft.generate_dtype = 'bf16';
+SELECT sft_generate('gen_m', :'hello'::jsonb, 24) AS bf16 \gset
+SELECT sft_generate('gen_m', :'hello'::jsonb, 24) = :'bf16' AS bf16_repeats;
+SELECT model_bytes - :f32_bytes BETWEEN :parameters * 34 / 32 + :parameters * 2 - 4000
+                                    AND :parameters * 34 / 32 + :parameters * 2 + 16000 AS both_copies_counted
+  FROM sft_model_cache() WHERE model = 'gen_m';
+-- the evaluation functions stay f32 whatever the setting
+SELECT sft_loss('gen_m', sft_from_pair('Hi', 'Hello there.')) AS loss_bf16 \gset
+RESET sft.generate_dtype;
+SELECT sft_loss('gen_m', sft_from_pair('Hi', 'Hello there.')) = :loss_bf16 AS loss_is_f32,
+       sft_generate('gen_m', :'hello'::jsonb, 24) = :'plain' AS f32_again;
+SET sft.generate_dtype = 'q4_0';
+-- q8_0 needs rows that are a multiple of 32 long
 SET client_min_messages = warning;
-SELECT sft_model_drop(name) FROM sft_models WHERE name IN ('gen_m', 'gen_plain', 'gen_big', 'gen_a', 'gen_b') ORDER BY name;
+SELECT sft_model_create('gen_odd', 'gen_tok', jsonb_set(:'cfg'::jsonb, '{hidden_size}', '48'), 3) > 0 AS created;
+RESET client_min_messages;
+SET sft.generate_dtype = 'q8_0';
+SELECT sft_generate('gen_odd', :'hello'::jsonb, 4);
+SET sft.generate_dtype = 'bf16';
+SELECT length(sft_generate('gen_odd', :'hello'::jsonb, 4)) >= 0 AS bf16_takes_it;
+RESET sft.generate_dtype;
+
+SET client_min_messages = warning;
+SELECT sft_model_drop(name) FROM sft_models WHERE name IN ('gen_m', 'gen_plain', 'gen_big', 'gen_a', 'gen_b', 'gen_odd') ORDER BY name;
 DROP ROLE gen_reader;
 SELECT sft_tokenizer_drop('gen_tok');
 SELECT sft_tokenizer_drop('gen_tok_plain');

@@ -22,6 +22,9 @@
 /* GUC sft.model_cache_size, in MB: memory kept between calls, per backend. */
 extern int	sft_model_cache_size_mb;
 
+/* GUC sft.generate_dtype: an SftDType, the precision of decode steps. */
+extern int	sft_generate_dtype;
+
 /* Called from _PG_init: defines the GUC. */
 void		SftModelCacheInit(void);
 

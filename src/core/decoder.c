@@ -47,12 +47,18 @@
 
 #define SFT_MATVEC_ROWS 64		/* rows per task */
 
-/* y[OUT] = w[OUT, IN] @ x[IN], tasks of SFT_MATVEC_ROWS rows */
+/*
+ * y[OUT] = w[OUT, IN] @ x[IN], tasks of SFT_MATVEC_ROWS rows; w is fp32, or
+ * qw in dtype (rows of row_bytes) when qw is set.
+ */
 typedef struct MatvecJob
 {
 	float	   *y;
 	const float *x;
 	const float *w;
+	const char *qw;
+	SftDType	dtype;
+	size_t		row_bytes;
 	int			IN,
 				OUT;
 	atomic_int	next;
@@ -69,7 +75,11 @@ matvec_job(void *ctx, int thread, int n_threads)
 		int			lo = task * SFT_MATVEC_ROWS;
 		int			n = j->OUT - lo < SFT_MATVEC_ROWS ? j->OUT - lo : SFT_MATVEC_ROWS;
 
-		matvec_forward(j->y + lo, j->x, j->w + (size_t) lo * j->IN, j->IN, n);
+		if (j->qw)
+			sft_matvec_quant(j->dtype, j->y + lo, j->x, j->qw + (size_t) lo * j->row_bytes,
+							 j->IN, n);
+		else
+			matvec_forward(j->y + lo, j->x, j->w + (size_t) lo * j->IN, j->IN, n);
 	}
 }
 
@@ -113,6 +123,7 @@ struct SftDecoder
 	float	   *cos_loc, *sin_loc;	/* [S, HD/2] local layers, or NULL */
 	int32_t    *posv;			/* [CH] */
 	SftThreadPool *pool;		/* helper threads for single-token steps */
+	const SftDecodeWeights *weights;	/* reduced-precision matrices, or NULL */
 };
 
 /* Rows of a sliding layer's cache for max_seq tokens. */
@@ -157,6 +168,156 @@ sft_decoder_memory_estimate(const SftLlamaConfig *c, int max_seq)
 	return (2 * cache_rows(c, max_seq) * KVH + work_floats(c, max_seq)) * sizeof(float)
 		+ SFT_DECODE_CHUNK * sizeof(int32_t) + c->n_layers * sizeof(size_t)
 		+ sizeof(SftDecoder) + sft_pool_memory();
+}
+
+/* ---------------------------------------------------------------------------
+ * Reduced-precision weights
+ * ------------------------------------------------------------------------- */
+
+/* One matrix of the model: where it is in the fp32 slab and in data. */
+typedef struct SftPackedMatrix
+{
+	size_t		offset;			/* in the fp32 slab, floats */
+	size_t		numel;
+	int			IN;				/* row length */
+	size_t		packed;			/* byte offset in data */
+} SftPackedMatrix;
+
+struct SftDecodeWeights
+{
+	SftDType	dtype;
+	int			n;
+	SftPackedMatrix *mats;		/* [n] slab order */
+	char	   *data;
+	size_t		bytes;
+};
+
+SftStatus
+sft_decode_weights_new(const SftModel *model, SftDType dtype, SftDecodeWeights **out,
+					   SftError *err)
+{
+	SftDecodeWeights *w;
+	size_t		bytes = 0;
+
+	*out = NULL;
+	if (dtype == SFT_DTYPE_F32)
+		return sft_error(err, SFT_ERR_INVALID, "fp32 decode weights are the model's own");
+	w = sft_calloc(1, sizeof(SftDecodeWeights));
+	if (w == NULL || (w->mats = sft_calloc(model->n_tensors, sizeof(SftPackedMatrix))) == NULL)
+	{
+		sft_decode_weights_free(w);
+		return sft_error(err, SFT_ERR_NOMEM, "out of memory for %s decode weights",
+						 sft_dtype_name(dtype));
+	}
+	w->dtype = dtype;
+	for (int i = 0; i < model->n_tensors; i++)
+	{
+		const SftParamTensor *t = &model->tensors[i];
+		SftPackedMatrix *m;
+
+		if (t->ndim != 2)
+			continue;
+		if (dtype == SFT_DTYPE_Q8_0 && t->shape[1] % SFT_Q8_0_BLOCK != 0)
+		{
+			sft_decode_weights_free(w);
+			return sft_error(err, SFT_ERR_UNSUPPORTED,
+							 "q8_0 needs rows that are a multiple of %d long; %s has rows of %lld",
+							 SFT_Q8_0_BLOCK, t->name, (long long) t->shape[1]);
+		}
+		m = &w->mats[w->n++];
+		m->offset = t->offset;
+		m->numel = t->numel;
+		m->IN = (int) t->shape[1];
+		m->packed = bytes;
+		bytes += (size_t) t->shape[0] * sft_dtype_row_bytes(dtype, t->shape[1]);
+	}
+	w->data = sft_alloc(bytes > 0 ? bytes : 1);
+	if (w->data == NULL)
+	{
+		sft_decode_weights_free(w);
+		return sft_error(err, SFT_ERR_NOMEM, "out of memory for %s decode weights (%zu bytes)",
+						 sft_dtype_name(dtype), bytes);
+	}
+	w->bytes = bytes;
+	for (int i = 0; i < w->n; i++)
+	{
+		const SftPackedMatrix *m = &w->mats[i];
+		size_t		rows = m->numel / m->IN;
+		size_t		row_bytes = sft_dtype_row_bytes(dtype, m->IN);
+
+		for (size_t r = 0; r < rows; r++)
+			sft_quantize_row(dtype, model->params + m->offset + r * m->IN,
+							 w->data + m->packed + r * row_bytes, m->IN);
+	}
+	*out = w;
+	return SFT_OK;
+}
+
+void
+sft_decode_weights_free(SftDecodeWeights *w)
+{
+	if (w == NULL)
+		return;
+	sft_free(w->mats);
+	sft_free(w->data);
+	sft_free(w);
+}
+
+size_t
+sft_decode_weights_bytes(const SftDecodeWeights *w)
+{
+	return w ? w->bytes + (size_t) w->n * sizeof(SftPackedMatrix) : 0;
+}
+
+/*
+ * The packed rows standing for the fp32 rows w[0 .. OUT) of length IN, or
+ * NULL when they are not one packed run: they may span several matrices
+ * (q | k | v, gate | up) only if those follow each other in the slab.
+ */
+static const char *
+packed_rows(const SftDecodeWeights *pw, const SftModel *model, const float *w, int IN, int OUT)
+{
+	size_t		off = (size_t) (w - model->params);
+	size_t		end = off + (size_t) IN * OUT;
+	int			lo = 0,
+				hi = pw->n - 1,
+				first = -1;
+
+	while (lo <= hi)
+	{
+		int			mid = (lo + hi) / 2;
+
+		if (pw->mats[mid].offset <= off)
+		{
+			first = mid;
+			lo = mid + 1;
+		}
+		else
+			hi = mid - 1;
+	}
+	if (first < 0 || off >= pw->mats[first].offset + pw->mats[first].numel)
+		return NULL;
+	for (int i = first;; i++)
+	{
+		const SftPackedMatrix *m = &pw->mats[i];
+
+		if (m->IN != IN)
+			return NULL;
+		if (m->offset + m->numel >= end)
+			break;
+		if (i + 1 == pw->n || pw->mats[i + 1].offset != m->offset + m->numel)
+			return NULL;
+	}
+	if ((off - pw->mats[first].offset) % IN != 0)
+		return NULL;
+	return pw->data + pw->mats[first].packed +
+		(off - pw->mats[first].offset) / IN * sft_dtype_row_bytes(pw->dtype, IN);
+}
+
+void
+sft_decoder_use_weights(SftDecoder *d, const SftDecodeWeights *weights)
+{
+	d->weights = weights;
 }
 
 SftStatus
@@ -255,16 +416,34 @@ sft_decoder_position(const SftDecoder *d)
 	return d->pos;
 }
 
-/* y[n, OUT] = x[n, IN] W[OUT, IN]^T; a single row is a memory-bound matvec. */
+/*
+ * y[n, OUT] = x[n, IN] W[OUT, IN]^T; a single row is a memory-bound matvec,
+ * read from the reduced-precision copy when the decoder has one.
+ */
 static void
 linear(SftDecoder *d, float *y, const float *x, const float *w, int n, int IN, int OUT)
 {
+	const char *qw = NULL;
+
+	if (n == 1 && d->weights)
+		qw = packed_rows(d->weights, d->model, w, IN, OUT);
 	if (n == 1 && (int64_t) IN * OUT < 65536)
-		matvec_forward(y, x, w, IN, OUT);	/* not worth waking anyone for */
+	{
+		/* not worth waking anyone for */
+		if (qw)
+			sft_matvec_quant(d->weights->dtype, y, x, qw, IN, OUT);
+		else
+			matvec_forward(y, x, w, IN, OUT);
+	}
 	else if (n == 1)
 	{
-		MatvecJob	job = {.y = y, .x = x, .w = w, .IN = IN, .OUT = OUT};
+		MatvecJob	job = {.y = y, .x = x, .w = w, .qw = qw, .IN = IN, .OUT = OUT};
 
+		if (qw)
+		{
+			job.dtype = d->weights->dtype;
+			job.row_bytes = sft_dtype_row_bytes(job.dtype, IN);
+		}
 		atomic_init(&job.next, 0);
 		sft_pool_run(d->pool, matvec_job, &job);
 	}
