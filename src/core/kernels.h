@@ -1,6 +1,6 @@
 /*
- * kernels.h: the numerical kernels of the Llama model, in forward/backward
- * pairs.
+ * kernels.h: the numerical kernels of the models (Llama and the families
+ * model.c computes), in forward/backward pairs.
  *
  * Conventions (as in llm.c):
  *   - arguments: outputs first, then inputs and saved activations, then sizes;

@@ -1,6 +1,6 @@
 #!/bin/bash
 # torch_parity.sh: the C model against an independent PyTorch reference of
-# each family (HF LlamaForCausalLM, the llama3 rope, Qwen2, Qwen3, SmolLM3,
+# each family (HF LlamaForCausalLM, the llama3 and linear ropes, Qwen2, Qwen3, SmolLM3,
 # Gemma3 text: test/parity/torch/llama_ref.py; no server needed).
 # Builds test/parity/torch/parity_driver.c over the core objects, runs it on a
 # tiny random model of each family with every feature of that family active,
@@ -36,7 +36,7 @@ if ! cc -std=gnu11 -O2 -Wall -Wextra -Isrc/core $dep_cflags -o "$work/parity_dri
 	fail "building parity_driver failed"
 fi
 dirs=""
-for family in ${SFT_PARITY_FAMILIES:-llama llama3 qwen2 qwen3 smollm3 gemma3}; do
+for family in ${SFT_PARITY_FAMILIES:-llama llama3 linear qwen2 qwen3 smollm3 gemma3}; do
 	for tied in 1 0; do
 		d="$work/$family-$tied"
 		mkdir -p "$d"

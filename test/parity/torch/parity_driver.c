@@ -6,8 +6,8 @@
  *
  *   parity_driver OUTDIR FAMILY TIED
  *
- * FAMILY is llama, llama3 (llama3 rope scaling), qwen2, qwen3, smollm3 or
- * gemma3: a shape-reduced config with every feature of that family active
+ * FAMILY is llama, llama3 (llama3 rope scaling), linear (linear rope
+ * scaling), qwen2, qwen3, smollm3 or gemma3: a shape-reduced config with every feature of that family active
  * (GQA; q/k/v bias; q/k norms with head_dim != hidden / heads; a NoPE
  * layer; local and global layers with a window shorter than the sequences,
  * softcapping ...).
@@ -94,6 +94,12 @@ family_config(const char *family, SftLlamaConfig *cfg)
 		cfg->rope_original_max_position = 64;
 		return 1;
 	}
+	if (strcmp(family, "linear") == 0)
+	{
+		cfg->rope_type = SFT_ROPE_LINEAR;
+		cfg->rope_factor = 2.5f;
+		return 1;
+	}
 	if (strcmp(family, "qwen2") == 0)
 	{
 		cfg->family = SFT_FAMILY_QWEN2;
@@ -163,7 +169,7 @@ main(int argc, char **argv)
 
 	if (argc != 4 || !family_config(argv[2], &cfg))
 	{
-		fprintf(stderr, "usage: parity_driver OUTDIR llama|llama3|qwen2|qwen3|smollm3|gemma3 TIED(0|1)\n");
+		fprintf(stderr, "usage: parity_driver OUTDIR llama|llama3|linear|qwen2|qwen3|smollm3|gemma3 TIED(0|1)\n");
 		return 2;
 	}
 	dir = argv[1];
