@@ -415,11 +415,15 @@ attention_forward_block(float *out, int ldo, float *lse, const float *q, int ldq
 	float	   *P = scratch;	/* [G BLOCK, nkv] */
 	float	   *Qs = P + 2 * rows * nkv;	/* [G BLOCK, HD] */
 	float	   *Os = Qs + rows * HD;	/* [G BLOCK, HD] */
-	const float *kg = k + (size_t) g * HD;
-	const float *vg = v + (size_t) g * HD;
+	/* a windowed block skips the keys its first row no longer sees */
+	int			c0 = first_visible(off + r0 + 1, window);
+	const float *kg = k + (size_t) c0 * ldkv + (size_t) g * HD;
+	const float *vg = v + (size_t) c0 * ldkv + (size_t) g * HD;
 	int			nr = nq - r0 < SFT_ATTN_BLOCK ? nq - r0 : SFT_ATTN_BLOCK;
-	int			ncol = off + r0 + nr;
+	int			ncol;
 
+	off -= c0;					/* columns count from key c0 */
+	ncol = off + r0 + nr;
 	stack_heads(Qs, q, ldq, g * G, G, r0, nr, HD);
 	attention_probs(P, lse, NULL, Qs, kg, ldkv, G, g * G, NH, r0, nr, off, ncol, HD, scale,
 					window);
@@ -504,13 +508,18 @@ attention_backward_block(float *dq, int ld_dq, float *dk, float *dv, int ld_dkv,
 	float	   *dOs = Qs + rows * HD;	/* [G BLOCK, HD] */
 	float	   *dQs = dOs + rows * HD;	/* [G BLOCK, HD] */
 	float	   *D = dQs + rows * HD;	/* [G BLOCK] */
-	const float *kg = k + (size_t) g * HD;
-	const float *vg = v + (size_t) g * HD;
-	float	   *dkg = dk + (size_t) g * HD;
-	float	   *dvg = dv + (size_t) g * HD;
+	/* a windowed block skips the keys its first row no longer sees */
+	int			c0 = first_visible(off + r0 + 1, window);
+	const float *kg = k + (size_t) c0 * ldkv + (size_t) g * HD;
+	const float *vg = v + (size_t) c0 * ldkv + (size_t) g * HD;
+	float	   *dkg = dk + (size_t) c0 * ld_dkv + (size_t) g * HD;
+	float	   *dvg = dv + (size_t) c0 * ld_dkv + (size_t) g * HD;
 	int			nr = nq - r0 < SFT_ATTN_BLOCK ? nq - r0 : SFT_ATTN_BLOCK;
-	int			ncol = off + r0 + nr;
+	int			ncol;
 	int			M = G * nr;
+
+	off -= c0;					/* columns count from key c0 */
+	ncol = off + r0 + nr;
 
 	stack_heads(Qs, q, ldq, g * G, G, r0, nr, HD);
 	stack_heads(dOs, dout, ldo, g * G, G, r0, nr, HD);
