@@ -64,6 +64,7 @@ PG_FUNCTION_INFO_V1(sft_model_cache_clear);
 
 int			sft_model_cache_size_mb = 1024;
 int			sft_generate_dtype = SFT_DTYPE_F32;
+int			sft_generate_batch_memory_mb = 512;
 
 static const struct config_enum_entry sft_generate_dtype_options[] = {
 	{"f32", SFT_DTYPE_F32, false},
@@ -272,6 +273,15 @@ SftModelCacheInit(void)
 							 SFT_DTYPE_F32, sft_generate_dtype_options,
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);
+	DefineCustomIntVariable("sft.generate_batch_memory",
+							"Memory sft_generate_batch may give the KV caches of the sequences it decodes together.",
+							"As many sequences are decoded at once as their KV caches fit in "
+							"(at least one, at most 128); the others wait for a place.",
+							&sft_generate_batch_memory_mb,
+							512, 1, INT_MAX / 2,
+							PGC_USERSET,
+							GUC_UNIT_MB,
+							NULL, NULL, NULL);
 }
 
 /* ---------------------------------------------------------------------------
@@ -542,6 +552,12 @@ SftModelLeaseDecoder(SftModelLease *lease, int min_seq)
 	sft_decoder_reset(lease->decoder);
 	sft_decoder_use_weights(lease->decoder, SftEntryDecodeWeights(e, (SftDType) sft_generate_dtype));
 	return lease->decoder;
+}
+
+size_t
+SftModelLeaseDecoderBytes(const SftModelLease *lease)
+{
+	return lease->decoder ? SftDecoderBytes(&lease->entry->config, lease->decoder_seq) : 0;
 }
 
 SftTrainer *

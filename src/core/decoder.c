@@ -59,11 +59,13 @@ typedef struct MatvecJob
 	const char *qw;
 	SftDType	dtype;
 	size_t		row_bytes;
+	int			nx;				/* inputs x[nx, IN] -> y[nx, OUT] */
 	int			IN,
 				OUT;
 	atomic_int	next;
 } MatvecJob;
 
+/* a task computes rows lo..lo+n of every output; written into a staging block then scattered */
 static void
 matvec_job(void *ctx, int thread, int n_threads)
 {
@@ -74,12 +76,15 @@ matvec_job(void *ctx, int thread, int n_threads)
 	{
 		int			lo = task * SFT_MATVEC_ROWS;
 		int			n = j->OUT - lo < SFT_MATVEC_ROWS ? j->OUT - lo : SFT_MATVEC_ROWS;
+		float		part[SFT_DECODE_CHUNK * SFT_MATVEC_ROWS];
 
 		if (j->qw)
-			sft_matvec_quant(j->dtype, j->y + lo, j->x, j->qw + (size_t) lo * j->row_bytes,
-							 j->IN, n);
+			sft_matvec_quant_rows(j->dtype, part, j->x, j->nx, j->qw + (size_t) lo * j->row_bytes,
+								  j->IN, n);
 		else
-			matvec_forward(j->y + lo, j->x, j->w + (size_t) lo * j->IN, j->IN, n);
+			matvec_forward_rows(part, j->x, j->nx, j->w + (size_t) lo * j->IN, j->IN, n);
+		for (int r = 0; r < j->nx; r++)
+			memcpy(j->y + (size_t) r * j->OUT + lo, part + (size_t) r * n, sizeof(float) * n);
 	}
 }
 
@@ -417,27 +422,36 @@ sft_decoder_position(const SftDecoder *d)
 }
 
 /*
- * y[n, OUT] = x[n, IN] W[OUT, IN]^T; a single row is a memory-bound matvec,
- * read from the reduced-precision copy when the decoder has one.
+ * y[n, OUT] = x[n, IN] W[OUT, IN]^T.  A prompt chunk goes through BLAS; a
+ * single token, or one token of each of n sequences (rows), is memory-bound:
+ * matrix-vector products reading each weight row once for every row, from
+ * the reduced-precision copy when the decoder has one, with exactly the sums
+ * of a single token's product.
  */
 static void
-linear(SftDecoder *d, float *y, const float *x, const float *w, int n, int IN, int OUT)
+linear(SftDecoder *d, float *y, const float *x, const float *w, int n, bool rows,
+	   int IN, int OUT)
 {
 	const char *qw = NULL;
 
-	if (n == 1 && d->weights)
+	if (!(n == 1 || rows))
+	{
+		matmul_forward(y, x, w, n, IN, OUT);
+		return;
+	}
+	if (d->weights)
 		qw = packed_rows(d->weights, d->model, w, IN, OUT);
-	if (n == 1 && (int64_t) IN * OUT < 65536)
+	if ((int64_t) n * IN * OUT < 65536)
 	{
 		/* not worth waking anyone for */
 		if (qw)
-			sft_matvec_quant(d->weights->dtype, y, x, qw, IN, OUT);
+			sft_matvec_quant_rows(d->weights->dtype, y, x, n, qw, IN, OUT);
 		else
-			matvec_forward(y, x, w, IN, OUT);
+			matvec_forward_rows(y, x, n, w, IN, OUT);
 	}
-	else if (n == 1)
+	else
 	{
-		MatvecJob	job = {.y = y, .x = x, .w = w, .qw = qw, .IN = IN, .OUT = OUT};
+		MatvecJob	job = {.y = y, .x = x, .w = w, .qw = qw, .nx = n, .IN = IN, .OUT = OUT};
 
 		if (qw)
 		{
@@ -447,8 +461,6 @@ linear(SftDecoder *d, float *y, const float *x, const float *w, int n, int IN, i
 		atomic_init(&job.next, 0);
 		sft_pool_run(d->pool, matvec_job, &job);
 	}
-	else
-		matmul_forward(y, x, w, n, IN, OUT);
 }
 
 /*
@@ -498,9 +510,56 @@ qk_norm(SftDecoder *d, const SftLayerPtrs *w, int n)
 	}
 }
 
-/* Runs n <= SFT_DECODE_CHUNK tokens at positions d->pos.. through the model. */
+/* attention of one token of each of n sequences, one (sequence, kv head) per task */
+typedef struct RowsAttnJob
+{
+	SftDecoder *const *seqs;
+	float	   *out, *lse, *scratch;	/* scratch [threads, S of the work decoder] */
+	const float *q;				/* [n, QKV] */
+	int			layer, n, NH, NKV, HD, QKV, S, window;
+	float		scale;
+	atomic_int	next;
+} RowsAttnJob;
+
 static void
-feed_chunk(SftDecoder *d, const int32_t *tokens, int n, float *logits)
+rows_attn_job(void *ctx, int thread, int n_threads)
+{
+	RowsAttnJob *j = ctx;
+	int			G = j->NH / j->NKV,
+				KVH = j->NKV * j->HD;
+	int			task;
+
+	while ((task = sft_pool_next_task(&j->next)) < j->n * j->NKV)
+	{
+		int			i = task / j->NKV,
+					g = task % j->NKV;
+		const SftDecoder *sd = j->seqs[i];
+		const float *kc = sd->kcache + sd->layer_row[j->layer] * KVH;
+		const float *vc = sd->vcache + sd->layer_row[j->layer] * KVH;
+		int			base = j->window ? sd->local_base : 0;	/* position of cache row 0 */
+
+		/* the call a single token's step makes (attn_job): the same sums */
+		attention_forward_one(j->out + (size_t) i * j->NH * j->HD + (size_t) g * G * j->HD,
+							  j->lse + (size_t) i * j->NH + g * G,
+							  j->q + (size_t) i * j->QKV + (size_t) g * G * j->HD,
+							  kc + (size_t) g * j->HD, vc + (size_t) g * j->HD, KVH,
+							  sd->pos + 1 - base, G, 1, j->HD, j->scale, j->window,
+							  j->scratch + (size_t) thread * j->S);
+	}
+}
+
+/*
+ * Runs n <= SFT_DECODE_CHUNK tokens through the model with d's buffers and
+ * threads.  seqs == NULL: n consecutive tokens of d's own sequence at
+ * positions d->pos.. (a prompt chunk, or one new token); logits [V] of the
+ * last.  seqs given: token i is the next token of sequence seqs[i], at that
+ * sequence's position and into its KV cache (d is the one with the longest
+ * cache, so its scratch fits every row); logits [n, V].  Each row of a batch
+ * is computed with the very sums of a single token's step.
+ */
+static void
+forward_tokens(SftDecoder *d, SftDecoder *const *seqs, const int32_t *tokens, int n,
+			   float *logits)
 {
 	const SftModel *m = d->model;
 	const SftLlamaConfig *c = &m->cfg;
@@ -508,15 +567,22 @@ feed_chunk(SftDecoder *d, const int32_t *tokens, int n, float *logits)
 	int			C = c->hidden_size, F = c->intermediate_size, V = c->vocab_size;
 	int			NH = c->n_heads, NKV = c->n_kv_heads, HD = c->head_dim;
 	int			QH = NH * HD, KVH = NKV * HD, QKV = QH + 2 * KVH;
+	bool		rows = seqs != NULL;
 	int			p0 = d->pos;
 	float	   *params = m->params;
 	float		eps = c->rms_norm_eps,
 				noff = arch->norm_offset;
 
 	if (sft_config_has_local_layers(c))
-		slide_local_caches(d, n);
+	{
+		if (rows)
+			for (int i = 0; i < n; i++)
+				slide_local_caches(seqs[i], 1);
+		else
+			slide_local_caches(d, n);
+	}
 	for (int i = 0; i < n; i++)
-		d->posv[i] = p0 + i;
+		d->posv[i] = rows ? seqs[i]->pos : p0 + i;
 	embedding_forward(d->x, tokens, params + m->embed, n, C);
 	if (arch->embed_scale != 1.0f)
 		for (size_t i = 0; i < (size_t) n * C; i++)
@@ -525,29 +591,44 @@ feed_chunk(SftDecoder *d, const int32_t *tokens, int n, float *logits)
 	{
 		SftLayerPtrs w = sft_layer_ptrs(m, params, l);
 		int			window = sft_layer_window(c, l);
-		int			base = window ? d->local_base : 0;	/* position of cache row 0 */
-		float	   *kc = d->kcache + d->layer_row[l] * KVH;
-		float	   *vc = d->vcache + d->layer_row[l] * KVH;
-		int			nkv = p0 + n - base;
+		int			rope = sft_layer_uses_rope(c, l);
 
 		rmsnorm_forward(d->xn, d->rstd, d->x, w.attn_norm, n, C, eps, noff);
-		linear(d, d->qkv, d->xn, w.wqkv, n, C, QKV);
+		linear(d, d->qkv, d->xn, w.wqkv, n, rows, C, QKV);
 		if (w.bqkv)
 			bias_forward(d->qkv, w.bqkv, n, QKV, QKV);
 		if (w.q_norm)
 			qk_norm(d, &w, n);
-		if (sft_layer_uses_rope(c, l))
-			rope_forward(d->qkv, d->posv, window ? d->cos_loc : d->cos_tab,
-						 window ? d->sin_loc : d->sin_tab, n, QKV, NH + NKV, HD);
 		for (int i = 0; i < n; i++)
 		{
-			memcpy(kc + (size_t) (p0 - base + i) * KVH, d->qkv + (size_t) i * QKV + QH,
-				   sizeof(float) * KVH);
-			memcpy(vc + (size_t) (p0 - base + i) * KVH, d->qkv + (size_t) i * QKV + QH + KVH,
-				   sizeof(float) * KVH);
+			SftDecoder *sd = rows ? seqs[i] : d;
+			int			base = window ? sd->local_base : 0;	/* position of cache row 0 */
+			float	   *qkv = d->qkv + (size_t) i * QKV;
+			float	   *kc = sd->kcache + sd->layer_row[l] * KVH;
+			float	   *vc = sd->vcache + sd->layer_row[l] * KVH;
+
+			if (rope)
+				rope_forward(qkv, &d->posv[i], window ? sd->cos_loc : sd->cos_tab,
+							 window ? sd->sin_loc : sd->sin_tab, 1, QKV, NH + NKV, HD);
+			memcpy(kc + (size_t) (d->posv[i] - base) * KVH, qkv + QH, sizeof(float) * KVH);
+			memcpy(vc + (size_t) (d->posv[i] - base) * KVH, qkv + QH + KVH, sizeof(float) * KVH);
 		}
-		if (n == 1)
+		if (rows)
 		{
+			RowsAttnJob job = {
+				.seqs = seqs, .out = d->att, .lse = d->lse, .scratch = d->attn_scratch,
+				.q = d->qkv, .layer = l, .n = n, .NH = NH, .NKV = NKV, .HD = HD, .QKV = QKV,
+				.S = d->max_seq, .window = window, .scale = arch->attn_scale
+			};
+
+			atomic_init(&job.next, 0);
+			sft_pool_run(d->pool, rows_attn_job, &job);
+		}
+		else if (n == 1)
+		{
+			float	   *kc = d->kcache + d->layer_row[l] * KVH;
+			float	   *vc = d->vcache + d->layer_row[l] * KVH;
+			int			nkv = p0 + 1 - (window ? d->local_base : 0);
 			AttnJob		job = {
 				.out = d->att, .lse = d->lse, .scratch = d->attn_scratch, .q = d->qkv,
 				.k = kc, .v = vc, .ldkv = KVH, .nkv = nkv, .NH = NH, .NKV = NKV,
@@ -558,19 +639,31 @@ feed_chunk(SftDecoder *d, const int32_t *tokens, int n, float *logits)
 			sft_pool_run(d->pool, attn_job, &job);
 		}
 		else
-			attention_forward(d->att, QH, d->lse, d->qkv, QKV, kc, vc, KVH, n, nkv,
-							  NH, NKV, HD, arch->attn_scale, window, d->attn_scratch);
-		linear(d, d->proj, d->att, w.wo, n, QH, C);
+			attention_forward(d->att, QH, d->lse, d->qkv, QKV,
+							  d->kcache + d->layer_row[l] * KVH, d->vcache + d->layer_row[l] * KVH,
+							  KVH, n, p0 + n - (window ? d->local_base : 0), NH, NKV, HD,
+							  arch->attn_scale, window, d->attn_scratch);
+		linear(d, d->proj, d->att, w.wo, n, rows, QH, C);
 		if (w.attn_post_norm)
 			rmsnorm_forward(d->proj, d->rstd, d->proj, w.attn_post_norm, n, C, eps, noff);
 		residual_forward(d->x, d->x, d->proj, (size_t) n * C);
 		rmsnorm_forward(d->xn, d->rstd, d->x, w.mlp_norm, n, C, eps, noff);
-		linear(d, d->gu, d->xn, w.wgu, n, C, 2 * F);
+		linear(d, d->gu, d->xn, w.wgu, n, rows, C, 2 * F);
 		(arch->geglu ? geglu_tanh_forward : swiglu_forward) (d->h, d->gu, n, F);
-		linear(d, d->proj, d->h, w.wdown, n, F, C);
+		linear(d, d->proj, d->h, w.wdown, n, rows, F, C);
 		if (w.mlp_post_norm)
 			rmsnorm_forward(d->proj, d->rstd, d->proj, w.mlp_post_norm, n, C, eps, noff);
 		residual_forward(d->x, d->x, d->proj, (size_t) n * C);
+	}
+	if (rows)
+	{
+		for (int i = 0; i < n; i++)
+			seqs[i]->pos++;
+		rmsnorm_forward(d->xn, d->rstd, d->x, params + m->final_norm, n, C, eps, noff);
+		linear(d, logits, d->xn, params + m->lm_head, n, true, C, V);
+		for (int i = 0; i < n && arch->softcap > 0.0f; i++)
+			softcap_forward(logits + (size_t) i * V, NULL, arch->softcap, V);
+		return;
 	}
 	d->pos += n;
 	if (logits)
@@ -578,7 +671,7 @@ feed_chunk(SftDecoder *d, const int32_t *tokens, int n, float *logits)
 		/* only the last token's logits are asked for */
 		rmsnorm_forward(d->xn, d->rstd, d->x + (size_t) (n - 1) * C, params + m->final_norm,
 						1, C, eps, noff);
-		linear(d, logits, d->xn, params + m->lm_head, 1, C, V);
+		linear(d, logits, d->xn, params + m->lm_head, 1, false, C, V);
 		if (arch->softcap > 0.0f)
 			softcap_forward(logits, NULL, arch->softcap, V);
 	}
@@ -603,7 +696,45 @@ sft_decoder_feed(SftDecoder *d, const int32_t *tokens, int n, float *logits, Sft
 	{
 		int			k = n - i < SFT_DECODE_CHUNK ? n - i : SFT_DECODE_CHUNK;
 
-		feed_chunk(d, tokens + i, k, i + k == n ? logits : NULL);
+		forward_tokens(d, NULL, tokens + i, k, i + k == n ? logits : NULL);
 	}
+	return SFT_OK;
+}
+
+SftStatus
+sft_decoder_step_batch(SftDecoder *const *decs, int n, const int32_t *tokens, float *logits,
+					   SftError *err)
+{
+	SftDecoder *work;
+	int			V;
+
+	if (n <= 0 || decs == NULL || tokens == NULL || logits == NULL)
+		return sft_error(err, SFT_ERR_INVALID, "no sequences to step");
+	if (n > SFT_DECODE_CHUNK)
+		return sft_error(err, SFT_ERR_LIMIT, "at most %d sequences step together, not %d",
+						 SFT_DECODE_CHUNK, n);
+	work = decs[0];
+	V = work->model->cfg.vocab_size;
+	for (int i = 0; i < n; i++)
+	{
+		const SftDecoder *d = decs[i];
+
+		if (d->model != work->model || d->weights != work->weights)
+			return sft_error(err, SFT_ERR_INVALID,
+							 "sequences stepped together must share one model and its weights");
+		for (int k = 0; k < i; k++)
+			if (decs[k] == d)
+				return sft_error(err, SFT_ERR_INVALID, "sequence %d is stepped twice", i);
+		if (d->pos >= d->max_seq)
+			return sft_error(err, SFT_ERR_LIMIT,
+							 "sequence %d would reach %d tokens, more than its decoder's %d",
+							 i, d->pos + 1, d->max_seq);
+		if (tokens[i] < 0 || tokens[i] >= V)
+			return sft_error(err, SFT_ERR_INVALID,
+							 "token id %d is outside the vocabulary (%d)", (int) tokens[i], V);
+		if (d->max_seq > work->max_seq)
+			work = decs[i];
+	}
+	forward_tokens(work, decs, tokens, n, logits);
 	return SFT_OK;
 }

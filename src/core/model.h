@@ -166,6 +166,17 @@ size_t		sft_decode_weights_bytes(const SftDecodeWeights *weights);
  */
 void		sft_decoder_use_weights(SftDecoder *dec, const SftDecodeWeights *weights);
 
+/*
+ * One new token for each of n sequences (n <= 128), each with its own
+ * decoder of the same model (and decode weights): token i is appended to
+ * decs[i]'s cache and its logits land in logits[i * V ..].  Every weight is
+ * read once for all n; each sequence's logits are bitwise those of
+ * sft_decoder_feed of that token alone, so batched generation gives exactly
+ * what generating each sequence alone gives.  On error nothing is changed.
+ */
+SftStatus	sft_decoder_step_batch(SftDecoder *const *decs, int n, const int32_t *tokens,
+								   float *logits, SftError *err);
+
 typedef struct SftSamplerConfig
 {
 	double		temperature;	/* 0: greedy (argmax, lowest id on ties) */

@@ -250,36 +250,57 @@ dot_q8_0_portable(const SftBlockQ8_0 *w, const float *x, int n)
 	return s;
 }
 
+static float
+dot_f32_portable(const void *row, const float *x, int n)
+{
+	const float *r = row;
+	float		s = 0.0f;
+
+	for (int i = 0; i < n; i++)
+		s += r[i] * x[i];
+	return s;
+}
+
+static float
+dot_bf16_portable_row(const void *row, const float *x, int n)
+{
+	return dot_bf16_portable(row, x, n);
+}
+
+static float
+dot_q8_0_portable_row(const void *row, const float *x, int n)
+{
+	return dot_q8_0_portable(row, x, n);
+}
+
+typedef float (*SftDotFn) (const void *row, const float *x, int n);
+
+/* y[nx, OUT] = x[nx, IN] @ w^T with dot; each row of w read once for every x */
+static void
+matvec_rows(SftDotFn dot, size_t row_bytes, float *y, const float *x, int nx, const void *w,
+			int IN, int OUT)
+{
+	for (int o = 0; o < OUT; o++)
+	{
+		const void *r = (const char *) w + (size_t) o * row_bytes;
+
+		for (int j = 0; j < nx; j++)
+			y[(size_t) j * OUT + o] = dot(r, x + (size_t) j * IN, IN);
+	}
+}
+
+static SftDotFn
+portable_dot(SftDType dtype)
+{
+	return dtype == SFT_DTYPE_BF16 ? dot_bf16_portable_row :
+		dtype == SFT_DTYPE_Q8_0 ? dot_q8_0_portable_row : dot_f32_portable;
+}
+
 void
 sft_matvec_quant_portable(SftDType dtype, float *y, const float *x, const void *w,
 						  int IN, int OUT)
 {
-	size_t		row = sft_dtype_row_bytes(dtype, IN);
-
-	for (int o = 0; o < OUT; o++)
-	{
-		const void *r = (const char *) w + (size_t) o * row;
-
-		switch (dtype)
-		{
-			case SFT_DTYPE_F32:
-				{
-					const float *fr = r;
-					float		s = 0.0f;
-
-					for (int i = 0; i < IN; i++)
-						s += fr[i] * x[i];
-					y[o] = s;
-				}
-				break;
-			case SFT_DTYPE_BF16:
-				y[o] = dot_bf16_portable(r, x, IN);
-				break;
-			case SFT_DTYPE_Q8_0:
-				y[o] = dot_q8_0_portable(r, x, IN);
-				break;
-		}
-	}
+	matvec_rows(portable_dot(dtype), sft_dtype_row_bytes(dtype, IN), y, x, 1, w, IN, OUT);
 }
 
 /* ---------------------------------------------------------------------------
@@ -304,8 +325,9 @@ bf16x8_to_ps(__m128i h)
 }
 
 static float
-dot_bf16_avx2(const uint16_t *w, const float *x, int n)
+dot_bf16_avx2(const void *row, const float *x, int n)
 {
+	const uint16_t *w = row;
 	__m256		a0 = _mm256_setzero_ps(),
 				a1 = _mm256_setzero_ps();
 	int			i = 0;
@@ -327,8 +349,9 @@ dot_bf16_avx2(const uint16_t *w, const float *x, int n)
 }
 
 static float
-dot_q8_0_avx2(const SftBlockQ8_0 *w, const float *x, int n)
+dot_q8_0_avx2(const void *row, const float *x, int n)
 {
+	const SftBlockQ8_0 *w = row;
 	__m256		acc = _mm256_setzero_ps();
 
 	for (int b = 0; b < n / SFT_Q8_0_BLOCK; b++)
@@ -352,24 +375,28 @@ dot_q8_0_avx2(const SftBlockQ8_0 *w, const float *x, int n)
 }
 #endif
 
+/* The fastest dot product this build has for dtype. */
+static SftDotFn
+best_dot(SftDType dtype)
+{
+#ifdef SFT_QUANT_AVX2
+	if (dtype == SFT_DTYPE_BF16)
+		return dot_bf16_avx2;
+	if (dtype == SFT_DTYPE_Q8_0)
+		return dot_q8_0_avx2;
+#endif
+	return portable_dot(dtype);
+}
+
 void
 sft_matvec_quant(SftDType dtype, float *y, const float *x, const void *w, int IN, int OUT)
 {
-#ifdef SFT_QUANT_AVX2
-	size_t		row = sft_dtype_row_bytes(dtype, IN);
+	matvec_rows(best_dot(dtype), sft_dtype_row_bytes(dtype, IN), y, x, 1, w, IN, OUT);
+}
 
-	if (dtype == SFT_DTYPE_BF16)
-	{
-		for (int o = 0; o < OUT; o++)
-			y[o] = dot_bf16_avx2((const uint16_t *) ((const char *) w + (size_t) o * row), x, IN);
-		return;
-	}
-	if (dtype == SFT_DTYPE_Q8_0)
-	{
-		for (int o = 0; o < OUT; o++)
-			y[o] = dot_q8_0_avx2((const SftBlockQ8_0 *) ((const char *) w + (size_t) o * row), x, IN);
-		return;
-	}
-#endif
-	sft_matvec_quant_portable(dtype, y, x, w, IN, OUT);
+void
+sft_matvec_quant_rows(SftDType dtype, float *y, const float *x, int nx, const void *w,
+					  int IN, int OUT)
+{
+	matvec_rows(best_dot(dtype), sft_dtype_row_bytes(dtype, IN), y, x, nx, w, IN, OUT);
 }

@@ -69,6 +69,12 @@ void		sft_dequantize_row(SftDType dtype, const void *in, float *x, int64_t n);
  */
 void		sft_matvec_quant(SftDType dtype, float *y, const float *x, const void *w,
 							 int IN, int OUT);
+/*
+ * The same for nx inputs, y[nx, OUT] = x[nx, IN] @ w^T, each row of w read
+ * once for all of them; every y[j] is bitwise sft_matvec_quant's for x[j].
+ */
+void		sft_matvec_quant_rows(SftDType dtype, float *y, const float *x, int nx,
+								  const void *w, int IN, int OUT);
 /* The portable C form of the same (what the vector form is tested against). */
 void		sft_matvec_quant_portable(SftDType dtype, float *y, const float *x, const void *w,
 									  int IN, int OUT);
