@@ -70,6 +70,14 @@ SELECT f.family, q.q,
                     jsonb_build_array(jsonb_build_object('role', 'user', 'content', q.q)),
                     max_new_tokens => 24) = q.a AS learned
   FROM fam_configs f, fam_qa q ORDER BY f.family, q.q;
+-- batched decoding (both questions in one call) gives the same replies
+SELECT f.family, b.ordinality, b.reply = q.a AS learned
+  FROM fam_configs f,
+       LATERAL sft_generate_batch('fam_' || f.family || '_tuned',
+         ARRAY(SELECT jsonb_build_array(jsonb_build_object('role', 'user', 'content', q)) FROM fam_qa ORDER BY q),
+         24) b
+  JOIN (SELECT row_number() OVER (ORDER BY q) AS n, a FROM fam_qa) q ON q.n = b.ordinality
+  ORDER BY f.family, b.ordinality;
 -- evaluation: the tuned model's loss on its data is lower than the base's
 SELECT f.family, t.rows, t.loss < b.loss / 4 AS tuned_is_better
   FROM fam_configs f,
