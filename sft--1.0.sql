@@ -395,11 +395,12 @@ CREATE FUNCTION sft_model_import(name text, directory text) RETURNS bigint
 COMMENT ON FUNCTION sft_model_import(text, text) IS
 'imports an HF model directory on the server (config.json, *.safetensors, sharded too, tokenizer files); the tokenizer is imported under the model''s name unless one of that name exists; superusers and pg_read_server_files only; returns the parameter count';
 
-CREATE FUNCTION sft_model_export(name text, directory text) RETURNS text[]
+CREATE FUNCTION sft_model_export(name text, directory text, format text DEFAULT 'hf',
+                                 dtype text DEFAULT NULL) RETURNS text[]
     AS 'MODULE_PATHNAME', 'sft_model_export'
     LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION sft_model_export(text, text) IS
-'writes model.safetensors (fp32), config.json and the tokenizer files into a server directory (created if missing); owner or superuser, and superusers and pg_write_server_files only; returns the files written';
+COMMENT ON FUNCTION sft_model_export(text, text, text, text) IS
+'writes the model into a server directory (created if missing): format ''hf'' (default) model.safetensors (fp32), config.json and the tokenizer files; format ''gguf'' NAME.gguf for llama.cpp (dtype f16 by default, or f32, bf16, q8_0) and an Ollama Modelfile; owner or superuser, and superusers and pg_write_server_files only; returns the files written';
 
 CREATE FUNCTION sft_model_set_system(name text, system_prompt text) RETURNS void
     AS 'MODULE_PATHNAME', 'sft_model_set_system'

@@ -1,6 +1,7 @@
 /*
  * model_catalog.c: models as rows of sft_models with their weights in a large
- * object: sft_model_create, sft_model_import, sft_model_export,
+ * object: sft_model_create, sft_model_import, sft_model_export (HF here,
+ * GGUF in model_export_gguf.c),
  * sft_model_drop, and the lookup/load functions other glue files use.
  *
  * Ownership.  The weights large object is created by, and so owned by, the
@@ -324,28 +325,18 @@ sft_model_import(PG_FUNCTION_ARGS)
 }
 
 /* ---------------------------------------------------------------------------
- * sft_model_export(name, directory)
+ * sft_model_export(name, directory, format => 'hf' | 'gguf', dtype)
  * ------------------------------------------------------------------------- */
 
-Datum
-sft_model_export(PG_FUNCTION_ARGS)
+/* The HF directory: fp32 safetensors, config.json, the tokenizer files. */
+static List *
+SftModelExportHf(const SftModelRow *row, const char *dir)
 {
-	char	   *name = SftTextArgNotNull(fcinfo, 0, "name");
-	char	   *dir = SftTextArgNotNull(fcinfo, 1, "directory");
-	SftModelRow row;
 	SftModel   *model;
 	SftError	err = {0};
 	List	   *files = NIL;
-	Datum	   *elems;
-	int			n;
-	ListCell   *lc;
 
-	SftRequireServerFiles(SFT_SERVER_FILES_WRITE, "export models to server files", NULL);
-	SftModelFetch(name, &row, false);
-	SftModelCheckOwner(&row, "export");
-	dir = SftServerDirectory(dir, true);
-
-	model = SftModelLoadWeights(&row);
+	model = SftModelLoadWeights(row);
 	PG_TRY();
 	{
 		if (sft_hf_save_dir(model, dir, &err) != SFT_OK)
@@ -358,7 +349,41 @@ sft_model_export(PG_FUNCTION_ARGS)
 	PG_END_TRY();
 	files = lappend(files, psprintf("%s/config.json", dir));
 	files = lappend(files, psprintf("%s/model.safetensors", dir));
-	files = list_concat(files, SftTokenizerExportDirectory(row.tokenizer, dir));
+	return list_concat(files, SftTokenizerExportDirectory(row->tokenizer, dir));
+}
+
+Datum
+sft_model_export(PG_FUNCTION_ARGS)
+{
+	char	   *name = SftTextArgNotNull(fcinfo, 0, "name");
+	char	   *dir = SftTextArgNotNull(fcinfo, 1, "directory");
+	char	   *format = SftTextArgNotNull(fcinfo, 2, "format");
+	char	   *dtype = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
+	SftModelRow row;
+	List	   *files;
+	Datum	   *elems;
+	int			n;
+	ListCell   *lc;
+
+	if (strcmp(format, "hf") != 0 && strcmp(format, "gguf") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown export format \"%s\"", format),
+				 errhint("Use 'hf' (a Hugging Face directory) or 'gguf' (llama.cpp, Ollama).")));
+	if (strcmp(format, "hf") == 0 && dtype && strcmp(dtype, "f32") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("format 'hf' writes f32 weights, not \"%s\"", dtype),
+				 errhint("dtype f16, bf16 and q8_0 are for format 'gguf'.")));
+	SftRequireServerFiles(SFT_SERVER_FILES_WRITE, "export models to server files", NULL);
+	SftModelFetch(name, &row, false);
+	SftModelCheckOwner(&row, "export");
+	dir = SftServerDirectory(dir, true);
+
+	if (strcmp(format, "gguf") == 0)
+		files = SftModelExportGguf(&row, dir, dtype ? dtype : "f16");
+	else
+		files = SftModelExportHf(&row, dir);
 
 	n = list_length(files);
 	elems = palloc(sizeof(Datum) * n);

@@ -14,6 +14,8 @@
 
 #include "postgres.h"
 
+#include "nodes/pg_list.h"
+
 #include "core/llama_config.h"
 #include "core/model.h"
 
@@ -63,6 +65,13 @@ void		SftModelCheckNameFree(const char *name, int64 except_run);
  */
 void		SftModelInsert(const char *name, const char *tokenizer, const SftModel *model,
 						   const char *parent, int64 run_id, Oid weights, int64 size_bytes);
+
+/*
+ * model_export_gguf.c: write NAME.gguf (dtype f32, f16, bf16 or q8_0) and
+ * an Ollama Modelfile into dir, an existing absolute directory the caller
+ * may write (checked by sft_model_export); returns the two paths.
+ */
+List	   *SftModelExportGguf(const SftModelRow *row, const char *dir, const char *dtype);
 
 /* Parameters a model of this config has (without allocating it). */
 int64		SftConfigParameterCount(const SftLlamaConfig *cfg);

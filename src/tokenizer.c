@@ -691,6 +691,12 @@ sft_chat_template_jinja(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(jinja));
 }
 
+char *
+SftTokenizerChatJinja(const SftTokenizerEntry *entry)
+{
+	return EntryJinja(entry, false);
+}
+
 bool
 SftTokenizerExists(const char *name)
 {

@@ -58,6 +58,14 @@ const SftTokenizerEntry *SftTokenizerLookup(const char *name);
 /* The entry's chat template; ERROR with a hint when none was chosen. */
 const SftChatTemplate *SftTokenizerRequireTemplate(const SftTokenizerEntry *entry);
 
+/*
+ * The chosen chat template as Jinja (the imported source when it renders
+ * as the entry's template, else our own Jinja form), palloc'd; NULL when no
+ * template was chosen.  ERROR when it has no Jinja form (qwen3 without its
+ * imported source).
+ */
+char	   *SftTokenizerChatJinja(const SftTokenizerEntry *entry);
+
 /* For the model catalog: a model directory carries its tokenizer files. */
 bool		SftTokenizerExists(const char *name);
 int32		SftTokenizerVocabSize(const char *name);	/* max id + 1; ERROR if unknown */

@@ -413,6 +413,16 @@ sft_tokenizer_compile_regex(SftTokenizer *tok, const char *pattern, size_t len,
 	return SFT_OK;
 }
 
+SftStatus
+sft_tokenizer_compile_step(SftTokenizer *tok, SftPreStep *step, const char *pattern,
+						   size_t len, SftError *err)
+{
+	step->pattern = sft_strndup(pattern, len);
+	if (step->pattern == NULL)
+		return sft_error(err, SFT_ERR_NOMEM, "out of memory");
+	return sft_tokenizer_compile_regex(tok, pattern, len, &step->re, err);
+}
+
 /* ---------------------------------------------------------------------------
  * Construction helpers
  * ------------------------------------------------------------------------- */
@@ -477,6 +487,7 @@ sft_tokenizer_free(SftTokenizer *tok)
 		if (tok->pre[i].re)
 			pcre2_code_free(tok->pre[i].re);
 		sft_free(tok->pre[i].literal);
+		sft_free(tok->pre[i].pattern);
 	}
 	for (int i = 0; i < tok->n_dec; i++)
 	{
@@ -1217,8 +1228,8 @@ parse_pre(SftTokenizer *tok, json_object *p, int *seen_byte_level, SftError *err
 			if ((st = new_pre(tok, SFT_PRE_REGEX, b, &step, err)) != SFT_OK)
 				return st;
 			step->invert = invert;
-			return sft_tokenizer_compile_regex(tok, json_object_get_string(re),
-											   (size_t) json_object_get_string_len(re), &step->re, err);
+			return sft_tokenizer_compile_step(tok, step, json_object_get_string(re),
+											  (size_t) json_object_get_string_len(re), err);
 		}
 		if (jis(lit, json_type_string) && json_object_get_string_len(lit) > 0)
 		{
@@ -1250,7 +1261,7 @@ parse_pre(SftTokenizer *tok, json_object *p, int *seen_byte_level, SftError *err
 			return SFT_OK;
 		if ((st = new_pre(tok, SFT_PRE_REGEX, SFT_SPLIT_ISOLATED, &step, err)) != SFT_OK)
 			return st;
-		return sft_tokenizer_compile_regex(tok, sft_gpt2_pattern, strlen(sft_gpt2_pattern), &step->re, err);
+		return sft_tokenizer_compile_step(tok, step, sft_gpt2_pattern, strlen(sft_gpt2_pattern), err);
 	}
 	if (strcmp(type, "Digits") == 0)
 	{
@@ -1261,7 +1272,7 @@ parse_pre(SftTokenizer *tok, json_object *p, int *seen_byte_level, SftError *err
 		/* HF splits on char::is_numeric (Nd, Nl, No): one match per character */
 		if ((st = new_pre(tok, SFT_PRE_REGEX, individual ? SFT_SPLIT_ISOLATED : SFT_SPLIT_CONTIGUOUS, &step, err)) != SFT_OK)
 			return st;
-		return sft_tokenizer_compile_regex(tok, "\\p{N}", 5, &step->re, err);
+		return sft_tokenizer_compile_step(tok, step, "\\p{N}", 5, err);
 	}
 	if (strcmp(type, "Metaspace") == 0)
 	{
@@ -1837,7 +1848,7 @@ sft_tokenizer_from_vocab_merges(const char *vocab_json, size_t vocab_len,
 	}
 	/* GPT-2 style: the ByteLevel regex split and decoder. */
 	if ((st = new_pre(tok, SFT_PRE_REGEX, SFT_SPLIT_ISOLATED, &step, err)) != SFT_OK ||
-		(st = sft_tokenizer_compile_regex(tok, sft_gpt2_pattern, strlen(sft_gpt2_pattern), &step->re, err)) != SFT_OK ||
+		(st = sft_tokenizer_compile_step(tok, step, sft_gpt2_pattern, strlen(sft_gpt2_pattern), err)) != SFT_OK ||
 		(st = add_dec(tok, SFT_DEC_BYTE_LEVEL, NULL, 0, NULL, 0, NULL, err)) != SFT_OK)
 		goto fail;
 	tok->has_decoder = 1;

@@ -135,6 +135,7 @@ typedef struct SftPreStep
 	SftSplitBehavior behavior;
 	int			invert;
 	pcre2_code *re;				/* SFT_PRE_REGEX */
+	char	   *pattern;		/* SFT_PRE_REGEX: the source, for exports (GGUF's pre-tokenizer name) */
 	char	   *literal;		/* SFT_PRE_LITERAL */
 	size_t		literal_len;
 } SftPreStep;
@@ -284,6 +285,10 @@ SftStatus	sft_bpe_word(const SftTokenizer *tok, const char *word, size_t len,
 /* Compile a split pattern (White_Space-exact \s, see tokenizer.c). */
 SftStatus	sft_tokenizer_compile_regex(SftTokenizer *tok, const char *pattern, size_t len,
 										pcre2_code **out, SftError *err);
+
+/* Compile pattern into step->re and keep its source in step->pattern. */
+SftStatus	sft_tokenizer_compile_step(SftTokenizer *tok, SftPreStep *step, const char *pattern,
+									   size_t len, SftError *err);
 
 extern const char sft_gpt2_pattern[];
 

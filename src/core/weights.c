@@ -376,12 +376,9 @@ file_write(void *ctx, const void *data, size_t len, SftError *err)
 	return SFT_OK;
 }
 
-typedef SftStatus (*Producer) (const void *arg, SftWriteFn write, void *ctx, SftError *err);
-
-/* Write name in dir through a temporary file, fsync, rename. */
-static SftStatus
-write_atomically(const char *dir, const char *name, Producer produce, const void *arg,
-				 SftError *err)
+SftStatus
+sft_write_file_atomically(const char *dir, const char *name, SftProducer produce,
+						  const void *arg, SftError *err)
 {
 	char		final_path[PATH_MAX];
 	char		tmp_name[300];
@@ -438,8 +435,8 @@ sft_hf_save_dir(const SftModel *model, const char *dir, SftError *err)
 
 	if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
 		return sft_error(err, SFT_ERR_IO, "%s is not an existing directory", dir);
-	st = write_atomically(dir, "model.safetensors", produce_safetensors, model, err);
+	st = sft_write_file_atomically(dir, "model.safetensors", produce_safetensors, model, err);
 	if (st == SFT_OK)
-		st = write_atomically(dir, "config.json", produce_config, model, err);
+		st = sft_write_file_atomically(dir, "config.json", produce_config, model, err);
 	return st;
 }

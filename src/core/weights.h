@@ -30,6 +30,15 @@ SftStatus	sft_hf_save_dir(const SftModel *model, const char *dir, SftError *err)
 typedef SftStatus (*SftWriteFn) (void *ctx, const void *data, size_t len, SftError *err);
 typedef SftStatus (*SftReadFn) (void *ctx, void *data, size_t len, SftError *err);	/* exact */
 
+/*
+ * Write dir/name atomically: produce streams the content into a temporary
+ * file in dir, which is fsynced and renamed over name; on any failure the
+ * temporary file is removed and name is untouched.
+ */
+typedef SftStatus (*SftProducer) (const void *arg, SftWriteFn write, void *ctx, SftError *err);
+SftStatus	sft_write_file_atomically(const char *dir, const char *name, SftProducer produce,
+									  const void *arg, SftError *err);
+
 /* In-memory streams (tests, fuzzing, small objects). */
 typedef struct SftMemReader
 {

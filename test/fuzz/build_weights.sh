@@ -30,7 +30,7 @@ for src in src/core/*.c; do
 	fi
 	objs+=("$obj")
 done
-for target in safetensors config checkpoint; do
+for target in safetensors config checkpoint gguf; do
 	$CC $CFLAGS -fsanitize=fuzzer -o "$OUT/fuzz_$target" "test/fuzz/fuzz_$target.c" "${objs[@]}" $LIBS
 done
 
@@ -47,6 +47,12 @@ for f in test/fixtures/configs/*.json; do cp "$f" "$OUT/corpus_config/family-$(b
 printf '{"hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 4, "vocab_size": 8, "rope_parameters": {"rope_type": "default", "rope_theta": 5e5}, "eos_token_id": [2, 3], "model_type": "mistral", "sliding_window": null}' \
 	>"$OUT/corpus_config/variants.json"
 cp "$fx"/*.ckpt "$OUT/corpus_checkpoint/"
+# GGUF seeds: the fixture tokenizers with tiny models in every dtype, written
+# by our exporter (built without sanitizers: it only produces the corpus).
+mkdir -p "$OUT/corpus_gguf"
+cc -std=gnu11 -O1 -Isrc/core $(pkg-config --cflags json-c libpcre2-8 openblas 2>/dev/null || echo -I/usr/include/json-c) \
+	-o "$OUT/gen_gguf_seeds" test/fuzz/gen_gguf_seeds.c src/core/*.c $LIBS
+"$OUT/gen_gguf_seeds" "$OUT/corpus_gguf"
 
 cat >"$OUT/weights.dict" <<'DICT'
 "{"
@@ -107,7 +113,7 @@ cat >"$OUT/weights.dict" <<'DICT'
 "false"
 "SFTCKPT\x00"
 DICT
-echo "built $OUT/fuzz_{safetensors,config,checkpoint}"
+echo "built $OUT/fuzz_{safetensors,config,checkpoint,gguf}"
 
 if [ "${1:-}" = run ]; then
 	target=$2

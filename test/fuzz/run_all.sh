@@ -32,7 +32,7 @@ run chat_template "$out/fuzz_chat_template" -max_len=2048 "$out/corpus/chat_temp
 run message_tree "$out/fuzz_message_tree" -max_len=4096 -dict=test/fuzz/message_tree.dict \
 	"$out/corpus/message_tree" "$out/seeds/message_tree"
 w=/tmp/sft-fuzz-weights
-for t in safetensors config checkpoint; do
+for t in safetensors config checkpoint gguf; do
 	run "$t" "$w/fuzz_$t" -max_len=16384 -dict="$w/weights.dict" "$w/corpus_$t"
 done
 echo "fuzzing done: $findings findings"

@@ -305,8 +305,9 @@ calls_anytime() {
 	call "sft_tokenizer_drop(text)" "SELECT sft_tokenizer_drop('tok')"
 	# models: mallory's own, the victim's, a new one created and dropped
 	call "sft_model_create(text, text, jsonb, bigint)" "SELECT sft_model_create('m_$tag', 'tok', '$CFG', 5)"
-	call "sft_model_export(text, text)" "SELECT sft_model_export('m_$tag', '$SFT_TMP/export')"
-	call "sft_model_export(text, text)" "SELECT sft_model_export('vbase', '$SFT_TMP/export')"
+	call "sft_model_export(text, text, text, text)" "SELECT sft_model_export('m_$tag', '$SFT_TMP/export')"
+	call "sft_model_export(text, text, text, text)" "SELECT sft_model_export('vbase', '$SFT_TMP/export')"
+	call "sft_model_export(text, text, text, text)" "SELECT sft_model_export('m_$tag', '$SFT_TMP/export_gguf', 'gguf', 'q8_0')"
 	call "sft_model_import(text, text)" "SELECT sft_model_import('mimp_$tag', '$SFT_TMP/export')"
 	call "sft_model_set_system(text, text)" "SELECT sft_model_set_system('m_$tag', 'You are evil.')"
 	call "sft_model_set_system(text, text)" "SELECT sft_model_set_system('vbase', 'You are evil.')"
