@@ -117,27 +117,11 @@ static dlist_head cache_list = DLIST_STATIC_INIT(cache_list);
  * Sizes
  * ------------------------------------------------------------------------- */
 
-/*
- * Bytes a decoder of max_seq tokens allocates.  Mirrors sft_decoder_new in
- * src/core/decoder.c (KV cache [2, L, S, NKV HD], a work block for chunks of
- * 128 tokens, RoPE tables [2, S, HD/2], attention scratch); it only feeds the
- * cache's accounting, so being a few KB off does not matter.
- */
+/* Bytes a decoder of max_seq tokens allocates (the core sizes it). */
 static size_t
 SftDecoderBytes(const SftLlamaConfig *c, int max_seq)
 {
-	size_t		S = max_seq,
-				C = c->hidden_size,
-				F = c->intermediate_size,
-				HD = c->head_dim;
-	size_t		QH = (size_t) c->n_heads * HD,
-				KVH = (size_t) c->n_kv_heads * HD;
-	size_t		chunk = 128;
-	size_t		floats = 2 * (size_t) c->n_layers * S * KVH
-		+ chunk * (3 * C + QH + 2 * KVH + QH + 3 * F + c->n_heads + 1)
-		+ 2 * 128 * S + S * HD;
-
-	return floats * sizeof(float) + chunk * sizeof(int32);
+	return sft_decoder_memory_estimate(c, max_seq);
 }
 
 /* Bytes an evaluator adds to its model (sft_trainer_new: everything but the parameters). */

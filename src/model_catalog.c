@@ -197,17 +197,11 @@ SftModelInsert(const char *name, const char *tokenizer, const SftModel *model,
 	SftCatalogModelInsert(&rec);
 }
 
-/* Parameters a Llama model of this config has (embedding, layers, final norm, untied head). */
+/* Parameters a model of this config has (the core counts them). */
 int64
 SftConfigParameterCount(const SftLlamaConfig *cfg)
 {
-	int64		C = cfg->hidden_size;
-	int64		q = (int64) cfg->n_heads * cfg->head_dim;
-	int64		kv = (int64) cfg->n_kv_heads * cfg->head_dim;
-	int64		per_layer = 2 * C + C * q + 2 * C * kv + q * C + 3 * C * (int64) cfg->intermediate_size;
-	int64		embed = (int64) cfg->vocab_size * C;
-
-	return embed * (cfg->tie_word_embeddings ? 1 : 2) + (int64) cfg->n_layers * per_layer + C;
+	return (int64) sft_llama_config_num_params(cfg);
 }
 
 /* A model's parameters must fit sft.max_memory before we allocate them. */

@@ -17,13 +17,20 @@
  * (and attention in tasks of one kv head), so a descheduled thread delays
  * one task, not half the product.  Prompt chunks go through BLAS instead.
  *
+ * Sliding-window layers (Gemma 3) keep a window-bounded cache: a query
+ * there sees only the last W = sliding_window keys, so such a layer holds
+ * R = min(S, W - 1 + CH) rows, positions [local_base, local_base + R).  When
+ * a chunk would not fit, the last W - 1 rows move to the front (one memmove
+ * per layer every CH tokens at most) and local_base advances.
+ *
  * Buffers (CH = SFT_DECODE_CHUNK, S = max_seq):
- *   kcache, vcache [L, S, NKV HD]   keys after RoPE, values
+ *   kcache, vcache [sum over layers of R_l, NKV HD]   keys after RoPE,
+ *     values; R_l = S for a global layer, R for a sliding one
  *   x [CH, C] residual stream; xn [CH, C]; qkv [CH, QKV]; att [CH, NH HD];
  *   proj [CH, C]; gu [CH, 2F]; h [CH, F]; lse [CH, NH]; rstd [CH];
  *   attn_scratch [attention_scratch_floats(S, NH / NKV, HD)] (a single-token
  *     step uses [threads, S] of it: threads <= 17 and the size is >= 128 S);
- *   cos, sin [S, HD/2]; pos [CH]
+ *   cos, sin [S, HD/2] (and cos_loc, sin_loc for local layers); pos [CH]
  */
 #include "model_internal.h"
 #include "kernels.h"
@@ -86,7 +93,8 @@ typedef struct AttnJob
 {
 	float	   *out, *lse, *scratch;	/* scratch [threads, S] */
 	const float *q, *k, *v;
-	int			ldkv, nkv, NH, NKV, HD, S;
+	int			ldkv, nkv, NH, NKV, HD, S, window;
+	float		scale;
 	atomic_int	next;
 } AttnJob;
 
@@ -101,7 +109,7 @@ attn_job(void *ctx, int thread, int n_threads)
 		attention_forward_one(j->out + (size_t) g * G * j->HD, j->lse + g * G,
 							  j->q + (size_t) g * G * j->HD, j->k + (size_t) g * j->HD,
 							  j->v + (size_t) g * j->HD, j->ldkv, j->nkv, G, 1, j->HD,
-							  j->scratch + (size_t) thread * j->S);
+							  j->scale, j->window, j->scratch + (size_t) thread * j->S);
 }
 
 struct SftDecoder
@@ -109,15 +117,63 @@ struct SftDecoder
 	const SftModel *model;
 	int			max_seq;		/* S */
 	int			pos;			/* tokens in the cache */
-	float	   *kcache;			/* [L, S, NKV HD] */
-	float	   *vcache;			/* [L, S, NKV HD] */
+	int			local_rows;		/* R: rows of a sliding layer's cache */
+	int			local_base;		/* position of their first row */
+	size_t	   *layer_row;		/* [L] first cache row of each layer */
+	float	   *kcache;			/* [rows, NKV HD] */
+	float	   *vcache;			/* [rows, NKV HD] */
 	float	   *work;			/* the rest, one block */
 	float	   *x, *xn, *qkv, *att, *proj, *gu, *h, *lse, *rstd, *attn_scratch;
 	float	   *cos_tab, *sin_tab;	/* [S, HD/2] */
+	float	   *cos_loc, *sin_loc;	/* [S, HD/2] local layers, or NULL */
 	int32_t    *posv;			/* [CH] */
 	SftThreadPool *pool;		/* helper threads for single-token steps */
 	const SftDecodeWeights *weights;	/* reduced-precision matrices, or NULL */
 };
+
+/* Rows of a sliding layer's cache for max_seq tokens. */
+static int
+local_cache_rows(const SftLlamaConfig *c, int max_seq)
+{
+	int64_t		r = (int64_t) c->sliding_window - 1 + SFT_DECODE_CHUNK;
+
+	return r < max_seq ? (int) r : max_seq;
+}
+
+/* KV cache rows of all layers. */
+static size_t
+cache_rows(const SftLlamaConfig *c, int max_seq)
+{
+	size_t		rows = 0;
+
+	for (int l = 0; l < c->n_layers; l++)
+		rows += sft_layer_window(c, l) ? (size_t) local_cache_rows(c, max_seq) : (size_t) max_seq;
+	return rows;
+}
+
+/* Floats of the work block (see the buffer list above). */
+static size_t
+work_floats(const SftLlamaConfig *c, int max_seq)
+{
+	size_t		C = c->hidden_size, F = c->intermediate_size, HD = c->head_dim;
+	size_t		QH = c->n_heads * HD, KVH = c->n_kv_heads * HD;
+	size_t		QKV = QH + 2 * KVH, CH = SFT_DECODE_CHUNK;
+	int			tables = sft_config_has_local_layers(c) ? 2 : 1;
+
+	return CH * (3 * C + QKV + QH + 2 * F + F + c->n_heads + c->n_kv_heads + 1)
+		+ attention_scratch_floats(max_seq, c->n_heads / c->n_kv_heads, c->head_dim)
+		+ 2 * (size_t) tables * max_seq * (HD / 2);
+}
+
+size_t
+sft_decoder_memory_estimate(const SftLlamaConfig *c, int max_seq)
+{
+	size_t		KVH = (size_t) c->n_kv_heads * c->head_dim;
+
+	return (2 * cache_rows(c, max_seq) * KVH + work_floats(c, max_seq)) * sizeof(float)
+		+ SFT_DECODE_CHUNK * sizeof(int32_t) + c->n_layers * sizeof(size_t)
+		+ sizeof(SftDecoder) + sft_pool_memory();
+}
 
 /* ---------------------------------------------------------------------------
  * Reduced-precision weights
@@ -276,9 +332,10 @@ sft_decoder_new(const SftModel *model, int max_seq, SftDecoder **out, SftError *
 	size_t		C = c->hidden_size, F = c->intermediate_size, HD = c->head_dim;
 	size_t		QH = c->n_heads * HD, KVH = c->n_kv_heads * HD;
 	size_t		QKV = QH + 2 * KVH, CH = SFT_DECODE_CHUNK;
-	size_t		cache, n_work;
+	size_t		cache, n_work, row = 0;
 	SftDecoder *d;
 	float	   *p;
+	float		inv_freq[SFT_CONFIG_MAX_HEAD_DIM / 2];
 
 	*out = NULL;
 	if (max_seq <= 0 || max_seq > c->max_position)
@@ -290,17 +347,17 @@ sft_decoder_new(const SftModel *model, int max_seq, SftDecoder **out, SftError *
 		return sft_error(err, SFT_ERR_NOMEM, "out of memory for the decoder");
 	d->model = model;
 	d->max_seq = max_seq;
-	cache = (size_t) c->n_layers * max_seq * KVH;
-	n_work = CH * (3 * C + QKV + QH + 2 * F + F + c->n_heads + 1)
-		+ attention_scratch_floats(max_seq, c->n_heads / c->n_kv_heads, c->head_dim)
-		+ 2 * (size_t) max_seq * (HD / 2);
+	d->local_rows = local_cache_rows(c, max_seq);
+	cache = cache_rows(c, max_seq) * KVH;
+	n_work = work_floats(c, max_seq);
+	d->layer_row = sft_alloc(sizeof(size_t) * c->n_layers);
 	d->kcache = sft_alloc(cache * sizeof(float));
 	d->vcache = sft_alloc(cache * sizeof(float));
 	d->work = sft_alloc(n_work * sizeof(float));
 	d->posv = sft_alloc(CH * sizeof(int32_t));
 	d->pool = sft_pool_new(openblas_get_num_threads());
-	if (d->kcache == NULL || d->vcache == NULL || d->work == NULL || d->posv == NULL ||
-		d->pool == NULL)
+	if (d->layer_row == NULL || d->kcache == NULL || d->vcache == NULL || d->work == NULL ||
+		d->posv == NULL || d->pool == NULL)
 	{
 		sft_decoder_free(d);
 		return sft_error(err, SFT_ERR_NOMEM, "out of memory for a KV cache of %d tokens", max_seq);
@@ -313,13 +370,26 @@ sft_decoder_new(const SftModel *model, int max_seq, SftDecoder **out, SftError *
 	d->att = p, p += CH * QH;
 	d->gu = p, p += CH * 2 * F;
 	d->h = p, p += CH * F;
-	d->lse = p, p += CH * c->n_heads;
+	d->lse = p, p += CH * (c->n_heads + c->n_kv_heads);	/* also the q/k norms' rstd */
 	d->rstd = p, p += CH;
 	d->attn_scratch = p, p += attention_scratch_floats(max_seq, c->n_heads / c->n_kv_heads,
 													   c->head_dim);
 	d->cos_tab = p, p += (size_t) max_seq * (HD / 2);
-	d->sin_tab = p;
-	sft_rope_tables(d->cos_tab, d->sin_tab, max_seq, c->head_dim, c->rope_theta);
+	d->sin_tab = p, p += (size_t) max_seq * (HD / 2);
+	sft_rope_inv_freq(inv_freq, c, 0);
+	sft_rope_tables(d->cos_tab, d->sin_tab, max_seq, c->head_dim, inv_freq);
+	if (sft_config_has_local_layers(c))
+	{
+		d->cos_loc = p, p += (size_t) max_seq * (HD / 2);
+		d->sin_loc = p;
+		sft_rope_inv_freq(inv_freq, c, 1);
+		sft_rope_tables(d->cos_loc, d->sin_loc, max_seq, c->head_dim, inv_freq);
+	}
+	for (int l = 0; l < c->n_layers; l++)
+	{
+		d->layer_row[l] = row;
+		row += sft_layer_window(c, l) ? (size_t) d->local_rows : (size_t) max_seq;
+	}
 	*out = d;
 	return SFT_OK;
 }
@@ -329,6 +399,7 @@ sft_decoder_free(SftDecoder *d)
 {
 	if (d == NULL)
 		return;
+	sft_free(d->layer_row);
 	sft_free(d->kcache);
 	sft_free(d->vcache);
 	sft_free(d->work);
@@ -341,6 +412,7 @@ void
 sft_decoder_reset(SftDecoder *d)
 {
 	d->pos = 0;
+	d->local_base = 0;
 }
 
 int
@@ -391,13 +463,61 @@ linear(SftDecoder *d, float *y, const float *x, const float *w, int n, bool rows
 	}
 }
 
+/*
+ * Makes room for n more tokens in the sliding layers' caches: when they
+ * would overflow, keep the last W - 1 rows (all the next query can see) and
+ * move them to the front.
+ */
+static void
+slide_local_caches(SftDecoder *d, int n)
+{
+	const SftLlamaConfig *c = &d->model->cfg;
+	size_t		KVH = (size_t) c->n_kv_heads * c->head_dim;
+	int			held = d->pos - d->local_base;
+	int			keep;
+
+	if (held + n <= d->local_rows)
+		return;
+	keep = c->sliding_window - 1 < held ? c->sliding_window - 1 : held;
+	for (int l = 0; l < c->n_layers; l++)
+		if (sft_layer_window(c, l))
+		{
+			float	   *kc = d->kcache + d->layer_row[l] * KVH;
+			float	   *vc = d->vcache + d->layer_row[l] * KVH;
+
+			memmove(kc, kc + (size_t) (held - keep) * KVH, sizeof(float) * keep * KVH);
+			memmove(vc, vc + (size_t) (held - keep) * KVH, sizeof(float) * keep * KVH);
+		}
+	d->local_base = d->pos - keep;
+}
+
+/* Per-head RMSNorm of q and k in qkv [n, QKV], in place (Qwen3, Gemma 3). */
+static void
+qk_norm(SftDecoder *d, const SftLayerPtrs *w, int n)
+{
+	const SftModel *m = d->model;
+	const SftLlamaConfig *c = &m->cfg;
+	int			NH = c->n_heads, NKV = c->n_kv_heads, HD = c->head_dim;
+	size_t		QKV = (size_t) (NH + 2 * NKV) * HD;
+
+	for (int i = 0; i < n; i++)
+	{
+		float	   *row = d->qkv + i * QKV;
+
+		rmsnorm_forward(row, d->lse, row, w->q_norm, NH, HD, c->rms_norm_eps, m->arch.norm_offset);
+		rmsnorm_forward(row + (size_t) NH * HD, d->lse, row + (size_t) NH * HD, w->k_norm, NKV, HD,
+						c->rms_norm_eps, m->arch.norm_offset);
+	}
+}
+
 /* attention of one token of each of n sequences, one (sequence, kv head) per task */
 typedef struct RowsAttnJob
 {
 	SftDecoder *const *seqs;
 	float	   *out, *lse, *scratch;	/* scratch [threads, S of the work decoder] */
 	const float *q;				/* [n, QKV] */
-	int			layer, n, NH, NKV, HD, QKV, S;
+	int			layer, n, NH, NKV, HD, QKV, S, window;
+	float		scale;
 	atomic_int	next;
 } RowsAttnJob;
 
@@ -414,15 +534,17 @@ rows_attn_job(void *ctx, int thread, int n_threads)
 		int			i = task / j->NKV,
 					g = task % j->NKV;
 		const SftDecoder *sd = j->seqs[i];
-		const float *kc = sd->kcache + (size_t) j->layer * sd->max_seq * KVH;
-		const float *vc = sd->vcache + (size_t) j->layer * sd->max_seq * KVH;
+		const float *kc = sd->kcache + sd->layer_row[j->layer] * KVH;
+		const float *vc = sd->vcache + sd->layer_row[j->layer] * KVH;
+		int			base = j->window ? sd->local_base : 0;	/* position of cache row 0 */
 
 		/* the call a single token's step makes (attn_job): the same sums */
 		attention_forward_one(j->out + (size_t) i * j->NH * j->HD + (size_t) g * G * j->HD,
 							  j->lse + (size_t) i * j->NH + g * G,
 							  j->q + (size_t) i * j->QKV + (size_t) g * G * j->HD,
 							  kc + (size_t) g * j->HD, vc + (size_t) g * j->HD, KVH,
-							  sd->pos + 1, G, 1, j->HD, j->scratch + (size_t) thread * j->S);
+							  sd->pos + 1 - base, G, 1, j->HD, j->scale, j->window,
+							  j->scratch + (size_t) thread * j->S);
 	}
 }
 
@@ -441,39 +563,62 @@ forward_tokens(SftDecoder *d, SftDecoder *const *seqs, const int32_t *tokens, in
 {
 	const SftModel *m = d->model;
 	const SftLlamaConfig *c = &m->cfg;
+	const SftArch *arch = &m->arch;
 	int			C = c->hidden_size, F = c->intermediate_size, V = c->vocab_size;
 	int			NH = c->n_heads, NKV = c->n_kv_heads, HD = c->head_dim;
 	int			QH = NH * HD, KVH = NKV * HD, QKV = QH + 2 * KVH;
 	bool		rows = seqs != NULL;
 	int			p0 = d->pos;
 	float	   *params = m->params;
+	float		eps = c->rms_norm_eps,
+				noff = arch->norm_offset;
 
+	if (sft_config_has_local_layers(c))
+	{
+		if (rows)
+			for (int i = 0; i < n; i++)
+				slide_local_caches(seqs[i], 1);
+		else
+			slide_local_caches(d, n);
+	}
 	for (int i = 0; i < n; i++)
 		d->posv[i] = rows ? seqs[i]->pos : p0 + i;
 	embedding_forward(d->x, tokens, params + m->embed, n, C);
+	if (arch->embed_scale != 1.0f)
+		for (size_t i = 0; i < (size_t) n * C; i++)
+			d->x[i] *= arch->embed_scale;
 	for (int l = 0; l < c->n_layers; l++)
 	{
 		SftLayerPtrs w = sft_layer_ptrs(m, params, l);
+		int			window = sft_layer_window(c, l);
+		int			rope = sft_layer_uses_rope(c, l);
 
-		rmsnorm_forward(d->xn, d->rstd, d->x, w.attn_norm, n, C, c->rms_norm_eps);
+		rmsnorm_forward(d->xn, d->rstd, d->x, w.attn_norm, n, C, eps, noff);
 		linear(d, d->qkv, d->xn, w.wqkv, n, rows, C, QKV);
+		if (w.bqkv)
+			bias_forward(d->qkv, w.bqkv, n, QKV, QKV);
+		if (w.q_norm)
+			qk_norm(d, &w, n);
 		for (int i = 0; i < n; i++)
 		{
 			SftDecoder *sd = rows ? seqs[i] : d;
+			int			base = window ? sd->local_base : 0;	/* position of cache row 0 */
 			float	   *qkv = d->qkv + (size_t) i * QKV;
-			float	   *kc = sd->kcache + (size_t) l * sd->max_seq * KVH;
-			float	   *vc = sd->vcache + (size_t) l * sd->max_seq * KVH;
+			float	   *kc = sd->kcache + sd->layer_row[l] * KVH;
+			float	   *vc = sd->vcache + sd->layer_row[l] * KVH;
 
-			rope_forward(qkv, &d->posv[i], sd->cos_tab, sd->sin_tab, 1, QKV, NH + NKV, HD);
-			memcpy(kc + (size_t) d->posv[i] * KVH, qkv + QH, sizeof(float) * KVH);
-			memcpy(vc + (size_t) d->posv[i] * KVH, qkv + QH + KVH, sizeof(float) * KVH);
+			if (rope)
+				rope_forward(qkv, &d->posv[i], window ? sd->cos_loc : sd->cos_tab,
+							 window ? sd->sin_loc : sd->sin_tab, 1, QKV, NH + NKV, HD);
+			memcpy(kc + (size_t) (d->posv[i] - base) * KVH, qkv + QH, sizeof(float) * KVH);
+			memcpy(vc + (size_t) (d->posv[i] - base) * KVH, qkv + QH + KVH, sizeof(float) * KVH);
 		}
 		if (rows)
 		{
 			RowsAttnJob job = {
 				.seqs = seqs, .out = d->att, .lse = d->lse, .scratch = d->attn_scratch,
 				.q = d->qkv, .layer = l, .n = n, .NH = NH, .NKV = NKV, .HD = HD, .QKV = QKV,
-				.S = d->max_seq
+				.S = d->max_seq, .window = window, .scale = arch->attn_scale
 			};
 
 			atomic_init(&job.next, 0);
@@ -481,12 +626,13 @@ forward_tokens(SftDecoder *d, SftDecoder *const *seqs, const int32_t *tokens, in
 		}
 		else if (n == 1)
 		{
-			float	   *kc = d->kcache + (size_t) l * d->max_seq * KVH;
-			float	   *vc = d->vcache + (size_t) l * d->max_seq * KVH;
+			float	   *kc = d->kcache + d->layer_row[l] * KVH;
+			float	   *vc = d->vcache + d->layer_row[l] * KVH;
+			int			nkv = p0 + 1 - (window ? d->local_base : 0);
 			AttnJob		job = {
 				.out = d->att, .lse = d->lse, .scratch = d->attn_scratch, .q = d->qkv,
-				.k = kc, .v = vc, .ldkv = KVH, .nkv = p0 + 1, .NH = NH, .NKV = NKV,
-				.HD = HD, .S = d->max_seq
+				.k = kc, .v = vc, .ldkv = KVH, .nkv = nkv, .NH = NH, .NKV = NKV,
+				.HD = HD, .S = d->max_seq, .window = window, .scale = arch->attn_scale
 			};
 
 			atomic_init(&job.next, 0);
@@ -494,23 +640,29 @@ forward_tokens(SftDecoder *d, SftDecoder *const *seqs, const int32_t *tokens, in
 		}
 		else
 			attention_forward(d->att, QH, d->lse, d->qkv, QKV,
-							  d->kcache + (size_t) l * d->max_seq * KVH,
-							  d->vcache + (size_t) l * d->max_seq * KVH, KVH, n, p0 + n,
-							  NH, NKV, HD, d->attn_scratch);
+							  d->kcache + d->layer_row[l] * KVH, d->vcache + d->layer_row[l] * KVH,
+							  KVH, n, p0 + n - (window ? d->local_base : 0), NH, NKV, HD,
+							  arch->attn_scale, window, d->attn_scratch);
 		linear(d, d->proj, d->att, w.wo, n, rows, QH, C);
+		if (w.attn_post_norm)
+			rmsnorm_forward(d->proj, d->rstd, d->proj, w.attn_post_norm, n, C, eps, noff);
 		residual_forward(d->x, d->x, d->proj, (size_t) n * C);
-		rmsnorm_forward(d->xn, d->rstd, d->x, w.mlp_norm, n, C, c->rms_norm_eps);
+		rmsnorm_forward(d->xn, d->rstd, d->x, w.mlp_norm, n, C, eps, noff);
 		linear(d, d->gu, d->xn, w.wgu, n, rows, C, 2 * F);
-		swiglu_forward(d->h, d->gu, n, F);
+		(arch->geglu ? geglu_tanh_forward : swiglu_forward) (d->h, d->gu, n, F);
 		linear(d, d->proj, d->h, w.wdown, n, rows, F, C);
+		if (w.mlp_post_norm)
+			rmsnorm_forward(d->proj, d->rstd, d->proj, w.mlp_post_norm, n, C, eps, noff);
 		residual_forward(d->x, d->x, d->proj, (size_t) n * C);
 	}
 	if (rows)
 	{
 		for (int i = 0; i < n; i++)
 			seqs[i]->pos++;
-		rmsnorm_forward(d->xn, d->rstd, d->x, params + m->final_norm, n, C, c->rms_norm_eps);
+		rmsnorm_forward(d->xn, d->rstd, d->x, params + m->final_norm, n, C, eps, noff);
 		linear(d, logits, d->xn, params + m->lm_head, n, true, C, V);
+		for (int i = 0; i < n && arch->softcap > 0.0f; i++)
+			softcap_forward(logits + (size_t) i * V, NULL, arch->softcap, V);
 		return;
 	}
 	d->pos += n;
@@ -518,8 +670,10 @@ forward_tokens(SftDecoder *d, SftDecoder *const *seqs, const int32_t *tokens, in
 	{
 		/* only the last token's logits are asked for */
 		rmsnorm_forward(d->xn, d->rstd, d->x + (size_t) (n - 1) * C, params + m->final_norm,
-						1, C, c->rms_norm_eps);
+						1, C, eps, noff);
 		linear(d, logits, d->xn, params + m->lm_head, 1, false, C, V);
+		if (arch->softcap > 0.0f)
+			softcap_forward(logits, NULL, arch->softcap, V);
 	}
 }
 

@@ -303,7 +303,7 @@ embedding_backward(float *dwte, const float *dout, const int32_t *tokens, int T,
 
 void
 rmsnorm_forward(float *out, float *rstd, const float *x, const float *w,
-				int T, int C, float eps)
+				int T, int C, float eps, float w_offset)
 {
 	for (int t = 0; t < T; t++)
 	{
@@ -313,18 +313,18 @@ rmsnorm_forward(float *out, float *rstd, const float *x, const float *w,
 
 		rstd[t] = r;
 		for (int i = 0; i < C; i++)
-			ot[i] = (xt[i] * r) * w[i];
+			ot[i] = (xt[i] * r) * (w_offset + w[i]);
 	}
 }
 
 /*
- * y_i = w_i x_i r with r = (mean(x^2) + eps)^-1/2, so
- *   dx_i = r w_i dy_i - x_i r^3 / C * sum_j (dy_j w_j x_j)
+ * y_i = a_i x_i r with a_i = offset + w_i, r = (mean(x^2) + eps)^-1/2, so
+ *   dx_i = r a_i dy_i - x_i r^3 / C * sum_j (dy_j a_j x_j)
  *   dw_i = sum_t dy_i x_i r
  */
 void
 rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
-				 const float *w, const float *rstd, int T, int C)
+				 const float *w, const float *rstd, int T, int C, float w_offset)
 {
 	for (int t = 0; t < T; t++)
 	{
@@ -339,15 +339,15 @@ rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
 
 		for (; i + 8 <= (size_t) C; i += 8)
 			for (int j = 0; j < 8; j++)
-				acc[j] += dy[i + j] * w[i + j] * xt[i + j];
+				acc[j] += dy[i + j] * (w_offset + w[i + j]) * xt[i + j];
 		for (; i < (size_t) C; i++)
-			s += dy[i] * w[i] * xt[i];
+			s += dy[i] * (w_offset + w[i]) * xt[i];
 		for (int j = 0; j < 8; j++)
 			s += acc[j];
 		coef = s * r * r * r / (float) C;
 		for (i = 0; i < (size_t) C; i++)
 		{
-			dxt[i] += r * w[i] * dy[i] - xt[i] * coef;
+			dxt[i] += r * (w_offset + w[i]) * dy[i] - xt[i] * coef;
 			dw[i] += dy[i] * xt[i] * r;
 		}
 	}
@@ -441,14 +441,24 @@ stack_heads(float *s, const float *x, int ld, int h0, int G, int r0, int nr, int
 }
 
 /*
+ * The first key a query that sees keys [0, nvis) may attend to: with a
+ * sliding window of w keys (transformers: kv_idx > q_idx - w), the last w.
+ */
+static inline int
+first_visible(int nvis, int window)
+{
+	return window > 0 && nvis > window ? nvis - window : 0;
+}
+
+/*
  * Probabilities P[G nr, ncol] of stacked queries Qs against keys [0, ncol):
- * softmax(scale Qs K^T) under the causal mask, computing lse (forward,
+ * softmax(scale Qs K^T) under the causal (and window) mask, computing lse (forward,
  * lse_out) or reusing it (backward, lse_in).  lse is [nq, NH].
  */
 static void
 attention_probs(float *P, float *lse_out, const float *lse_in, const float *Qs,
 				const float *kg, int ldkv, int G, int h0, int NH, int r0, int nr,
-				int off, int ncol, int HD, float scale)
+				int off, int ncol, int HD, float scale, int window)
 {
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, G * nr, ncol, HD,
 				scale, Qs, HD, kg, ldkv, 0.0f, P, ncol);
@@ -456,30 +466,33 @@ attention_probs(float *P, float *lse_out, const float *lse_in, const float *Qs,
 		for (int i = 0; i < nr; i++)
 		{
 			float	   *p = P + ((size_t) j * nr + i) * ncol;
-			int			nvis = off + r0 + i + 1;	/* keys this query sees */
+			int			nvis = off + r0 + i + 1;	/* keys this query sees ... */
+			int			lo = first_visible(nvis, window);	/* ... from this one */
 			size_t		li = (size_t) (r0 + i) * NH + h0 + j;
 
 			if (lse_out)
 			{
-				float		m = sft_vec_max(p, nvis);
+				float		m = sft_vec_max(p + lo, nvis - lo);
 				float		sum,
 							inv;
 
-				for (int c = 0; c < nvis; c++)
+				for (int c = lo; c < nvis; c++)
 					p[c] = sft_expf(p[c] - m);
-				sum = sft_vec_sum(p, nvis);
+				sum = sft_vec_sum(p + lo, nvis - lo);
 				lse_out[li] = m + logf(sum);
 				inv = 1.0f / sum;
-				for (int c = 0; c < nvis; c++)
+				for (int c = lo; c < nvis; c++)
 					p[c] *= inv;
 			}
 			else
 			{
 				float		lse = lse_in[li];
 
-				for (int c = 0; c < nvis; c++)
+				for (int c = lo; c < nvis; c++)
 					p[c] = sft_expf(p[c] - lse);
 			}
+			for (int c = 0; c < lo; c++)
+				p[c] = 0.0f;
 			for (int c = nvis; c < ncol; c++)
 				p[c] = 0.0f;
 		}
@@ -488,22 +501,27 @@ attention_probs(float *P, float *lse_out, const float *lse_in, const float *Qs,
 void
 attention_forward_block(float *out, int ldo, float *lse, const float *q, int ldq,
 						const float *k, const float *v, int ldkv, int nq, int nkv,
-						int NH, int NKV, int HD, int g, int r0, float *scratch)
+						int NH, int NKV, int HD, float scale, int window, int g, int r0,
+						float *scratch)
 {
 	int			G = NH / NKV;
 	int			off = nkv - nq;
-	float		scale = 1.0f / sqrtf((float) HD);
 	size_t		rows = (size_t) G * SFT_ATTN_BLOCK;
 	float	   *P = scratch;	/* [G BLOCK, nkv] */
 	float	   *Qs = P + 2 * rows * nkv;	/* [G BLOCK, HD] */
 	float	   *Os = Qs + rows * HD;	/* [G BLOCK, HD] */
-	const float *kg = k + (size_t) g * HD;
-	const float *vg = v + (size_t) g * HD;
+	/* a windowed block skips the keys its first row no longer sees */
+	int			c0 = first_visible(off + r0 + 1, window);
+	const float *kg = k + (size_t) c0 * ldkv + (size_t) g * HD;
+	const float *vg = v + (size_t) c0 * ldkv + (size_t) g * HD;
 	int			nr = nq - r0 < SFT_ATTN_BLOCK ? nq - r0 : SFT_ATTN_BLOCK;
-	int			ncol = off + r0 + nr;
+	int			ncol;
 
+	off -= c0;					/* columns count from key c0 */
+	ncol = off + r0 + nr;
 	stack_heads(Qs, q, ldq, g * G, G, r0, nr, HD);
-	attention_probs(P, lse, NULL, Qs, kg, ldkv, G, g * G, NH, r0, nr, off, ncol, HD, scale);
+	attention_probs(P, lse, NULL, Qs, kg, ldkv, G, g * G, NH, r0, nr, off, ncol, HD, scale,
+					window);
 	/* Os = P @ v[0:ncol], then back to the heads' columns */
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, G * nr, HD, ncol,
 				1.0f, P, ncol, vg, ldkv, 0.0f, Os, HD);
@@ -516,22 +534,27 @@ attention_forward_block(float *out, int ldo, float *lse, const float *q, int ldq
 void
 attention_forward(float *out, int ldo, float *lse, const float *q, int ldq,
 				  const float *k, const float *v, int ldkv, int nq, int nkv,
-				  int NH, int NKV, int HD, float *scratch)
+				  int NH, int NKV, int HD, float scale, int window, float *scratch)
 {
 	for (int g = 0; g < NKV; g++)
 		for (int r0 = 0; r0 < nq; r0 += SFT_ATTN_BLOCK)
 			attention_forward_block(out, ldo, lse, q, ldq, k, v, ldkv, nq, nkv, NH, NKV, HD,
-									g, r0, scratch);
+									scale, window, g, r0, scratch);
 }
 
 void
 attention_forward_one(float *out, float *lse, const float *q, const float *k,
 					  const float *v, int ldkv, int nkv, int NH, int NKV, int HD,
-					  float *scratch)
+					  float scale, int window, float *scratch)
 {
 	int			G = NH / NKV;
-	float		scale = 1.0f / sqrtf((float) HD);
+	int			lo = first_visible(nkv, window);
 	float	   *p = scratch;	/* [nkv] */
+
+	/* a windowed query only reads the last keys: start there */
+	k += (size_t) lo * ldkv;
+	v += (size_t) lo * ldkv;
+	nkv -= lo;
 
 	for (int h = 0; h < NH; h++)
 	{
@@ -569,11 +592,10 @@ attention_backward_block(float *dq, int ld_dq, float *dk, float *dv, int ld_dkv,
 						 const float *dout, int ldo, const float *q, int ldq,
 						 const float *k, const float *v, int ldkv, const float *out,
 						 const float *lse, int nq, int nkv, int NH, int NKV, int HD,
-						 int g, int r0, float *scratch)
+						 float scale, int window, int g, int r0, float *scratch)
 {
 	int			G = NH / NKV;
 	int			off = nkv - nq;
-	float		scale = 1.0f / sqrtf((float) HD);
 	size_t		rows = (size_t) G * SFT_ATTN_BLOCK;
 	float	   *P = scratch;	/* [G BLOCK, nkv] */
 	float	   *dP = P + rows * nkv;	/* [G BLOCK, nkv] */
@@ -581,13 +603,18 @@ attention_backward_block(float *dq, int ld_dq, float *dk, float *dv, int ld_dkv,
 	float	   *dOs = Qs + rows * HD;	/* [G BLOCK, HD] */
 	float	   *dQs = dOs + rows * HD;	/* [G BLOCK, HD] */
 	float	   *D = dQs + rows * HD;	/* [G BLOCK] */
-	const float *kg = k + (size_t) g * HD;
-	const float *vg = v + (size_t) g * HD;
-	float	   *dkg = dk + (size_t) g * HD;
-	float	   *dvg = dv + (size_t) g * HD;
+	/* a windowed block skips the keys its first row no longer sees */
+	int			c0 = first_visible(off + r0 + 1, window);
+	const float *kg = k + (size_t) c0 * ldkv + (size_t) g * HD;
+	const float *vg = v + (size_t) c0 * ldkv + (size_t) g * HD;
+	float	   *dkg = dk + (size_t) c0 * ld_dkv + (size_t) g * HD;
+	float	   *dvg = dv + (size_t) c0 * ld_dkv + (size_t) g * HD;
 	int			nr = nq - r0 < SFT_ATTN_BLOCK ? nq - r0 : SFT_ATTN_BLOCK;
-	int			ncol = off + r0 + nr;
+	int			ncol;
 	int			M = G * nr;
+
+	off -= c0;					/* columns count from key c0 */
+	ncol = off + r0 + nr;
 
 	stack_heads(Qs, q, ldq, g * G, G, r0, nr, HD);
 	stack_heads(dOs, dout, ldo, g * G, G, r0, nr, HD);
@@ -595,7 +622,8 @@ attention_backward_block(float *dq, int ld_dq, float *dk, float *dv, int ld_dkv,
 		for (int i = 0; i < nr; i++)
 			D[j * nr + i] = sft_vec_dot(dOs + ((size_t) j * nr + i) * HD,
 										out + (size_t) (r0 + i) * ldo + (size_t) (g * G + j) * HD, HD);
-	attention_probs(P, NULL, lse, Qs, kg, ldkv, G, g * G, NH, r0, nr, off, ncol, HD, scale);
+	attention_probs(P, NULL, lse, Qs, kg, ldkv, G, g * G, NH, r0, nr, off, ncol, HD, scale,
+					window);
 	/* dV[0:ncol] += P^T dOs */
 	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ncol, HD, M,
 				1.0f, P, ncol, dOs, HD, 1.0f, dvg, ld_dkv);
@@ -610,6 +638,7 @@ attention_backward_block(float *dq, int ld_dq, float *dk, float *dv, int ld_dkv,
 			float		Di = D[j * nr + i];
 			int			nvis = off + r0 + i + 1;
 
+			/* p is 0 outside the visible keys: so is ds */
 			for (int c = 0; c < nvis; c++)
 				ds[c] = p[c] * (ds[c] - Di);
 			for (int c = nvis; c < ncol; c++)
@@ -642,12 +671,13 @@ attention_backward(float *dq, int ld_dq, float *dk, float *dv, int ld_dkv,
 				   const float *dout, int ldo, const float *q, int ldq,
 				   const float *k, const float *v, int ldkv, const float *out,
 				   const float *lse, int nq, int nkv, int NH, int NKV, int HD,
-				   float *scratch)
+				   float scale, int window, float *scratch)
 {
 	for (int g = 0; g < NKV; g++)
 		for (int r0 = 0; r0 < nq; r0 += SFT_ATTN_BLOCK)
 			attention_backward_block(dq, ld_dq, dk, dv, ld_dkv, dout, ldo, q, ldq, k, v, ldkv,
-									 out, lse, nq, nkv, NH, NKV, HD, g, r0, scratch);
+									 out, lse, nq, nkv, NH, NKV, HD, scale, window, g, r0,
+									 scratch);
 }
 
 /* scale * q_i . k_j in double */
@@ -665,10 +695,9 @@ ref_score(const float *q, int ldq, const float *k, int ldkv, int i, int j, int h
 void
 attention_forward_ref(float *out, int ldo, float *lse, const float *q, int ldq,
 					  const float *k, const float *v, int ldkv, int nq, int nkv,
-					  int NH, int NKV, int HD)
+					  int NH, int NKV, int HD, float scale, int window)
 {
 	int			group = NH / NKV;
-	double		scale = 1.0 / sqrt((double) HD);
 
 	for (int h = 0; h < NH; h++)
 	{
@@ -677,17 +706,18 @@ attention_forward_ref(float *out, int ldo, float *lse, const float *q, int ldq,
 		for (int i = 0; i < nq; i++)
 		{
 			int			nvis = nkv - nq + i + 1;
+			int			lo = window > 0 && nvis > window ? nvis - window : 0;
 			double		m = -INFINITY,
 						sum = 0.0;
 
-			for (int j = 0; j < nvis; j++)
+			for (int j = lo; j < nvis; j++)
 				m = fmax(m, ref_score(q, ldq, k, ldkv, i, j, h, g, HD, scale));
-			for (int j = 0; j < nvis; j++)
+			for (int j = lo; j < nvis; j++)
 				sum += exp(ref_score(q, ldq, k, ldkv, i, j, h, g, HD, scale) - m);
 			lse[(size_t) i * NH + h] = (float) (m + log(sum));
 			for (int c = 0; c < HD; c++)
 				out[(size_t) i * ldo + h * HD + c] = 0.0f;
-			for (int j = 0; j < nvis; j++)
+			for (int j = lo; j < nvis; j++)
 			{
 				double		p = exp(ref_score(q, ldq, k, ldkv, i, j, h, g, HD, scale) - m) / sum;
 
@@ -739,6 +769,113 @@ swiglu_backward(float *dgu, const float *dh, const float *gu, int T, int F)
 			du[i] += d[i] * g[i] * s;
 		}
 	}
+}
+
+/* ---------------------------------------------------------------------------
+ * GeGLU with the tanh approximation of GELU (gelu_pytorch_tanh)
+ * ------------------------------------------------------------------------- */
+
+#define SFT_SQRT_2_OVER_PI 0.7978845608028654f
+#define SFT_GELU_CUBIC 0.044715f
+
+void
+geglu_tanh_forward(float *h, const float *gu, int T, int F)
+{
+	for (int t = 0; t < T; t++)
+	{
+		const float *g = gu + (size_t) t * 2 * F;
+		const float *u = g + F;
+		float	   *ht = h + (size_t) t * F;
+
+		for (int i = 0; i < F; i++)
+		{
+			float		x = g[i];
+			float		th = tanhf(SFT_SQRT_2_OVER_PI * (x + SFT_GELU_CUBIC * x * x * x));
+
+			ht[i] = 0.5f * x * (1.0f + th) * u[i];
+		}
+	}
+}
+
+/*
+ * gelu(x) = x/2 (1 + tanh(a)), a = s (x + c x^3):
+ *   gelu'(x) = (1 + tanh(a)) / 2 + x/2 (1 - tanh(a)^2) s (1 + 3 c x^2)
+ *   dg = dh u gelu'(g),   du = dh gelu(g)
+ */
+void
+geglu_tanh_backward(float *dgu, const float *dh, const float *gu, int T, int F)
+{
+	for (int t = 0; t < T; t++)
+	{
+		const float *g = gu + (size_t) t * 2 * F;
+		const float *u = g + F;
+		const float *d = dh + (size_t) t * F;
+		float	   *dg = dgu + (size_t) t * 2 * F;
+		float	   *du = dg + F;
+
+		for (int i = 0; i < F; i++)
+		{
+			float		x = g[i];
+			float		th = tanhf(SFT_SQRT_2_OVER_PI * (x + SFT_GELU_CUBIC * x * x * x));
+			float		dgelu = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) *
+				SFT_SQRT_2_OVER_PI * (1.0f + 3.0f * SFT_GELU_CUBIC * x * x);
+
+			dg[i] += d[i] * u[i] * dgelu;
+			du[i] += d[i] * 0.5f * x * (1.0f + th);
+		}
+	}
+}
+
+/* ---------------------------------------------------------------------------
+ * Bias of a linear layer
+ * ------------------------------------------------------------------------- */
+
+void
+bias_forward(float *out, const float *b, int T, int N, int ld)
+{
+	for (int t = 0; t < T; t++)
+	{
+		float	   *o = out + (size_t) t * ld;
+
+		for (int i = 0; i < N; i++)
+			o[i] += b[i];
+	}
+}
+
+void
+bias_backward(float *db, const float *dout, int T, int N, int ld)
+{
+	for (int t = 0; t < T; t++)
+	{
+		const float *d = dout + (size_t) t * ld;
+
+		for (int i = 0; i < N; i++)
+			db[i] += d[i];
+	}
+}
+
+/* ---------------------------------------------------------------------------
+ * Logit softcapping: y = cap tanh(x / cap)
+ * ------------------------------------------------------------------------- */
+
+void
+softcap_forward(float *x, float *th, float cap, int n)
+{
+	for (int i = 0; i < n; i++)
+	{
+		float		t = tanhf(x[i] / cap);
+
+		if (th)
+			th[i] = t;
+		x[i] = t * cap;
+	}
+}
+
+void
+softcap_backward(float *d, const float *th, int n)
+{
+	for (int i = 0; i < n; i++)
+		d[i] *= 1.0f - th[i] * th[i];
 }
 
 /* ---------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 /*
- * kernels.h: the numerical kernels of the Llama model, in forward/backward
- * pairs.
+ * kernels.h: the numerical kernels of the models (Llama and the families
+ * model.c computes), in forward/backward pairs.
  *
  * Conventions (as in llm.c):
  *   - arguments: outputs first, then inputs and saved activations, then sizes;
@@ -82,15 +82,16 @@ void		embedding_backward(float *dwte, const float *dout, const int32_t *tokens,
 							   int T, int C);
 
 /* ---------------------------------------------------------------------------
- * RMSNorm: out = x * rstd * w, rstd = 1 / sqrt(mean(x^2) + eps), fp32
+ * RMSNorm: out = x * rstd * (w_offset + w), rstd = 1 / sqrt(mean(x^2) + eps),
+ * fp32.  w_offset is 0 for Llama's norms, 1 for Gemma's x * (1 + w).
  * ------------------------------------------------------------------------- */
 
-/* out[T, C], rstd[T] (saved for backward) from x[T, C], w[C] */
+/* out[T, C], rstd[T] (saved for backward) from x[T, C], w[C]; out may be x */
 void		rmsnorm_forward(float *out, float *rstd, const float *x, const float *w,
-							int T, int C, float eps);
+							int T, int C, float eps, float w_offset);
 /* dx[T, C] += ..., dw[C] += ... from dout[T, C] and the forward's x, w, rstd */
 void		rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
-							 const float *w, const float *rstd, int T, int C);
+							 const float *w, const float *rstd, int T, int C, float w_offset);
 
 /* ---------------------------------------------------------------------------
  * Rotary position embedding, HF layout (rotate_half): for i < HD/2
@@ -115,6 +116,8 @@ void		rope_backward(float *dx, const int32_t *pos, const float *cos_tab,
  * h / (NH / NKV).  q[nq, ldq] holds heads at columns h*HD, k and v [nkv, ldkv]
  * hold kv heads at g*HD, out[nq, ldo] receives heads at h*HD, lse[nq, NH] the
  * log-sum-exp of each softmax row (scaled scores), saved for backward.
+ * Scores are scale * q.k; window > 0 is a sliding window: a query sees only
+ * the last window keys of those (transformers: kv_idx > q_idx - window).
  * Scratch: attention_scratch_floats(nkv, NH / NKV, HD) floats.
  * ------------------------------------------------------------------------- */
 
@@ -124,7 +127,7 @@ size_t		attention_scratch_floats(int nkv, int group, int HD);
 void		attention_forward(float *out, int ldo, float *lse,
 							  const float *q, int ldq, const float *k, const float *v,
 							  int ldkv, int nq, int nkv, int NH, int NKV, int HD,
-							  float *scratch);
+							  float scale, int window, float *scratch);
 /*
  * One task of the above: kv head g and query rows [r0, r0 + SFT_ATTN_BLOCK)
  * (clipped to nq).  Tasks write disjoint parts of out and lse, so they can
@@ -133,14 +136,15 @@ void		attention_forward(float *out, int ldo, float *lse,
 void		attention_forward_block(float *out, int ldo, float *lse,
 									const float *q, int ldq, const float *k, const float *v,
 									int ldkv, int nq, int nkv, int NH, int NKV, int HD,
-									int g, int r0, float *scratch);
+									float scale, int window, int g, int r0, float *scratch);
 /*
  * The same for one query (nq = 1, the decode step) in plain loops: no BLAS
  * call overhead for products this small.  Scratch: nkv floats.
  */
 void		attention_forward_one(float *out, float *lse, const float *q,
 								  const float *k, const float *v, int ldkv, int nkv,
-								  int NH, int NKV, int HD, float *scratch);
+								  int NH, int NKV, int HD, float scale, int window,
+								  float *scratch);
 /*
  * dq[nq, ld_dq] += ..., dk/dv[nkv, ld_dkv] += ... from dout[nq, ldo] and the
  * forward's q, k, v, out and lse (probabilities are recomputed, not stored).
@@ -149,7 +153,8 @@ void		attention_backward(float *dq, int ld_dq, float *dk, float *dv, int ld_dkv,
 							   const float *dout, int ldo,
 							   const float *q, int ldq, const float *k, const float *v,
 							   int ldkv, const float *out, const float *lse,
-							   int nq, int nkv, int NH, int NKV, int HD, float *scratch);
+							   int nq, int nkv, int NH, int NKV, int HD,
+							   float scale, int window, float *scratch);
 /*
  * One task of the above (kv head g, query rows from r0).  Tasks of one kv
  * head all add into the same dk/dv rows: concurrent tasks need their own
@@ -160,11 +165,12 @@ void		attention_backward_block(float *dq, int ld_dq, float *dk, float *dv, int l
 									 const float *q, int ldq, const float *k, const float *v,
 									 int ldkv, const float *out, const float *lse,
 									 int nq, int nkv, int NH, int NKV, int HD,
-									 int g, int r0, float *scratch);
+									 float scale, int window, int g, int r0, float *scratch);
 /* The same forward in plain loops (double sums): the tests' reference. */
 void		attention_forward_ref(float *out, int ldo, float *lse,
 								  const float *q, int ldq, const float *k, const float *v,
-								  int ldkv, int nq, int nkv, int NH, int NKV, int HD);
+								  int ldkv, int nq, int nkv, int NH, int NKV, int HD,
+								  float scale, int window);
 
 /* ---------------------------------------------------------------------------
  * SwiGLU: h = silu(gate) * up, gate and up side by side in gu[T, 2F]
@@ -173,6 +179,32 @@ void		attention_forward_ref(float *out, int ldo, float *lse,
 void		swiglu_forward(float *h, const float *gu, int T, int F);
 /* dgu[T, 2F] += ... from dh[T, F] and the forward's gu */
 void		swiglu_backward(float *dgu, const float *dh, const float *gu, int T, int F);
+
+/* ---------------------------------------------------------------------------
+ * GeGLU (Gemma): h = gelu_tanh(gate) * up, gate and up side by side in gu[T, 2F]
+ * ------------------------------------------------------------------------- */
+
+void		geglu_tanh_forward(float *h, const float *gu, int T, int F);
+/* dgu[T, 2F] += ... from dh[T, F] and the forward's gu */
+void		geglu_tanh_backward(float *dgu, const float *dh, const float *gu, int T, int F);
+
+/* ---------------------------------------------------------------------------
+ * Linear-layer bias on the first N columns of rows of stride ld
+ * ------------------------------------------------------------------------- */
+
+/* out[T, ld][:, :N] += b[N] */
+void		bias_forward(float *out, const float *b, int T, int N, int ld);
+/* db[N] += sum over rows of dout[T, ld][:, :N] */
+void		bias_backward(float *db, const float *dout, int T, int N, int ld);
+
+/* ---------------------------------------------------------------------------
+ * Logit softcapping (Gemma): y = cap tanh(x / cap)
+ * ------------------------------------------------------------------------- */
+
+/* In place on x[n]; th[n] (may be NULL) keeps tanh(x / cap) for backward. */
+void		softcap_forward(float *x, float *th, float cap, int n);
+/* In place: d[n] (dy on entry) becomes dx = dy (1 - th^2). */
+void		softcap_backward(float *d, const float *th, int n);
 
 /* ---------------------------------------------------------------------------
  * Inverted dropout: keep with probability 1 - p, scale kept values 1/(1-p)

@@ -3,19 +3,32 @@
  * table) and the trainer: forward, backward and the optimizer step over
  * packed micro-batches.
  *
- * The model computes what Hugging Face's LlamaForCausalLM computes:
+ * The model computes what Hugging Face's LlamaForCausalLM computes, with
+ * the differences of the other families in brackets (SftArch and the
+ * config's per-layer flags select them):
  *
- *   x = embed_tokens[tokens]
+ *   x = embed_tokens[tokens]               [Gemma: * sqrt(C) in fp32]
  *   for each layer:
  *     h  = rmsnorm(x) * attn_norm          (fp32: x * rsqrt(mean(x^2) + eps))
+ *                                          [Gemma: every norm is * (1 + w)]
  *     q, k, v = h Wq^T, h Wk^T, h Wv^T     (one sgemm over the stacked [QKV, C])
+ *                                          [Qwen2: + bq, bk, bv]
+ *     q, k = rmsnorm_HD(q) * q_norm, ...   [Qwen3, Gemma: per head, over HD]
  *     q, k = rope(q), rope(k)              (HF rotate_half layout)
- *     a  = softmax(q k^T / sqrt(HD) + causal) v   per head, GQA: head h uses
- *                                          kv head h / (NH / NKV)
- *     x  = x + dropout(a Wo^T)
+ *                                          [SmolLM3 NoPE layers: none;
+ *                                          Gemma local layers: their own base]
+ *     a  = softmax(q k^T scale + causal) v per head, GQA: head h uses
+ *                                          kv head h / (NH / NKV); scale
+ *                                          HD^-1/2 [Gemma: query_pre_attn_
+ *                                          scalar^-1/2; local layers also see
+ *                                          only the last sliding_window keys]
+ *     x  = x + dropout(a Wo^T)             [Gemma: rmsnorm(a Wo^T) first]
  *     h  = rmsnorm(x) * mlp_norm
  *     x  = x + dropout(down(silu(gate(h)) * up(h)))
+ *                                          [Gemma: gelu_tanh, and rmsnorm of
+ *                                          down(...) before the add]
  *   logits = rmsnorm(x) * norm  @ lm_head^T   (lm_head = embed_tokens if tied)
+ *                                          [Gemma: cap tanh(logits / cap)]
  *
  * Packing.  A micro-batch is n_seqs sequences laid back to back in T tokens
  * with no padding.  Positions restart at 0 for each sequence and attention
@@ -95,6 +108,23 @@ sft_model_check_config(const SftLlamaConfig *cfg, SftError *err)
  * Model: parameter slab and tensor table
  * ------------------------------------------------------------------------- */
 
+static SftArch
+arch_of(const SftLlamaConfig *c)
+{
+	SftArch		a = {.embed_scale = 1.0f, .norm_offset = 0.0f};
+	int			gemma = c->family == SFT_FAMILY_GEMMA3;
+
+	/* Gemma3TextScaledWordEmbedding: hidden_size ** 0.5 as an fp32 buffer */
+	if (gemma)
+		a.embed_scale = (float) sqrt((double) c->hidden_size);
+	a.norm_offset = gemma ? 1.0f : 0.0f;
+	a.geglu = gemma;
+	a.sandwich = gemma;
+	a.attn_scale = sft_llama_config_attn_scale(c);
+	a.softcap = c->final_logit_softcap;
+	return a;
+}
+
 static void
 set_tensor(SftParamTensor *t, const char *name, int ndim, int64_t d0, int64_t d1,
 		   size_t offset, int weight_decay)
@@ -134,30 +164,57 @@ layout_model(SftModel *model)
 	ADD("model.embed_tokens.weight", 2, V, C, 1);
 	for (int l = 0; l < c->n_layers; l++)
 	{
-		SftLayerOffsets *lo = model->layers ? &model->layers[l] : NULL;
+		SftLayerOffsets dummy,
+				   *lo = model->layers ? &model->layers[l] : &dummy;
+		int			gemma = c->family == SFT_FAMILY_GEMMA3;
 
 #define LNAME(suffix) (snprintf(name, sizeof(name), "model.layers.%d.%s", l, suffix), name)
-		if (lo)
-			lo->attn_norm = off;
+		lo->bqkv = lo->q_norm = lo->k_norm = SFT_NO_TENSOR;
+		lo->attn_post_norm = lo->mlp_post_norm = SFT_NO_TENSOR;
+		lo->attn_norm = off;
 		ADD(LNAME("input_layernorm.weight"), 1, C, 0, 0);
-		if (lo)
-			lo->wqkv = off;
+		lo->wqkv = off;
 		ADD(LNAME("self_attn.q_proj.weight"), 2, QH, C, 1);
 		ADD(LNAME("self_attn.k_proj.weight"), 2, KVH, C, 1);
 		ADD(LNAME("self_attn.v_proj.weight"), 2, KVH, C, 1);
-		if (lo)
-			lo->wo = off;
+		if (c->qkv_bias)
+		{
+			lo->bqkv = off;
+			ADD(LNAME("self_attn.q_proj.bias"), 1, QH, 0, 0);
+			ADD(LNAME("self_attn.k_proj.bias"), 1, KVH, 0, 0);
+			ADD(LNAME("self_attn.v_proj.bias"), 1, KVH, 0, 0);
+		}
+		if (c->qk_norm)
+		{
+			lo->q_norm = off;
+			ADD(LNAME("self_attn.q_norm.weight"), 1, c->head_dim, 0, 0);
+			lo->k_norm = off;
+			ADD(LNAME("self_attn.k_norm.weight"), 1, c->head_dim, 0, 0);
+		}
+		lo->wo = off;
 		ADD(LNAME("self_attn.o_proj.weight"), 2, C, QH, 1);
-		if (lo)
+		if (gemma)
+		{
+			lo->attn_post_norm = off;
+			ADD(LNAME("post_attention_layernorm.weight"), 1, C, 0, 0);
 			lo->mlp_norm = off;
-		ADD(LNAME("post_attention_layernorm.weight"), 1, C, 0, 0);
-		if (lo)
-			lo->wgu = off;
+			ADD(LNAME("pre_feedforward_layernorm.weight"), 1, C, 0, 0);
+		}
+		else
+		{
+			lo->mlp_norm = off;
+			ADD(LNAME("post_attention_layernorm.weight"), 1, C, 0, 0);
+		}
+		lo->wgu = off;
 		ADD(LNAME("mlp.gate_proj.weight"), 2, F, C, 1);
 		ADD(LNAME("mlp.up_proj.weight"), 2, F, C, 1);
-		if (lo)
-			lo->wdown = off;
+		lo->wdown = off;
 		ADD(LNAME("mlp.down_proj.weight"), 2, C, F, 1);
+		if (gemma)
+		{
+			lo->mlp_post_norm = off;
+			ADD(LNAME("post_feedforward_layernorm.weight"), 1, C, 0, 0);
+		}
 #undef LNAME
 	}
 	model->final_norm = off;
@@ -189,6 +246,7 @@ sft_model_new(const SftLlamaConfig *cfg, SftModel **out, SftError *err)
 		return sft_error(err, SFT_ERR_NOMEM, "out of memory for the model");
 	model->cfg = *cfg;
 	model->cfg.tie_word_embeddings = cfg->tie_word_embeddings ? 1 : 0;
+	model->arch = arch_of(cfg);
 
 	/* First pass counts tensors and floats, second fills the tables. */
 	n_params = layout_model(model);
@@ -235,9 +293,17 @@ sft_model_init_random(SftModel *model, uint64_t seed)
 		const SftParamTensor *t = &model->tensors[i];
 		float	   *p = model->params + t->offset;
 
+		size_t		nl = strlen(t->name);
+
 		if (t->ndim == 1)
+		{
+			/* biases 0; norm weights 1, or 0 where the norm multiplies by 1 + w */
+			float		v = (nl > 5 && strcmp(t->name + nl - 5, ".bias") == 0) ? 0.0f
+				: 1.0f - model->arch.norm_offset;
+
 			for (size_t j = 0; j < t->numel; j++)
-				p[j] = 1.0f;
+				p[j] = v;
+		}
 		else
 			for (size_t j = 0; j < t->numel; j++)
 				p[j] = 0.02f * sft_rng_normal(&rng);
@@ -290,19 +356,54 @@ sft_model_find_tensor(const SftModel *model, const char *hf_name)
  * ------------------------------------------------------------------------- */
 
 void
-sft_rope_tables(float *cos_tab, float *sin_tab, int n_pos, int head_dim, float theta)
+sft_rope_inv_freq(float *inv_freq, const SftLlamaConfig *c, int local)
+{
+	int			half = c->head_dim / 2;
+	float		theta = local ? c->rope_local_theta : c->rope_theta;
+	SftRopeType type = local ? SFT_ROPE_DEFAULT : c->rope_type;
+
+	for (int i = 0; i < half; i++)
+	{
+		/* HF: 1.0 / (base ** (arange(0, dim, 2).float() / dim)), all fp32 */
+		float		expo = (float) (2 * i) / (float) c->head_dim;
+		float		f = 1.0f / powf(theta, expo);
+
+		if (type == SFT_ROPE_LINEAR)
+			f = f / c->rope_factor;
+		else if (type == SFT_ROPE_LLAMA3)
+		{
+			/*
+			 * _compute_llama3_parameters, in fp32 as torch does it: long
+			 * wavelengths divided by factor, short ones kept, the band
+			 * between interpolated by smooth_factor.
+			 */
+			float		factor = c->rope_factor;
+			float		lo = c->rope_low_freq_factor,
+						hi = c->rope_high_freq_factor;
+			float		old_len = (float) c->rope_original_max_position;
+			float		low_wavelen = (float) ((double) c->rope_original_max_position / (double) lo);
+			float		high_wavelen = (float) ((double) c->rope_original_max_position / (double) hi);
+			float		wavelen = (float) (2.0 * M_PI) / f;
+			float		scaled = wavelen > low_wavelen ? f / factor : f;
+			float		smooth = (old_len / wavelen - lo) / (float) ((double) hi - (double) lo);
+			float		smoothed = (1.0f - smooth) * scaled / factor + smooth * scaled;
+
+			f = (!(wavelen < high_wavelen) && !(wavelen > low_wavelen)) ? smoothed : scaled;
+		}
+		inv_freq[i] = f;
+	}
+}
+
+void
+sft_rope_tables(float *cos_tab, float *sin_tab, int n_pos, int head_dim, const float *inv_freq)
 {
 	int			half = head_dim / 2;
 
 	for (int i = 0; i < half; i++)
 	{
-		/* HF: 1.0 / (base ** (arange(0, dim, 2).float() / dim)), all fp32 */
-		float		expo = (float) (2 * i) / (float) head_dim;
-		float		inv_freq = 1.0f / powf(theta, expo);
-
 		for (int p = 0; p < n_pos; p++)
 		{
-			float		angle = (float) p * inv_freq;
+			float		angle = (float) p * inv_freq[i];
 
 			cos_tab[(size_t) p * half + i] = cosf(angle);
 			sin_tab[(size_t) p * half + i] = sinf(angle);
@@ -314,7 +415,8 @@ sft_rope_tables(float *cos_tab, float *sin_tab, int n_pos, int head_dim, float t
  * Trainer
  *
  * Buffers (T = max_tokens, QKV = (NH + 2 NKV) HD, QH = NH HD, R = LM-head rows
- * per chunk, min(T, SFT_LM_HEAD_ROWS = 512)):
+ * per chunk, min(T, lm_head_rows(V)): 512, fewer when 512 rows of V logits
+ * would pass SFT_LM_HEAD_FLOATS, as for Gemma's 262,144-entry vocabulary):
  *
  *   grads, adam_m, adam_v   [n_params] each, same layout as the parameters
  *   acts slab, per layer l (saved for backward):
@@ -326,6 +428,10 @@ sft_rope_tables(float *cos_tab, float *sin_tab, int n_pos, int head_dim, float t
  *     res_mid  [T, C]    residual after the attention block
  *     rstd2    [T]       1/rms of res_mid
  *     gu       [T, 2F]   gate | up projections (pre-activation)
+ *     qk_raw   [T, QKH]  q | k before their norms (q/k norm only; QKH = (NH + NKV) HD)
+ *     rstd_qk  [T, NH + NKV] their 1/rms per head (q/k norm only)
+ *     ao, mo   [T, C]    o_proj and down_proj outputs before their norms (Gemma)
+ *     rstd3, rstd4 [T]   their 1/rms (Gemma)
  *   then, shared by all layers:
  *     res_final [T, C]   output of the last layer
  *     xg       [T, C]    rows of res_final that predict a target (gathered)
@@ -343,9 +449,13 @@ sft_rope_tables(float *cos_tab, float *sin_tab, int n_pos, int head_dim, float t
  *     dgu      [T, 2F]
  *     datt     [T, QH]
  *     dqkv     [T, QKV]
+ *     dqk      [T, QKH]  gradient of the normed q | k (q/k norm only)
+ *     dpost    [T, C]    gradient of ao or mo (Gemma)
+ *     ce_scratch [P, V]  tanh of the softcapped logits of one row (softcap only)
  *     attn_scratch [P, attention_scratch_floats(T, NH / NKV, HD)] one per thread
  *     dkv_part [2, T, 2 NKV HD] the k|v gradient in two halves (see Threads)
  *     cos, sin [NP, HD/2] RoPE tables, NP = min(T, max_position)
+ *     cos_loc, sin_loc [NP, HD/2] the local layers' tables (Gemma)
  *   keep slab (only with dropout): [L, 2, T, C] bytes, the dropout draws
  *   index slab (int32): pos [T], tgt_row [T], tgt_id [T], attention tasks
  *     [max_tasks, 4] (sequence start, length, kv head, first row or half)
@@ -373,6 +483,18 @@ sft_rope_tables(float *cos_tab, float *sin_tab, int n_pos, int head_dim, float t
  * ------------------------------------------------------------------------- */
 
 #define SFT_LM_HEAD_ROWS 512
+#define SFT_LM_HEAD_FLOATS ((size_t) 1 << 25)	/* 128 MB of logits at most */
+
+/* Rows of one LM-head chunk: the [rows, V] logits stay within the budget. */
+static int
+lm_head_rows(int V)
+{
+	size_t		rows = SFT_LM_HEAD_FLOATS / (size_t) V;
+
+	if (rows > SFT_LM_HEAD_ROWS)
+		rows = SFT_LM_HEAD_ROWS;
+	return rows < 16 ? 16 : (int) rows;
+}
 
 typedef struct LayerActs
 {
@@ -384,6 +506,10 @@ typedef struct LayerActs
 	float	   *res_mid;		/* [T, C] */
 	float	   *rstd2;			/* [T] */
 	float	   *gu;				/* [T, 2F] */
+	float	   *qk_raw;			/* [T, QKH] or NULL */
+	float	   *rstd_qk;		/* [T, NH + NKV] or NULL */
+	float	   *ao, *mo;		/* [T, C] or NULL */
+	float	   *rstd3, *rstd4;	/* [T] or NULL */
 	uint8_t    *keep_att;		/* [T, C] or NULL */
 	uint8_t    *keep_mlp;		/* [T, C] or NULL */
 } LayerActs;
@@ -407,6 +533,9 @@ struct SftTrainer
 
 	float	   *res_final, *xg, *rstdf, *xf, *dxf, *logits;
 	float	   *xn, *h, *proj, *dres, *dproj, *dxn, *dh, *dgu, *datt, *dqkv;
+	float	   *dqk;			/* [T, QKH] or NULL */
+	float	   *dpost;			/* [T, C] or NULL */
+	float	   *ce_scratch;		/* [P, V] or NULL */
 	float	   *attn_scratch;	/* [P, attn_scratch_size] */
 	size_t		attn_scratch_size;
 	float	   *dkv_part;		/* [2, T, 2 KVH] */
@@ -417,6 +546,7 @@ struct SftTrainer
 	int32_t    *btasks;			/* [2 NKV n_seqs, 4] backward tasks */
 	int			n_btasks;
 	float	   *cos_tab, *sin_tab;	/* [n_rope, HD/2] */
+	float	   *cos_loc, *sin_loc;	/* [n_rope, HD/2] local layers, or NULL */
 	int			n_rope;
 	int32_t    *pos;			/* [T] position of each token in its sequence */
 	int32_t    *tgt_row;		/* [T] rows predicting a target */
@@ -436,11 +566,19 @@ layout_acts(const SftLlamaConfig *c, int T, int P, SftTrainer *tr, float *base)
 	size_t		NH = c->n_heads, HD = c->head_dim;
 	size_t		QH = NH * HD, QKV = (NH + 2 * (size_t) c->n_kv_heads) * HD;
 	size_t		n_rope = T < c->max_position ? T : c->max_position;
+	size_t		QKH = (NH + (size_t) c->n_kv_heads) * HD;
+	int			qkn = c->qk_norm;
+	int			gemma = c->family == SFT_FAMILY_GEMMA3;
+	int			local = sft_config_has_local_layers(c);
 	size_t		off = 0;
 
 #define TAKE(ptr, count) do { \
 		if (base) (ptr) = base + off; \
 		off += (size_t) (count); \
+	} while (0)
+#define TAKE_IF(cond, ptr, count) do { \
+		if (cond) TAKE(ptr, count); \
+		else if (base) (ptr) = NULL; \
 	} while (0)
 
 	for (int l = 0; l < c->n_layers; l++)
@@ -456,6 +594,12 @@ layout_acts(const SftLlamaConfig *c, int T, int P, SftTrainer *tr, float *base)
 		TAKE(a->res_mid, T * C);
 		TAKE(a->rstd2, T);
 		TAKE(a->gu, T * 2 * F);
+		TAKE_IF(qkn, a->qk_raw, T * QKH);
+		TAKE_IF(qkn, a->rstd_qk, T * (NH + c->n_kv_heads));
+		TAKE_IF(gemma, a->ao, T * C);
+		TAKE_IF(gemma, a->mo, T * C);
+		TAKE_IF(gemma, a->rstd3, T);
+		TAKE_IF(gemma, a->rstd4, T);
 	}
 	{
 		SftTrainer	dummy,
@@ -466,7 +610,7 @@ layout_acts(const SftLlamaConfig *c, int T, int P, SftTrainer *tr, float *base)
 		TAKE(t->rstdf, T);
 		TAKE(t->xf, T * C);
 		TAKE(t->dxf, T * C);
-		TAKE(t->logits, (size_t) (T < SFT_LM_HEAD_ROWS ? T : SFT_LM_HEAD_ROWS) * V);
+		TAKE(t->logits, (size_t) (T < lm_head_rows(V) ? T : lm_head_rows(V)) * V);
 		TAKE(t->xn, T * C);
 		TAKE(t->h, T * F);
 		TAKE(t->proj, T * C);
@@ -477,12 +621,18 @@ layout_acts(const SftLlamaConfig *c, int T, int P, SftTrainer *tr, float *base)
 		TAKE(t->dgu, T * 2 * F);
 		TAKE(t->datt, T * QH);
 		TAKE(t->dqkv, T * QKV);
+		TAKE_IF(qkn, t->dqk, T * QKH);
+		TAKE_IF(gemma, t->dpost, T * C);
+		TAKE_IF(c->final_logit_softcap > 0.0f, t->ce_scratch, (size_t) P * V);
 		TAKE(t->attn_scratch, (size_t) P * attention_scratch_floats(T, c->n_heads / c->n_kv_heads,
 																	c->head_dim));
 		TAKE(t->dkv_part, (size_t) 2 * T * 2 * c->n_kv_heads * HD);
 		TAKE(t->cos_tab, n_rope * HD / 2);
 		TAKE(t->sin_tab, n_rope * HD / 2);
+		TAKE_IF(local, t->cos_loc, n_rope * HD / 2);
+		TAKE_IF(local, t->sin_loc, n_rope * HD / 2);
 	}
+#undef TAKE_IF
 #undef TAKE
 	return off;
 }
@@ -585,7 +735,17 @@ sft_trainer_new(SftModel *model, int max_tokens, float dropout, uint64_t seed,
 	tr->tgt_id = tr->index + 2 * T;
 	tr->tasks = tr->index + 3 * T;
 	tr->btasks = tr->tasks + 4 * max_attention_tasks(c, max_tokens);
-	sft_rope_tables(tr->cos_tab, tr->sin_tab, tr->n_rope, c->head_dim, c->rope_theta);
+	{
+		float		inv_freq[SFT_CONFIG_MAX_HEAD_DIM / 2];
+
+		sft_rope_inv_freq(inv_freq, c, 0);
+		sft_rope_tables(tr->cos_tab, tr->sin_tab, tr->n_rope, c->head_dim, inv_freq);
+		if (tr->cos_loc)
+		{
+			sft_rope_inv_freq(inv_freq, c, 1);
+			sft_rope_tables(tr->cos_loc, tr->sin_loc, tr->n_rope, c->head_dim, inv_freq);
+		}
+	}
 	*out = tr;
 	return SFT_OK;
 }
@@ -790,7 +950,7 @@ prepare_batch(SftTrainer *tr, const SftBatch *b, int *T_out, int *N_out, SftErro
 typedef enum RowKernel
 {
 	ROWS_RMSNORM,				/* out, rstd = rmsnorm(x; w) */
-	ROWS_SWIGLU,				/* out[T, F] = swiglu(x[T, 2F]) */
+	ROWS_SWIGLU,				/* out[T, F] = swiglu(x[T, 2F]) (or GeGLU) */
 	ROWS_SWIGLU_BACKWARD,		/* out[T, 2F] += swiglu'(x) * dy[T, F] */
 	ROWS_ROPE,					/* rotate out [T, width] in place */
 	ROWS_ROPE_BACKWARD,
@@ -810,6 +970,7 @@ typedef struct RowsJob
 	float	   *rstd;
 	const float *x;
 	const float *y;				/* the second operand: w, dy or y */
+	const float *cos_tab, *sin_tab;	/* RoPE tables of the layer */
 	const int32_t *targets;		/* cross-entropy targets [T] */
 	double	   *row_loss;		/* cross-entropy loss of each row [T] */
 	atomic_int	next;
@@ -820,9 +981,10 @@ rows_job(void *ctx, int thread, int n_threads)
 {
 	RowsJob    *j = ctx;
 	const SftLlamaConfig *c = &j->tr->model->cfg;
+	const SftArch *arch = &j->tr->model->arch;
 	int			task;
 
-	(void) thread, (void) n_threads;
+	(void) n_threads;
 	while ((task = sft_pool_next_task(&j->next)) * SFT_ROWS_BLOCK < j->T)
 	{
 		int			t0 = task * SFT_ROWS_BLOCK;
@@ -833,19 +995,20 @@ rows_job(void *ctx, int thread, int n_threads)
 		{
 			case ROWS_RMSNORM:
 				rmsnorm_forward(j->out + t0 * W, j->rstd + t0, j->x + t0 * W, j->y,
-								n, j->width, c->rms_norm_eps);
+								n, j->width, c->rms_norm_eps, arch->norm_offset);
 				break;
 			case ROWS_SWIGLU:
-				swiglu_forward(j->out + t0 * W, j->x + t0 * 2 * W, n, j->width);
+				(arch->geglu ? geglu_tanh_forward : swiglu_forward)
+					(j->out + t0 * W, j->x + t0 * 2 * W, n, j->width);
 				break;
 			case ROWS_SWIGLU_BACKWARD:
-				swiglu_backward(j->out + t0 * 2 * W, j->y + t0 * W, j->x + t0 * 2 * W,
-								n, j->width);
+				(arch->geglu ? geglu_tanh_backward : swiglu_backward)
+					(j->out + t0 * 2 * W, j->y + t0 * W, j->x + t0 * 2 * W, n, j->width);
 				break;
 			case ROWS_ROPE:
 			case ROWS_ROPE_BACKWARD:
 				(j->kernel == ROWS_ROPE ? rope_forward : rope_backward)
-					(j->out + t0 * W, j->tr->pos + t0, j->tr->cos_tab, j->tr->sin_tab,
+					(j->out + t0 * W, j->tr->pos + t0, j->cos_tab, j->sin_tab,
 					 n, j->width, c->n_heads + c->n_kv_heads, c->head_dim);
 				break;
 			case ROWS_ADD:
@@ -855,9 +1018,17 @@ rows_job(void *ctx, int thread, int n_threads)
 			case ROWS_CROSSENTROPY_BACKWARD:
 				for (int t = t0; t < t0 + n; t++)
 				{
+					int			back = j->kernel == ROWS_CROSSENTROPY_BACKWARD;
+					float	   *th = arch->softcap > 0.0f && back
+						? j->tr->ce_scratch + (size_t) thread * W : NULL;
+
+					if (arch->softcap > 0.0f)
+						softcap_forward(j->out + t * W, th, arch->softcap, j->width);
 					j->row_loss[t] = crossentropy_forward(j->out + t * W, j->targets + t, 1, j->width);
-					if (j->kernel == ROWS_CROSSENTROPY_BACKWARD)
+					if (back)
 						crossentropy_backward_inplace(j->out + t * W, j->targets + t, 1, j->width);
+					if (th)
+						softcap_backward(j->out + t * W, th, j->width);
 				}
 				break;
 		}
@@ -893,10 +1064,71 @@ swiglu_backward_rows(SftTrainer *tr, float *dgu, const float *dh, const float *g
 	run_rows(tr, ROWS_SWIGLU_BACKWARD, T, tr->model->cfg.intermediate_size, dgu, NULL, gu, dh);
 }
 
+/* RoPE of layer l in place on q and k (nothing on a NoPE layer). */
 static void
-rope_rows(SftTrainer *tr, float *qkv, int T, int ld, int backward)
+rope_rows(SftTrainer *tr, float *qkv, int T, int ld, int backward, int l)
 {
-	run_rows(tr, backward ? ROWS_ROPE_BACKWARD : ROWS_ROPE, T, ld, qkv, NULL, NULL, NULL);
+	const SftLlamaConfig *c = &tr->model->cfg;
+	int			local = c->layer_flags[l] & SFT_LAYER_SLIDING;
+	RowsJob		job = {.tr = tr, .kernel = backward ? ROWS_ROPE_BACKWARD : ROWS_ROPE, .T = T,
+		.width = ld, .out = qkv, .cos_tab = local ? tr->cos_loc : tr->cos_tab,
+	.sin_tab = local ? tr->sin_loc : tr->sin_tab};
+
+	if (!sft_layer_uses_rope(c, l))
+		return;
+	atomic_init(&job.next, 0);
+	sft_pool_run(tr->pool, rows_job, &job);
+}
+
+/*
+ * q/k norms (Qwen3, Gemma 3): each head of q and k of every row normalised
+ * over HD with the layer's q_norm / k_norm weight, in place in qkv [T, QKV];
+ * the inputs are kept in raw [T, QKH] and the 1/rms in rstd [T, NH + NKV].
+ */
+static void
+qk_norm_forward(SftTrainer *tr, float *qkv, float *raw, float *rstd, const SftLayerPtrs *w, int T)
+{
+	const SftLlamaConfig *c = &tr->model->cfg;
+	int			NH = c->n_heads, NKV = c->n_kv_heads, HD = c->head_dim;
+	size_t		QKV = (size_t) (NH + 2 * NKV) * HD, QKH = (size_t) (NH + NKV) * HD;
+	float		off = tr->model->arch.norm_offset;
+
+	for (int t = 0; t < T; t++)
+	{
+		float	   *row = qkv + t * QKV;
+		float	   *r = raw + t * QKH;
+
+		memcpy(r, row, sizeof(float) * QKH);
+		rmsnorm_forward(row, rstd + (size_t) t * (NH + NKV), r, w->q_norm, NH, HD,
+						c->rms_norm_eps, off);
+		rmsnorm_forward(row + (size_t) NH * HD, rstd + (size_t) t * (NH + NKV) + NH,
+						r + (size_t) NH * HD, w->k_norm, NKV, HD, c->rms_norm_eps, off);
+	}
+}
+
+/* The gradient of the normed q | k in dqkv becomes that of the raw ones. */
+static void
+qk_norm_backward(SftTrainer *tr, float *dqkv, const float *raw, const float *rstd,
+				 const SftLayerPtrs *w, const SftLayerPtrs *g, int T)
+{
+	const SftLlamaConfig *c = &tr->model->cfg;
+	int			NH = c->n_heads, NKV = c->n_kv_heads, HD = c->head_dim;
+	size_t		QKV = (size_t) (NH + 2 * NKV) * HD, QKH = (size_t) (NH + NKV) * HD;
+	float		off = tr->model->arch.norm_offset;
+
+	for (int t = 0; t < T; t++)
+	{
+		float	   *row = dqkv + t * QKV;
+		float	   *dy = tr->dqk + t * QKH;
+		const float *r = raw + t * QKH;
+		const float *rs = rstd + (size_t) t * (NH + NKV);
+
+		memcpy(dy, row, sizeof(float) * QKH);
+		memset(row, 0, sizeof(float) * QKH);
+		rmsnorm_backward(row, g->q_norm, dy, r, w->q_norm, rs, NH, HD, off);
+		rmsnorm_backward(row + (size_t) NH * HD, g->k_norm, dy + (size_t) NH * HD,
+						 r + (size_t) NH * HD, w->k_norm, rs + NH, NKV, HD, off);
+	}
 }
 
 static void
@@ -936,6 +1168,7 @@ typedef struct AttnJob
 	LayerActs  *a;
 	int			T;
 	int			backward;
+	int			window;			/* the layer's sliding window, 0: none */
 	atomic_int	next;
 } AttnJob;
 
@@ -962,7 +1195,8 @@ attention_job(void *ctx, int thread, int n_threads)
 			attention_forward_block(j->a->att + (size_t) start * QH, QH,
 									j->a->lse + (size_t) start * NH,
 									qkv, QKV, qkv + QH, qkv + QH + KVH, QKV,
-									len, len, NH, NKV, HD, g, t[3], scratch);
+									len, len, NH, NKV, HD, tr->model->arch.attn_scale,
+									j->window, g, t[3], scratch);
 		else
 		{
 			int			half = t[3];
@@ -982,7 +1216,8 @@ attention_job(void *ctx, int thread, int n_threads)
 											 qkv, QKV, qkv + QH, qkv + QH + KVH, QKV,
 											 j->a->att + (size_t) start * QH,
 											 j->a->lse + (size_t) start * NH,
-											 len, len, NH, NKV, HD, g, r0, scratch);
+											 len, len, NH, NKV, HD, tr->model->arch.attn_scale,
+											 j->window, g, r0, scratch);
 		}
 	}
 }
@@ -992,14 +1227,15 @@ attention_job(void *ctx, int thread, int n_threads)
  * dqkv, dk and dv written to it) on the pool.
  */
 static void
-run_attention(SftTrainer *tr, LayerActs *a, int T, int backward)
+run_attention(SftTrainer *tr, LayerActs *a, int T, int backward, int l)
 {
 	const SftLlamaConfig *c = &tr->model->cfg;
 	int			KVH = c->n_kv_heads * c->head_dim;
 	int			QH = c->n_heads * c->head_dim;
 	int			QKV = QH + 2 * KVH;
 	int			blas_threads = openblas_get_num_threads();
-	AttnJob		job = {.tr = tr, .a = a, .T = T, .backward = backward};
+	AttnJob		job = {.tr = tr, .a = a, .T = T, .backward = backward,
+	.window = sft_layer_window(c, l)};
 
 	atomic_init(&job.next, 0);
 	if (tr->n_threads > 1)
@@ -1037,6 +1273,9 @@ forward(SftTrainer *tr, const SftBatch *b, int T, int N, int train)
 	double		loss = 0.0;
 
 	embedding_forward(x, b->tokens, m->params + m->embed, T, C);
+	if (m->arch.embed_scale != 1.0f)
+		for (size_t i = 0; i < (size_t) T * C; i++)
+			x[i] *= m->arch.embed_scale;
 	for (int l = 0; l < c->n_layers; l++)
 	{
 		LayerActs  *a = &tr->layers[l];
@@ -1046,9 +1285,18 @@ forward(SftTrainer *tr, const SftBatch *b, int T, int N, int train)
 		/* attention block */
 		rmsnorm_rows(tr, tr->xn, a->rstd1, a->res_in, w.attn_norm, T);
 		matmul_forward(a->qkv, tr->xn, w.wqkv, T, C, QKV);
-		rope_rows(tr, a->qkv, T, QKV, 0);
-		run_attention(tr, a, T, 0);
+		if (w.bqkv)
+			bias_forward(a->qkv, w.bqkv, T, QKV, QKV);
+		if (w.q_norm)
+			qk_norm_forward(tr, a->qkv, a->qk_raw, a->rstd_qk, &w, T);
+		rope_rows(tr, a->qkv, T, QKV, 0, l);
+		run_attention(tr, a, T, 0, l);
 		matmul_forward(tr->proj, a->att, w.wo, T, QH, C);
+		if (w.attn_post_norm)
+		{
+			memcpy(a->ao, tr->proj, sizeof(float) * T * C);
+			rmsnorm_rows(tr, tr->proj, a->rstd3, a->ao, w.attn_post_norm, T);
+		}
 		if (drop)
 			dropout_forward(tr->proj, a->keep_att, tr->dropout, &tr->rng, (size_t) T * C);
 		add_rows(tr, a->res_mid, a->res_in, tr->proj, T);
@@ -1058,6 +1306,11 @@ forward(SftTrainer *tr, const SftBatch *b, int T, int N, int train)
 		matmul_forward(a->gu, tr->xn, w.wgu, T, C, 2 * F);
 		swiglu_rows(tr, tr->h, a->gu, T);
 		matmul_forward(tr->proj, tr->h, w.wdown, T, F, C);
+		if (w.mlp_post_norm)
+		{
+			memcpy(a->mo, tr->proj, sizeof(float) * T * C);
+			rmsnorm_rows(tr, tr->proj, a->rstd4, a->mo, w.mlp_post_norm, T);
+		}
 		if (drop)
 			dropout_forward(tr->proj, a->keep_mlp, tr->dropout, &tr->rng, (size_t) T * C);
 		add_rows(tr, res_out, a->res_mid, tr->proj, T);
@@ -1068,8 +1321,9 @@ forward(SftTrainer *tr, const SftBatch *b, int T, int N, int train)
 		memcpy(tr->xg + (size_t) i * C, tr->res_final + (size_t) tr->tgt_row[i] * C,
 			   sizeof(float) * C);
 	rmsnorm_rows(tr, tr->xf, tr->rstdf, tr->xg, m->params + m->final_norm, N);
-	/* equal chunks of at most SFT_LM_HEAD_ROWS rows: no small last sgemm */
-	int			n_chunks = (N + SFT_LM_HEAD_ROWS - 1) / SFT_LM_HEAD_ROWS;
+	/* equal chunks of at most lm_head_rows rows: no small last sgemm */
+	int			max_rows = lm_head_rows(V);
+	int			n_chunks = (N + max_rows - 1) / max_rows;
 	int			chunk = n_chunks ? (N + n_chunks - 1) / n_chunks : 0;
 
 	for (int r0 = 0; r0 < N; r0 += chunk)
@@ -1099,11 +1353,12 @@ backward(SftTrainer *tr, const SftBatch *b, int T, int N)
 	int			QH = NH * HD, KVH = NKV * HD, QKV = QH + 2 * KVH;
 	int			drop = tr->dropout > 0.0f;
 	size_t		TC = (size_t) T * C;
+	float		noff = m->arch.norm_offset;
 
 	/* final norm: dxf -> gradient of the gathered rows -> scatter into dres */
 	memset(tr->dxn, 0, sizeof(float) * (size_t) N * C);
 	rmsnorm_backward(tr->dxn, tr->grads + m->final_norm, tr->dxf, tr->xg,
-					 m->params + m->final_norm, tr->rstdf, N, C);
+					 m->params + m->final_norm, tr->rstdf, N, C, noff);
 	memset(tr->dres, 0, sizeof(float) * TC);
 	for (int i = 0; i < N; i++)
 	{
@@ -1126,6 +1381,13 @@ backward(SftTrainer *tr, const SftBatch *b, int T, int N)
 			dropout_backward(tr->dproj, tr->dres, a->keep_mlp, tr->dropout, TC);
 			dproj = tr->dproj;
 		}
+		if (w.mlp_post_norm)
+		{
+			memset(tr->dpost, 0, sizeof(float) * TC);
+			rmsnorm_backward(tr->dpost, g.mlp_post_norm, dproj, a->mo, w.mlp_post_norm,
+							 a->rstd4, T, C, noff);
+			dproj = tr->dpost;
+		}
 		rmsnorm_rows(tr, tr->xn, a->rstd2, a->res_mid, w.mlp_norm, T);
 		swiglu_rows(tr, tr->h, a->gu, T);
 		memset(tr->dh, 0, sizeof(float) * (size_t) T * F);
@@ -1134,7 +1396,8 @@ backward(SftTrainer *tr, const SftBatch *b, int T, int N)
 		swiglu_backward_rows(tr, tr->dgu, tr->dh, a->gu, T);
 		memset(tr->dxn, 0, sizeof(float) * TC);
 		matmul_backward(tr->dxn, g.wgu, tr->dgu, tr->xn, w.wgu, T, C, 2 * F);
-		rmsnorm_backward(tr->dres, g.mlp_norm, tr->dxn, a->res_mid, w.mlp_norm, a->rstd2, T, C);
+		rmsnorm_backward(tr->dres, g.mlp_norm, tr->dxn, a->res_mid, w.mlp_norm, a->rstd2, T, C,
+						 noff);
 
 		/* attention block: res_mid = res_in + dropout(o(attention(rope(qkv(norm(res_in)))))) */
 		dproj = tr->dres;
@@ -1144,16 +1407,31 @@ backward(SftTrainer *tr, const SftBatch *b, int T, int N)
 			dropout_backward(tr->dproj, tr->dres, a->keep_att, tr->dropout, TC);
 			dproj = tr->dproj;
 		}
+		if (w.attn_post_norm)
+		{
+			memset(tr->dpost, 0, sizeof(float) * TC);
+			rmsnorm_backward(tr->dpost, g.attn_post_norm, dproj, a->ao, w.attn_post_norm,
+							 a->rstd3, T, C, noff);
+			dproj = tr->dpost;
+		}
 		memset(tr->datt, 0, sizeof(float) * (size_t) T * QH);
 		matmul_backward(tr->datt, g.wo, dproj, a->att, w.wo, T, QH, C);
 		memset(tr->dqkv, 0, sizeof(float) * (size_t) T * QKV);
-		run_attention(tr, a, T, 1);
-		rope_rows(tr, tr->dqkv, T, QKV, 1);
+		run_attention(tr, a, T, 1, l);
+		rope_rows(tr, tr->dqkv, T, QKV, 1, l);
+		if (w.q_norm)
+			qk_norm_backward(tr, tr->dqkv, a->qk_raw, a->rstd_qk, &w, &g, T);
+		if (w.bqkv)
+			bias_backward(g.bqkv, tr->dqkv, T, QKV, QKV);
 		rmsnorm_rows(tr, tr->xn, a->rstd1, a->res_in, w.attn_norm, T);
 		memset(tr->dxn, 0, sizeof(float) * TC);
 		matmul_backward(tr->dxn, g.wqkv, tr->dqkv, tr->xn, w.wqkv, T, C, QKV);
-		rmsnorm_backward(tr->dres, g.attn_norm, tr->dxn, a->res_in, w.attn_norm, a->rstd1, T, C);
+		rmsnorm_backward(tr->dres, g.attn_norm, tr->dxn, a->res_in, w.attn_norm, a->rstd1, T, C,
+						 noff);
 	}
+	if (m->arch.embed_scale != 1.0f)
+		for (size_t i = 0; i < TC; i++)
+			tr->dres[i] *= m->arch.embed_scale;
 	embedding_backward(tr->grads + m->embed, tr->dres, b->tokens, T, C);
 }
 

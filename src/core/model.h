@@ -1,7 +1,8 @@
 /*
- * model.h: a Llama-architecture causal language model as Hugging Face's
- * LlamaForCausalLM computes it, with training (forward, backward, AdamW) and
- * KV-cached inference.
+ * model.h: a decoder-only causal language model as Hugging Face's
+ * LlamaForCausalLM (and Qwen2, Qwen3, SmolLM3, Gemma3 text: see model.c)
+ * computes it, with training (forward, backward, AdamW) and KV-cached
+ * inference.
  *
  * Dimension legend used in shape comments throughout the core:
  *   L  layers            C  hidden size         NH  query heads
@@ -37,7 +38,8 @@ typedef struct SftModel SftModel;	/* defined in model.c */
 
 SftStatus	sft_model_new(const SftLlamaConfig *cfg, SftModel **out, SftError *err);
 void		sft_model_free(SftModel *model);
-/* HF's initialisation: weights normal(0, 0.02), RMSNorm weights 1. */
+/* HF's initialisation: weights normal(0, 0.02), biases 0, RMSNorm weights 1
+ * (0 for Gemma's x * (1 + w) norms). */
 void		sft_model_init_random(SftModel *model, uint64_t seed);
 
 const SftLlamaConfig *sft_model_config(const SftModel *model);
@@ -125,6 +127,8 @@ typedef struct SftDecoder SftDecoder;
 SftStatus	sft_decoder_new(const SftModel *model, int max_seq, SftDecoder **out,
 							SftError *err);
 void		sft_decoder_free(SftDecoder *dec);
+/* Bytes sft_decoder_new would allocate for this config and length. */
+size_t		sft_decoder_memory_estimate(const SftLlamaConfig *cfg, int max_seq);
 void		sft_decoder_reset(SftDecoder *dec);
 int			sft_decoder_position(const SftDecoder *dec);
 

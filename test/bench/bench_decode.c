@@ -3,7 +3,9 @@
  * model (fp32, tied embeddings, random weights) against the memory-bandwidth
  * bound measured in the same run.
  *
- *   bench_decode [threads=2] [new_tokens=64] [prompt=32]
+ *   bench_decode [threads=2] [new_tokens=64] [prompt=32] [CONFIG]
+ *
+ * CONFIG: a config.json of any family, whose shapes replace SmolLM2's.
  *
  * Decode reads every weight once per token (the LM head is the tied
  * embedding matrix, so all of it), so tokens/s cannot beat
@@ -19,6 +21,7 @@
  * is machine-readable for test/bench/decode.sh.
  */
 #include "model.h"
+#include "llama_config.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -123,8 +126,23 @@ main(int argc, char **argv)
 
 	if (threads < 1 || n_new < 1 || n_prompt < 1)
 	{
-		fprintf(stderr, "usage: bench_decode [threads>=1] [new_tokens>=1] [prompt>=1]\n");
+		fprintf(stderr, "usage: bench_decode [threads>=1] [new_tokens>=1] [prompt>=1] [config.json]\n");
 		return 2;
+	}
+	if (argc > 4)
+	{
+		FILE	   *f = fopen(argv[4], "rb");
+		static char text[1 << 20];
+		size_t		len = f ? fread(text, 1, sizeof(text), f) : 0;
+
+		if (f)
+			fclose(f);
+		if (sft_llama_config_parse(text, len, &cfg, &err) != SFT_OK)
+		{
+			fprintf(stderr, "bench_decode: %s: %s\n", argv[4], err.message);
+			return 1;
+		}
+		printf("model: %s, %s\n", argv[4], sft_family_model_type(cfg.family));
 	}
 	openblas_set_num_threads(threads);
 	seq = malloc(sizeof(int32_t) * (n_prompt + n_new + 1));

@@ -1,10 +1,11 @@
 /*
  * bench_train.c: training throughput of the core on a SmolLM2-135M-shaped
  * model (hidden 576, 30 layers, 9 heads, 3 KV heads, FFN 1536, vocab 49152,
- * tied), random weights, fp32, one 512-token sequence per step with the
- * first third masked out, forward + backward + AdamW.
+ * tied), or on the shapes of a config.json of any family (CONFIG), random
+ * weights, fp32, one 512-token sequence per step with the first third
+ * masked out, forward + backward + AdamW.
  *
- *   bench_train [threads=2] [steps=5] [seq_len=512]
+ *   bench_train [threads=2] [steps=5] [seq_len=512] [CONFIG]
  *
  * Validates before timing (3 steps on one batch: the loss is finite and
  * falls), then times `steps` more, and reports the median step: tokens/s,
@@ -13,6 +14,7 @@
  * The last line is machine-readable for test/bench/train.sh.
  */
 #include "model.h"
+#include "llama_config.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -53,21 +55,35 @@ median(double *v, int n)
  * backward products, and one LM-head chunk.  Median of 3 rounds.
  */
 static double
-sgemm_rate(int T, int N)
+sgemm_rate(const SftLlamaConfig *c, int T)
 {
+	int			C = c->hidden_size, F = c->intermediate_size, V = c->vocab_size;
+	int			QH = c->n_heads * c->head_dim;
+	int			QKV = QH + 2 * c->n_kv_heads * c->head_dim;
+	int			R = V > 131072 ? 128 : 256;	/* LM-head rows per chunk */
 	int			shapes[][3] = {	/* M, N, K of C = A B^T-like products */
-		{T, 960, 576}, {T, 576, 576}, {T, 3072, 576}, {T, 576, 1536},
-		{T, 576, 960}, {960, 576, T}, {T, 576, 3072}, {3072, 576, T},
-		{256, 49152, 576}, {49152, 576, 256}
+		{T, QKV, C}, {T, C, QH}, {T, 2 * F, C}, {T, C, F},
+		{T, C, QKV}, {QKV, C, T}, {T, C, 2 * F}, {2 * F, C, T},
+		{R, V, C}, {V, C, R}
 	};
 	int			nshapes = sizeof(shapes) / sizeof(shapes[0]);
-	size_t		maxa = 49152 * 576;
+	size_t		maxa = 0;
+
+	for (int s = 0; s < nshapes; s++)
+	{
+		size_t		a = (size_t) shapes[s][0] * shapes[s][2],
+					b = (size_t) shapes[s][1] * shapes[s][2],
+					o = (size_t) shapes[s][0] * shapes[s][1];
+
+		maxa = a > maxa ? a : maxa;
+		maxa = b > maxa ? b : maxa;
+		maxa = o > maxa ? o : maxa;
+	}
 	float	   *A = malloc(sizeof(float) * maxa),
 			   *B = malloc(sizeof(float) * maxa),
 			   *Cm = malloc(sizeof(float) * maxa);
 	double		rates[3];
 
-	(void) N;
 	for (size_t i = 0; i < maxa; i++)
 		A[i] = B[i] = (float) ((i % 17) - 8) * 0.01f;
 	for (int round = 0; round < 3; round++)
@@ -124,8 +140,23 @@ main(int argc, char **argv)
 
 	if (threads < 1 || steps < 1 || T < 2)
 	{
-		fprintf(stderr, "usage: bench_train [threads>=1] [steps>=1] [seq_len>=2]\n");
+		fprintf(stderr, "usage: bench_train [threads>=1] [steps>=1] [seq_len>=2] [config.json]\n");
 		return 2;
+	}
+	if (argc > 4)
+	{
+		FILE	   *f = fopen(argv[4], "rb");
+		static char text[1 << 20];
+		size_t		len = f ? fread(text, 1, sizeof(text), f) : 0;
+
+		if (f)
+			fclose(f);
+		if (sft_llama_config_parse(text, len, &cfg, &err) != SFT_OK)
+		{
+			fprintf(stderr, "bench_train: %s: %s\n", argv[4], err.message);
+			return 1;
+		}
+		printf("model: %s, %s\n", argv[4], sft_family_model_type(cfg.family));
 	}
 	openblas_set_num_threads(threads);
 	if (sft_model_new(&cfg, &model, &err) != SFT_OK ||
@@ -163,7 +194,7 @@ main(int argc, char **argv)
 
 	/* sgemm rate before and after the timed steps; the better one is the
 	 * yardstick (a busy machine then lowers our ratio, not raises it) */
-	gemm = sgemm_rate(T, (int) nt);
+	gemm = sgemm_rate(&cfg, T);
 	for (int s = 0; s < steps; s++)
 	{
 		double		t0 = now();
@@ -174,7 +205,7 @@ main(int argc, char **argv)
 	}
 	med = median(times, steps);
 	{
-		double		g2 = sgemm_rate(T, (int) nt);
+		double		g2 = sgemm_rate(&cfg, T);
 
 		gemm = g2 > gemm ? g2 : gemm;
 	}

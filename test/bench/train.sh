@@ -75,3 +75,33 @@ printf '%-30s %10.1f   (every FLOP at the sgemm rate)\n' "sgemm ceiling, tokens/
 printf '%-30s %10.2f   (C core / ceiling)\n' "  reached" "$(awk -v a="$c_tps" -v b="$ceil_tps" 'BEGIN { print a / b }')"
 printf '%-30s %10.1f   (= %.2f x the ceiling)\n' "4 x PyTorch (HF), tokens/s" \
 	"$(awk -v a="$hf_tps" 'BEGIN { print 4 * a }')" "$(awk -v a="$hf_tps" -v b="$ceil_tps" 'BEGIN { print 4 * a / b }')"
+
+# --- the other families on their real shapes ----------------------------------
+# Full fine-tuning of Qwen2.5-0.5B, Qwen3-0.6B and gemma-3-270m (random
+# weights, test/fixtures/configs/), C core against the PyTorch reference of
+# the same family at its faster setting (1 torch thread, as measured above),
+# side by side.  Each needs 5-12 GB: SFT_BENCH_FAMILIES="" skips them, a list
+# of fixture names narrows them; SFT_BENCH_FAMILY_STEPS (default 3) steps.
+FAMILIES=${SFT_BENCH_FAMILIES-gemma-3-270m qwen2.5-0.5b qwen3-0.6b}
+FSTEPS=${SFT_BENCH_FAMILY_STEPS:-3}
+[ -n "$FAMILIES" ] && printf '\n%-16s %9s %9s %9s %8s %8s %8s %7s %7s\n' "family, T=512" "C tok/s" "HF tok/s" \
+	"lean t/s" "vs HF" "ceiling" "reached" "C GB" "HF GB"
+for fam in $FAMILIES; do
+	cfgf=test/fixtures/configs/$fam.json
+	load "before the C core ($fam)" >&2
+	fc=$(OPENBLAS_NUM_THREADS=$THREADS test/bench/bench_train "$THREADS" "$FSTEPS" 512 "$cfgf") || {
+		echo "$fc"; echo "bench_train $fam failed"; exit 1; }
+	fc=$(grep '^RESULT' <<<"$fc")
+	for variant in hf lean; do
+		load "before PyTorch ($fam, $variant)" >&2
+		ft=$(OPENBLAS_NUM_THREADS=$THREADS "$PYTHON" test/parity/torch/llama_ref.py bench "$THREADS" \
+			"$FSTEPS" 512 $variant 1 "$cfgf") || { echo "$ft"; echo "torch $fam $variant failed"; exit 1; }
+		eval "ft_$variant=\$(grep '^RESULT' <<<\"\$ft\")"
+	done
+	printf '%-16s %9.1f %9.1f %9.1f %8s %8.1f %8.2f %7.2f %7.2f\n' "$fam" "$(field "$fc" tokens_per_s)" \
+		"$(field "$ft_hf" tokens_per_s)" "$(field "$ft_lean" tokens_per_s)" \
+		"$(ratio "$(field "$fc" tokens_per_s)" "$(field "$ft_hf" tokens_per_s)")" \
+		"$(field "$fc" ceiling_tokens_per_s)" \
+		"$(awk -v a="$(field "$fc" tokens_per_s)" -v b="$(field "$fc" ceiling_tokens_per_s)" 'BEGIN { print a / b }')" \
+		"$(field "$fc" peak_rss_gb)" "$(field "$ft_hf" peak_rss_gb)"
+done

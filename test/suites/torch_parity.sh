@@ -1,11 +1,14 @@
 #!/bin/bash
 # torch_parity.sh: the C model against an independent PyTorch reference of
-# HF LlamaForCausalLM (test/parity/torch/llama_ref.py; no server needed).
+# each family (HF LlamaForCausalLM, the llama3 and linear ropes, Qwen2, Qwen3, SmolLM3,
+# Gemma3 text: test/parity/torch/llama_ref.py; no server needed).
 # Builds test/parity/torch/parity_driver.c over the core objects, runs it on a
-# tiny random model with tied and with untied embeddings (logits, masked
-# loss, every parameter gradient, three AdamW steps with weight decay and
-# clipping, written as raw binary files), and lets llama_ref.py recompute all
-# of it in float32 and float64.  Tolerances are printed on every line.
+# tiny random model of each family with every feature of that family active,
+# with tied and with untied embeddings (logits of every position through the
+# KV-cached decoder, masked loss, every parameter gradient, three AdamW steps
+# with weight decay and clipping, written as raw binary files), and lets
+# llama_ref.py recompute all of it in float32 and float64.  Tolerances are
+# printed on every line.  SFT_PARITY_FAMILIES narrows the list.
 # Ends with "N passed, N failed".
 set -u
 cd "$(dirname "$0")/../.."
@@ -32,10 +35,16 @@ if ! cc -std=gnu11 -O2 -Wall -Wextra -Isrc/core $dep_cflags -o "$work/parity_dri
 	cat "$work/cc.log"
 	fail "building parity_driver failed"
 fi
-mkdir -p "$work/tied" "$work/untied"
-"$work/parity_driver" "$work/tied" 1 || fail "parity_driver (tied) failed"
-"$work/parity_driver" "$work/untied" 0 || fail "parity_driver (untied) failed"
-"$PYTHON" test/parity/torch/llama_ref.py parity "$work/tied" "$work/untied" >"$work/out.txt" 2>&1
+dirs=""
+for family in ${SFT_PARITY_FAMILIES:-llama llama3 linear qwen2 qwen3 smollm3 gemma3}; do
+	for tied in 1 0; do
+		d="$work/$family-$tied"
+		mkdir -p "$d"
+		"$work/parity_driver" "$d" "$family" "$tied" || fail "parity_driver $family (tied $tied) failed"
+		dirs="$dirs $d"
+	done
+done
+"$PYTHON" test/parity/torch/llama_ref.py parity $dirs >"$work/out.txt" 2>&1
 status=$?
 cat "$work/out.txt"
 ok=$(grep -cE '^ok ' "$work/out.txt")

@@ -183,14 +183,28 @@ test_valid(void)
 static void
 test_rejected_keys(void)
 {
-	expect_with("\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}", SFT_ERR_UNSUPPORTED,
-				"rope_scaling");
-	expect_with("\"rope_scaling\": {\"rope_type\": \"llama3\"}", SFT_ERR_UNSUPPORTED, "rope_scaling");
+	expect_with("\"rope_scaling\": {\"type\": \"yarn\", \"factor\": 2.0}", SFT_ERR_UNSUPPORTED,
+				"rope_scaling.rope_type \"yarn\" is not supported");
+	expect_with("\"rope_scaling\": {\"rope_type\": \"dynamic\", \"factor\": 2.0}", SFT_ERR_UNSUPPORTED,
+				"\"dynamic\"");
+	expect_with("\"rope_scaling\": {\"rope_type\": \"llama3\"}", SFT_ERR_INVALID,
+				"rope_scaling needs \"factor\"");
+	expect_with("\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0}", SFT_ERR_INVALID,
+				"needs \"low_freq_factor\"");
+	expect_with("\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 4,"
+				" \"high_freq_factor\": 1, \"original_max_position_embeddings\": 8192}", SFT_ERR_INVALID,
+				"low_freq_factor (4) < high_freq_factor (1)");
+	expect_with("\"rope_scaling\": {\"rope_type\": \"linear\", \"factor\": 2.0, \"beta_fast\": 3}",
+				SFT_ERR_UNSUPPORTED, "key \"beta_fast\" is not supported");
+	expect_with("\"rope_scaling\": {\"rope_type\": \"linear\", \"factor\": -2.0}", SFT_ERR_INVALID,
+				"rope factor");
+	expect_with("\"rope_scaling\": {\"rope_type\": \"linear\", \"factor\": 2.0},"
+				" \"rope_parameters\": {\"rope_type\": \"linear\", \"factor\": 2.0}", SFT_ERR_INVALID, "not both");
 	expect_with("\"rope_scaling\": 1", SFT_ERR_UNSUPPORTED, "rope_scaling");
 	expect_with("\"rope_scaling\": \"dynamic\"", SFT_ERR_UNSUPPORTED, "rope_scaling");
 	expect_with("\"rope_scaling\": []", SFT_ERR_UNSUPPORTED, "rope_scaling");
 	expect_with("\"rope_parameters\": {\"rope_type\": \"yarn\", \"factor\": 4}",
-				SFT_ERR_UNSUPPORTED, "factor");
+				SFT_ERR_UNSUPPORTED, "yarn");
 	expect_with("\"rope_parameters\": {\"rope_type\": \"yarn\"}", SFT_ERR_UNSUPPORTED, "yarn");
 	expect_with("\"rope_parameters\": 5", SFT_ERR_INVALID, "rope_parameters");
 	expect_with("\"rope_parameters\": {\"rope_theta\": \"x\"}", SFT_ERR_INVALID, "rope_theta");
@@ -200,7 +214,7 @@ test_rejected_keys(void)
 	expect_with("\"mlp_bias\": true", SFT_ERR_UNSUPPORTED, "mlp_bias");
 	expect_with("\"hidden_act\": \"gelu\"", SFT_ERR_UNSUPPORTED, "hidden_act");
 	expect_with("\"hidden_act\": \"relu\"", SFT_ERR_UNSUPPORTED, "\"relu\"");
-	expect_with("\"model_type\": \"qwen2\"", SFT_ERR_UNSUPPORTED, "model_type");
+	expect_with("\"model_type\": \"phi3\"", SFT_ERR_UNSUPPORTED, "model_type");
 	expect_with("\"model_type\": \"mistral\", \"sliding_window\": 4096", SFT_ERR_UNSUPPORTED,
 				"sliding_window");
 	expect_with("\"pretraining_tp\": 2", SFT_ERR_UNSUPPORTED, "pretraining_tp");
@@ -375,13 +389,240 @@ test_to_json(void)
 	sft_buf_free(&text);
 }
 
+/* ---------------------------------------------------------------------------
+ * The families: the published configs (test/fixtures/configs/), what each
+ * parses to, and a to_json -> parse round trip that keeps every field.
+ * ------------------------------------------------------------------------- */
+
+static char fixture_dir[4096] = "test/fixtures/configs";
+
+static char *
+read_fixture(const char *name, size_t *len)
+{
+	char		path[4300];
+	FILE	   *f;
+	char	   *buf;
+	long		n;
+
+	snprintf(path, sizeof(path), "%s/%s.json", fixture_dir, name);
+	f = fopen(path, "rb");
+	if (f == NULL)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = malloc(n + 1);
+	if (fread(buf, 1, n, f) != (size_t) n)
+		n = 0;
+	buf[n] = '\0';
+	fclose(f);
+	*len = (size_t) n;
+	return buf;
+}
+
+/* Parse a fixture; round-trip it through to_json; the parsed config. */
+static int
+parse_fixture(const char *name, SftLlamaConfig *cfg)
+{
+	size_t		len = 0;
+	char	   *text = read_fixture(name, &len);
+	SftLlamaConfig back;
+	SftError	err;
+	SftBuf		out;
+	int			ok;
+
+	if (text == NULL)
+	{
+		TAP_OK(0, "%s: fixture missing in %s", name, fixture_dir);
+		return 0;
+	}
+	sft_error_clear(&err);
+	ok = sft_llama_config_parse(text, len, cfg, &err) == SFT_OK;
+	TAP_OK(ok, "%s: config.json parses (%s)", name, err.message);
+	free(text);
+	if (!ok)
+		return 0;
+	sft_buf_init(&out);
+	ok = sft_llama_config_to_json(cfg, &out, &err) == SFT_OK &&
+		sft_llama_config_parse(out.data, out.len, &back, &err) == SFT_OK &&
+		memcmp(&back, cfg, sizeof(back)) == 0;
+	TAP_OK(ok, "%s: to_json -> parse gives the same config (%s)", name, err.message);
+	sft_buf_free(&out);
+	return 1;
+}
+
+static void
+test_families(void)
+{
+	SftLlamaConfig c;
+	int			nope = 0,
+				sliding = 0;
+
+	if (parse_fixture("qwen2.5-0.5b", &c))
+		TAP_OK(c.family == SFT_FAMILY_QWEN2 && c.qkv_bias && !c.qk_norm && c.tie_word_embeddings &&
+			   c.head_dim == 64 && c.n_kv_heads == 2 && c.rope_theta == 1e6f && c.layer_flags[0] == 0 &&
+			   sft_llama_config_num_params(&c) == 494032768,
+			   "qwen2.5-0.5b: q/k/v bias, tied, inactive sliding window ignored, 494,032,768 parameters (%llu)",
+			   (unsigned long long) sft_llama_config_num_params(&c));
+	if (parse_fixture("qwen2.5-1.5b", &c))
+		TAP_OK(c.family == SFT_FAMILY_QWEN2 && c.qkv_bias && c.head_dim == 128 &&
+			   sft_llama_config_num_params(&c) == 1543714304,
+			   "qwen2.5-1.5b: 1,543,714,304 parameters (%llu)",
+			   (unsigned long long) sft_llama_config_num_params(&c));
+	if (parse_fixture("qwen3-0.6b", &c))
+		TAP_OK(c.family == SFT_FAMILY_QWEN3 && c.qk_norm && !c.qkv_bias && c.head_dim == 128 &&
+			   c.hidden_size / c.n_heads == 64 && c.max_position == 40960 &&
+			   sft_llama_config_num_params(&c) == 596049920,
+			   "qwen3-0.6b: q/k norms, head_dim 128 != 1024 / 16, 596,049,920 parameters (%llu)",
+			   (unsigned long long) sft_llama_config_num_params(&c));
+	if (parse_fixture("qwen3-1.7b", &c))
+		TAP_OK(c.family == SFT_FAMILY_QWEN3 && c.qk_norm && c.head_dim == 128 && c.n_kv_heads == 8,
+			   "qwen3-1.7b: q/k norms, GQA 16/8");
+	if (parse_fixture("llama-3.2-1b", &c))
+		TAP_OK(c.family == SFT_FAMILY_LLAMA && c.rope_type == SFT_ROPE_LLAMA3 && c.rope_factor == 32.0f &&
+			   c.rope_low_freq_factor == 1.0f && c.rope_high_freq_factor == 4.0f &&
+			   c.rope_original_max_position == 8192 && c.rope_theta == 500000.0f &&
+			   c.eos_token_id == 128001 && sft_llama_config_num_params(&c) == 1235814400,
+			   "llama-3.2-1b: llama3 rope (32, 1, 4, 8192), 1,235,814,400 parameters (%llu)",
+			   (unsigned long long) sft_llama_config_num_params(&c));
+	if (parse_fixture("llama-3.2-3b", &c))
+		TAP_OK(c.family == SFT_FAMILY_LLAMA && c.rope_type == SFT_ROPE_LLAMA3 && c.head_dim == 128,
+			   "llama-3.2-3b: llama3 rope, head_dim 128");
+	if (parse_fixture("smollm3-3b", &c))
+	{
+		for (int l = 0; l < c.n_layers; l++)
+			nope += (c.layer_flags[l] & SFT_LAYER_NOPE) != 0;
+		TAP_OK(c.family == SFT_FAMILY_SMOLLM3 && nope == 9 && (c.layer_flags[3] & SFT_LAYER_NOPE) &&
+			   !(c.layer_flags[0] & SFT_LAYER_NOPE) && c.tie_word_embeddings && c.bos_token_id == -1,
+			   "smollm3-3b: 9 NoPE layers (every 4th, no_rope_layers 0 = NoPE), tied by default, pretraining_tp ignored");
+	}
+	if (parse_fixture("gemma-3-270m", &c))
+	{
+		for (int l = 0; l < c.n_layers; l++)
+			sliding += (c.layer_flags[l] & SFT_LAYER_SLIDING) != 0;
+		TAP_OK(c.family == SFT_FAMILY_GEMMA3 && sliding == 15 && !(c.layer_flags[5] & SFT_LAYER_SLIDING) &&
+			   c.sliding_window == 512 && c.rope_local_theta == 10000.0f && c.rope_theta == 1e6f &&
+			   c.query_pre_attn_scalar == 256.0f && c.final_logit_softcap == 0.0f && c.qk_norm &&
+			   c.tie_word_embeddings && c.vocab_size == 262144 &&
+			   sft_llama_config_num_params(&c) == 268098176,
+			   "gemma-3-270m: 15 local layers (window 512, base 1e4), 3 global, q/k norms, tied, 268,098,176 parameters (%llu)",
+			   (unsigned long long) sft_llama_config_num_params(&c));
+	}
+}
+
+/* The transformers 5 dialect, and the families' defaults and refusals. */
+static void
+test_family_dialects(void)
+{
+	SftLlamaConfig c;
+	SftError	err;
+	SftStatus	st;
+	const char *g5 =
+	"{\"model_type\": \"gemma3_text\", \"hidden_size\": 64, \"num_hidden_layers\": 4,"
+	" \"num_attention_heads\": 2, \"intermediate_size\": 32, \"vocab_size\": 100,"
+	" \"rope_parameters\": {\"full_attention\": {\"rope_type\": \"linear\", \"factor\": 8.0,"
+	" \"rope_theta\": 1000000.0}, \"sliding_attention\": {\"rope_type\": \"default\", \"rope_theta\": 10000.0}},"
+	" \"final_logit_softcapping\": 30.0}";
+
+	st = parse(g5, &c, &err);
+	TAP_OK(st == SFT_OK && c.rope_type == SFT_ROPE_LINEAR && c.rope_factor == 8.0f &&
+		   c.rope_theta == 1e6f && c.rope_local_theta == 1e4f && c.head_dim == 256 &&
+		   c.query_pre_attn_scalar == 256.0f && c.sliding_window == 4096 && c.final_logit_softcap == 30.0f &&
+		   (c.layer_flags[0] & SFT_LAYER_SLIDING) && (c.layer_flags[3] & SFT_LAYER_SLIDING) &&
+		   c.tie_word_embeddings,
+		   "gemma3_text 5.x: rope_parameters per layer type, defaults (head_dim 256, window 4096, pattern 6, tied) (%s)",
+		   err.message);
+	st = parse("{\"model_type\": \"gemma3_text\", \"hidden_size\": 64, \"num_hidden_layers\": 2,"
+			   " \"num_attention_heads\": 2, \"intermediate_size\": 32, \"vocab_size\": 100,"
+			   " \"rope_parameters\": {\"sliding_attention\": {\"rope_type\": \"linear\", \"factor\": 2}}}", &c, &err);
+	TAP_OK(st == SFT_ERR_UNSUPPORTED && strstr(err.message, "sliding_attention") != NULL,
+		   "gemma3_text: scaled rope on local layers refused (%s)", err.message);
+	st = parse("{\"model_type\": \"gemma3_text\", \"hidden_size\": 64, \"num_hidden_layers\": 2,"
+			   " \"num_attention_heads\": 2, \"intermediate_size\": 32, \"vocab_size\": 100,"
+			   " \"attn_logit_softcapping\": 50.0}", &c, &err);
+	TAP_OK(st == SFT_ERR_UNSUPPORTED && strstr(err.message, "attn_logit_softcapping") != NULL,
+		   "gemma3_text: attn_logit_softcapping refused by name (%s)", err.message);
+	st = parse("{\"model_type\": \"gemma3_text\", \"hidden_size\": 64, \"num_hidden_layers\": 2,"
+			   " \"num_attention_heads\": 2, \"intermediate_size\": 32, \"vocab_size\": 100,"
+			   " \"hidden_activation\": \"gelu\"}", &c, &err);
+	TAP_OK(st == SFT_ERR_UNSUPPORTED && strstr(err.message, "hidden_activation") != NULL,
+		   "gemma3_text: another activation refused by name (%s)", err.message);
+	st = parse("{\"model_type\": \"gemma3_text\", \"hidden_size\": 64, \"num_hidden_layers\": 2,"
+			   " \"num_attention_heads\": 2, \"intermediate_size\": 32, \"vocab_size\": 100,"
+			   " \"layer_types\": [\"sliding_attention\"]}", &c, &err);
+	TAP_OK(st == SFT_ERR_INVALID && strstr(err.message, "layer_types") != NULL,
+		   "gemma3_text: layer_types of the wrong length (%s)", err.message);
+	st = parse("{\"model_type\": \"qwen2\", \"hidden_size\": 64, \"num_hidden_layers\": 2,"
+			   " \"num_attention_heads\": 2, \"intermediate_size\": 32, \"vocab_size\": 100,"
+			   " \"use_sliding_window\": true, \"sliding_window\": 16}", &c, &err);
+	TAP_OK(st == SFT_ERR_UNSUPPORTED && strstr(err.message, "use_sliding_window") != NULL,
+		   "qwen2: an active sliding window refused by name (%s)", err.message);
+	st = parse("{\"model_type\": \"qwen3\", \"hidden_size\": 64, \"num_hidden_layers\": 2,"
+			   " \"num_attention_heads\": 2, \"intermediate_size\": 32, \"vocab_size\": 100,"
+			   " \"layer_types\": [\"full_attention\", \"sliding_attention\"]}", &c, &err);
+	TAP_OK(st == SFT_ERR_UNSUPPORTED && strstr(err.message, "sliding_attention") != NULL,
+		   "qwen3: sliding_attention layer type refused (%s)", err.message);
+	st = parse("{\"model_type\": \"qwen3\", \"hidden_size\": 64, \"num_hidden_layers\": 2,"
+			   " \"num_attention_heads\": 2, \"intermediate_size\": 32, \"vocab_size\": 100,"
+			   " \"attention_bias\": true}", &c, &err);
+	TAP_OK(st == SFT_ERR_UNSUPPORTED && strstr(err.message, "attention_bias") != NULL,
+		   "qwen3: attention_bias true refused (%s)", err.message);
+	st = parse("{\"model_type\": \"qwen3\", \"hidden_size\": 64, \"num_hidden_layers\": 2,"
+			   " \"num_attention_heads\": 2, \"intermediate_size\": 32, \"vocab_size\": 100}", &c, &err);
+	TAP_OK(st == SFT_OK && c.head_dim == 128 && !c.tie_word_embeddings && c.max_position == 32768,
+		   "qwen3 defaults: head_dim 128, untied, 32768 positions (%s)", err.message);
+	st = parse("{\"model_type\": \"qwen2\", \"hidden_size\": 64, \"num_hidden_layers\": 2,"
+			   " \"num_attention_heads\": 2, \"intermediate_size\": 32, \"vocab_size\": 100,"
+			   " \"attention_bias\": false}", &c, &err);
+	TAP_OK(st == SFT_OK && c.qkv_bias, "qwen2: q/k/v bias whatever attention_bias says, as transformers (%s)",
+		   err.message);
+	st = parse("{\"model_type\": \"smollm3\", \"hidden_size\": 64, \"num_hidden_layers\": 6,"
+			   " \"num_attention_heads\": 2, \"intermediate_size\": 32, \"vocab_size\": 100,"
+			   " \"no_rope_layer_interval\": 3}", &c, &err);
+	TAP_OK(st == SFT_OK && c.layer_flags[2] == SFT_LAYER_NOPE && c.layer_flags[5] == SFT_LAYER_NOPE &&
+		   c.layer_flags[0] == 0 && c.layer_flags[3] == 0 && c.rope_theta == 2e6f,
+		   "smollm3: NoPE every no_rope_layer_interval-th layer, rope_theta default 2e6 (%s)", err.message);
+	st = parse("{\"model_type\": \"smollm3\", \"hidden_size\": 64, \"num_hidden_layers\": 3,"
+			   " \"num_attention_heads\": 2, \"intermediate_size\": 32, \"vocab_size\": 100,"
+			   " \"no_rope_layers\": [1, 2, 1]}", &c, &err);
+	TAP_OK(st == SFT_ERR_LIMIT && strstr(err.message, "no_rope_layers") != NULL,
+		   "smollm3: no_rope_layers entries are 0 or 1 (%s)", err.message);
+	st = parse("{\"model_type\": \"smollm3\", \"hidden_size\": 64, \"num_hidden_layers\": 3,"
+			   " \"num_attention_heads\": 2, \"intermediate_size\": 32, \"vocab_size\": 100,"
+			   " \"no_rope_layers\": [1, 0]}", &c, &err);
+	TAP_OK(st == SFT_ERR_INVALID && strstr(err.message, "fewer than") != NULL,
+		   "smollm3: no_rope_layers shorter than the layers (%s)", err.message);
+	st = parse("{\"model_type\": \"llama\", \"architectures\": [\"Qwen2ForCausalLM\"], \"hidden_size\": 64,"
+			   " \"num_hidden_layers\": 2, \"num_attention_heads\": 2, \"intermediate_size\": 32,"
+			   " \"vocab_size\": 100}", &c, &err);
+	TAP_OK(st == SFT_ERR_UNSUPPORTED && strstr(err.message, "Qwen2ForCausalLM") != NULL,
+		   "architecture of another family than model_type refused (%s)", err.message);
+	st = parse("{\"architectures\": [\"Qwen3ForCausalLM\"], \"hidden_size\": 64,"
+			   " \"num_hidden_layers\": 2, \"num_attention_heads\": 2, \"intermediate_size\": 32,"
+			   " \"vocab_size\": 100}", &c, &err);
+	TAP_OK(st == SFT_OK && c.family == SFT_FAMILY_QWEN3, "no model_type: the architecture names the family (%s)",
+		   err.message);
+}
+
 int
-main(void)
+main(int argc, char **argv)
 {
 	test_valid();
 	test_rejected_keys();
 	test_wrong_types();
 	test_limits();
 	test_to_json();
+	{
+		const char *slash = strrchr(argv[0], '/');
+
+		/* test/unit/test_config -> test/fixtures/configs */
+		if (argc > 1)
+			snprintf(fixture_dir, sizeof(fixture_dir), "%s", argv[1]);
+		else if (slash != NULL)
+			snprintf(fixture_dir, sizeof(fixture_dir), "%.*s/../fixtures/configs",
+					 (int) (slash - argv[0]), argv[0]);
+	}
+	test_families();
+	test_family_dialects();
 	return tap_done();
 }

@@ -2,9 +2,11 @@
  * test_decode_batch.c: sft_decoder_step_batch steps several sequences at
  * once and gives each exactly (bitwise) the logits of stepping it alone,
  * with fp32 and with reduced-precision decode weights, for sequences of
- * different lengths in decoders of different sizes; bad calls change nothing.
+ * different lengths in decoders of different sizes, for each family's
+ * features (Gemma 3's sliding caches included); bad calls change nothing.
  */
 #include "model.h"
+#include "llama_config.h"
 #include "tap.h"
 
 #include <cblas.h>
@@ -15,14 +17,30 @@
 #define STEPS 12
 
 static void
-test_batch(SftDType dt, int tied, int threads)
+test_batch(SftDType dt, int tied, int threads, SftFamily family)
 {
 	SftLlamaConfig cfg = {
 		.hidden_size = 64, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .head_dim = 16,
 		.intermediate_size = 96, .vocab_size = 301, .max_position = 512,
 		.rms_norm_eps = 1e-5f, .rope_theta = 10000.0f, .tie_word_embeddings = tied,
-		.bos_token_id = -1, .eos_token_id = -1
+		.bos_token_id = -1, .eos_token_id = -1, .family = family
 	};
+	/* Gemma's local layers slide their caches (window 4 + 127 rows) within the prompts */
+	int			prompt_step = family == SFT_FAMILY_GEMMA3 ? 40 : 17;
+
+	cfg.qkv_bias = family == SFT_FAMILY_QWEN2;
+	if (family == SFT_FAMILY_SMOLLM3)
+		cfg.layer_flags[1] = SFT_LAYER_NOPE;
+	if (family == SFT_FAMILY_GEMMA3)
+	{
+		cfg.n_layers = 3;
+		cfg.qk_norm = 1;
+		cfg.sliding_window = 4;
+		cfg.layer_flags[0] = cfg.layer_flags[1] = SFT_LAYER_SLIDING;
+		cfg.rope_local_theta = 100.0f;
+		cfg.query_pre_attn_scalar = 20.0f;
+		cfg.final_logit_softcap = 3.0f;
+	}
 	SftModel   *m = NULL;
 	SftDecodeWeights *w = NULL;
 	SftDecoder *batch[NSEQ],
@@ -43,13 +61,13 @@ test_batch(SftDType dt, int tied, int threads)
 	sft_rng_seed(&r, 4);
 	for (int s = 0; s < NSEQ && ok; s++)
 	{
-		int			plen = 3 + 17 * s;	/* 3 .. 71 tokens: chunks of one and of many */
-		int32_t		prompt[80];
+		int			plen = 3 + prompt_step * s;	/* 3 .. 71 (163) tokens: chunks of one and of many */
+		int32_t		prompt[200];
 
 		for (int i = 0; i < plen; i++)
 			prompt[i] = (int32_t) (sft_rng_next(&r) % cfg.vocab_size);
-		ok = sft_decoder_new(m, 100 + 60 * s, &batch[s], &err) == SFT_OK &&
-			sft_decoder_new(m, 100 + 60 * s, &alone[s], &err) == SFT_OK;
+		ok = sft_decoder_new(m, 200 + 60 * s, &batch[s], &err) == SFT_OK &&
+			sft_decoder_new(m, 200 + 60 * s, &alone[s], &err) == SFT_OK;
 		if (!ok)
 			break;
 		sft_decoder_use_weights(batch[s], w);
@@ -69,10 +87,10 @@ test_batch(SftDType dt, int tied, int threads)
 			next[s] = sft_sample(la, cfg.vocab_size, NULL, NULL, NULL);
 		}
 	}
-	TAP_OK(ok && same, "%d sequences x %d batched steps (%s, %s, %d threads): logits bitwise equal to stepping each alone%s%s",
-		   NSEQ, STEPS, sft_dtype_name(dt), tied ? "tied" : "untied", threads,
+	TAP_OK(ok && same, "%s: %d sequences x %d batched steps (%s, %s, %d threads): logits bitwise equal to stepping each alone%s%s",
+		   sft_family_model_type(family), NSEQ, STEPS, sft_dtype_name(dt), tied ? "tied" : "untied", threads,
 		   ok ? "" : ": ", ok ? "" : err.message);
-	if (dt == SFT_DTYPE_F32 && tied && threads == 1)
+	if (dt == SFT_DTYPE_F32 && tied && threads == 1 && family == SFT_FAMILY_LLAMA)
 	{
 		int			pos0 = sft_decoder_position(batch[0]);
 		int32_t		bad[NSEQ] = {1, 2, 3, 4, 301};
@@ -109,10 +127,15 @@ test_batch(SftDType dt, int tied, int threads)
 int
 main(void)
 {
-	test_batch(SFT_DTYPE_F32, 1, 1);
-	test_batch(SFT_DTYPE_F32, 0, 2);
-	test_batch(SFT_DTYPE_BF16, 1, 2);
-	test_batch(SFT_DTYPE_Q8_0, 0, 2);
-	test_batch(SFT_DTYPE_Q8_0, 1, 1);
+	test_batch(SFT_DTYPE_F32, 1, 1, SFT_FAMILY_LLAMA);
+	test_batch(SFT_DTYPE_F32, 0, 2, SFT_FAMILY_LLAMA);
+	test_batch(SFT_DTYPE_BF16, 1, 2, SFT_FAMILY_LLAMA);
+	test_batch(SFT_DTYPE_Q8_0, 0, 2, SFT_FAMILY_LLAMA);
+	test_batch(SFT_DTYPE_Q8_0, 1, 1, SFT_FAMILY_LLAMA);
+	/* the families: q/k/v bias, NoPE layer, Gemma's local layers with sliding caches */
+	test_batch(SFT_DTYPE_F32, 0, 2, SFT_FAMILY_QWEN2);
+	test_batch(SFT_DTYPE_F32, 1, 1, SFT_FAMILY_SMOLLM3);
+	test_batch(SFT_DTYPE_F32, 1, 2, SFT_FAMILY_GEMMA3);
+	test_batch(SFT_DTYPE_Q8_0, 1, 1, SFT_FAMILY_GEMMA3);
 	return tap_done();
 }

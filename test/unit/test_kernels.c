@@ -244,7 +244,7 @@ typedef struct
 {
 	float	   *out, *rstd, *x, *w, *R;
 	int			T, C;
-	float		eps;
+	float		eps, offset;
 } NormCtx;
 
 static double
@@ -252,15 +252,16 @@ norm_probe(void *p)
 {
 	NormCtx    *c = p;
 
-	rmsnorm_forward(c->out, c->rstd, c->x, c->w, c->T, c->C, c->eps);
+	rmsnorm_forward(c->out, c->rstd, c->x, c->w, c->T, c->C, c->eps, c->offset);
 	return dot_d(c->out, c->R, (size_t) c->T * c->C);
 }
 
+/* offset 0: Llama's x * w; offset 1: Gemma's x * (1 + w) */
 static void
-test_rmsnorm(void)
+test_rmsnorm(float offset)
 {
 	/* C = 19: the 8-lane sums' tails are exercised too */
-	NormCtx		c = {.T = 4, .C = 19, .eps = 1e-5f};
+	NormCtx		c = {.T = 4, .C = 19, .eps = 1e-5f, .offset = offset};
 	float	   *dx,
 			   *dw;
 	double		maxerr = 0.0;
@@ -272,19 +273,22 @@ test_rmsnorm(void)
 	c.rstd = zeros(c.T);
 	dx = zeros(c.T * c.C);
 	dw = zeros(c.C);
-	rmsnorm_forward(c.out, c.rstd, c.x, c.w, c.T, c.C, c.eps);
+	rmsnorm_forward(c.out, c.rstd, c.x, c.w, c.T, c.C, c.eps, c.offset);
 	for (int t = 0; t < c.T; t++)
 	{
 		double		ms = dot_d(c.x + t * c.C, c.x + t * c.C, c.C) / c.C;
 
 		for (int i = 0; i < c.C; i++)
 			maxerr = fmax(maxerr, fabs(c.out[t * c.C + i] -
-									   c.x[t * c.C + i] / sqrt(ms + c.eps) * c.w[i]));
+									   c.x[t * c.C + i] / sqrt(ms + c.eps) * (offset + c.w[i])));
 	}
-	TAP_OK(maxerr < 1e-5, "rmsnorm_forward = x / sqrt(mean(x^2) + eps) * w (max err %.2g)", maxerr);
-	rmsnorm_backward(dx, dw, c.R, c.x, c.w, c.rstd, c.T, c.C);
-	TAP_OK(fd_error(c.x, c.T * c.C, dx, norm_probe, &c, 0) < FD_TOL, "rmsnorm_backward dx");
-	TAP_OK(fd_error(c.w, c.C, dw, norm_probe, &c, 0) < FD_TOL, "rmsnorm_backward dw");
+	TAP_OK(maxerr < 1e-5, "rmsnorm_forward = x / sqrt(mean(x^2) + eps) * (%g + w) (max err %.2g)",
+		   offset, maxerr);
+	rmsnorm_backward(dx, dw, c.R, c.x, c.w, c.rstd, c.T, c.C, c.offset);
+	TAP_OK(fd_error(c.x, c.T * c.C, dx, norm_probe, &c, 0) < FD_TOL, "rmsnorm_backward dx (offset %g)",
+		   offset);
+	TAP_OK(fd_error(c.w, c.C, dw, norm_probe, &c, 0) < FD_TOL, "rmsnorm_backward dw (offset %g)",
+		   offset);
 	free(c.x), free(c.w), free(c.R), free(c.out), free(c.rstd), free(dx), free(dw);
 }
 
@@ -293,7 +297,7 @@ test_rmsnorm(void)
  * ------------------------------------------------------------------------- */
 
 void		sft_rope_tables(float *cos_tab, float *sin_tab, int n_pos, int head_dim,
-							float theta);
+							const float *inv_freq);
 
 typedef struct
 {
@@ -326,7 +330,13 @@ test_rope(void)
 	c.R = randn(c.T * c.ld, 1);
 	c.cos_tab = zeros(8 * c.HD / 2);
 	c.sin_tab = zeros(8 * c.HD / 2);
-	sft_rope_tables(c.cos_tab, c.sin_tab, 8, c.HD, 10000.0f);
+	{
+		float		inv_freq[4];
+
+		for (int i = 0; i < c.HD / 2; i++)
+			inv_freq[i] = 1.0f / powf(10000.0f, (float) (2 * i) / (float) c.HD);
+		sft_rope_tables(c.cos_tab, c.sin_tab, 8, c.HD, inv_freq);
+	}
 
 	/* HF: q * cos(emb) + rotate_half(q) * sin(emb), emb = cat(freqs, freqs) */
 	rope_probe(&c);
@@ -363,7 +373,12 @@ typedef struct
 {
 	float	   *q, *k, *v, *out, *lse, *R, *scratch;
 	int			ldq, ldkv, ldo, nq, nkv, NH, NKV, HD;
+	float		scale;
+	int			window;			/* sliding window, 0: none */
 } AttnCtx;
+
+/* every attention test below runs with this window (0: plain causal) */
+static int attn_window = 0;
 
 static double
 attn_probe(void *p)
@@ -371,7 +386,7 @@ attn_probe(void *p)
 	AttnCtx    *c = p;
 
 	attention_forward(c->out, c->ldo, c->lse, c->q, c->ldq, c->k, c->v, c->ldkv,
-					  c->nq, c->nkv, c->NH, c->NKV, c->HD, c->scratch);
+					  c->nq, c->nkv, c->NH, c->NKV, c->HD, c->scale, c->window, c->scratch);
 	return dot_d(c->out, c->R, (size_t) c->nq * c->ldo);
 }
 
@@ -379,6 +394,9 @@ static void
 attn_setup(AttnCtx *c, int nq, int nkv, int NH, int NKV, int HD)
 {
 	c->nq = nq, c->nkv = nkv, c->NH = NH, c->NKV = NKV, c->HD = HD;
+	/* a scale other than HD^-1/2 (Gemma's query_pre_attn_scalar) when windowed */
+	c->scale = attn_window ? 0.3f : 1.0f / sqrtf((float) HD);
+	c->window = attn_window;
 	c->ldq = NH * HD + 3;		/* padded strides: kernels must honour ld */
 	c->ldkv = NKV * HD + 2;
 	c->ldo = NH * HD + 1;
@@ -413,15 +431,15 @@ test_attention_vs_ref(int nq, int nkv, int NH, int NKV, int HD)
 	lse_ref = zeros((size_t) nq * NH);
 	attn_probe(&c);
 	attention_forward_ref(out_ref, c.ldo, lse_ref, c.q, c.ldq, c.k, c.v, c.ldkv,
-						  nq, nkv, NH, NKV, HD);
+						  nq, nkv, NH, NKV, HD, c.scale, c.window);
 	for (int i = 0; i < nq; i++)
 		for (int j = 0; j < NH * HD; j++)
 			eo = fmax(eo, fabs(c.out[(size_t) i * c.ldo + j] - out_ref[(size_t) i * c.ldo + j]));
 	for (int i = 0; i < nq * NH; i++)
 		el = fmax(el, fabs(c.lse[i] - lse_ref[i]));
 	TAP_OK(eo < 2e-5 && el < 2e-5,
-		   "attention_forward = reference, nq %d nkv %d NH %d NKV %d HD %d (out %.2g, lse %.2g)",
-		   nq, nkv, NH, NKV, HD, eo, el);
+		   "attention_forward = reference, nq %d nkv %d NH %d NKV %d HD %d window %d (out %.2g, lse %.2g)",
+		   nq, nkv, NH, NKV, HD, attn_window, eo, el);
 	free(out_ref), free(lse_ref);
 	attn_free(&c);
 }
@@ -441,14 +459,15 @@ test_attention_one(int nkv, int NH, int NKV, int HD)
 
 	attn_setup(&c, 1, nkv, NH, NKV, HD);
 	out = zeros(NH * HD), lse = zeros(NH), out_ref = zeros(c.ldo), lse_ref = zeros(NH);
-	attention_forward_one(out, lse, c.q, c.k, c.v, c.ldkv, nkv, NH, NKV, HD, scr);
-	attention_forward_ref(out_ref, c.ldo, lse_ref, c.q, c.ldq, c.k, c.v, c.ldkv, 1, nkv, NH, NKV, HD);
+	attention_forward_one(out, lse, c.q, c.k, c.v, c.ldkv, nkv, NH, NKV, HD, c.scale, c.window, scr);
+	attention_forward_ref(out_ref, c.ldo, lse_ref, c.q, c.ldq, c.k, c.v, c.ldkv, 1, nkv, NH, NKV, HD,
+						  c.scale, c.window);
 	for (int j = 0; j < NH * HD; j++)
 		eo = fmax(eo, fabs(out[j] - out_ref[j]));
 	for (int h = 0; h < NH; h++)
 		el = fmax(el, fabs(lse[h] - lse_ref[h]));
-	TAP_OK(eo < 2e-5 && el < 2e-5, "attention_forward_one = reference, nkv %d NH %d NKV %d (out %.2g, lse %.2g)",
-		   nkv, NH, NKV, eo, el);
+	TAP_OK(eo < 2e-5 && el < 2e-5, "attention_forward_one = reference, nkv %d NH %d NKV %d window %d (out %.2g, lse %.2g)",
+		   nkv, NH, NKV, attn_window, eo, el);
 	free(out), free(lse), free(out_ref), free(lse_ref), free(scr);
 	attn_free(&c);
 }
@@ -472,13 +491,13 @@ test_attention_grad(int nq, int nkv, int NH, int NKV, int HD, int max_checks)
 	scr = zeros(attention_scratch_floats(nkv, NH / NKV, HD));
 	attn_probe(&c);
 	attention_backward(dq, c.ldq, dk, dv, c.ldkv, c.R, c.ldo, c.q, c.ldq, c.k, c.v, c.ldkv,
-					   c.out, c.lse, nq, nkv, NH, NKV, HD, scr);
+					   c.out, c.lse, nq, nkv, NH, NKV, HD, c.scale, c.window, scr);
 	eq = fd_error(c.q, (size_t) nq * c.ldq, dq, attn_probe, &c, max_checks);
 	ek = fd_error(c.k, (size_t) nkv * c.ldkv, dk, attn_probe, &c, max_checks);
 	ev = fd_error(c.v, (size_t) nkv * c.ldkv, dv, attn_probe, &c, max_checks);
 	TAP_OK(eq < FD_TOL && ek < FD_TOL && ev < FD_TOL,
-		   "attention_backward, nq %d nkv %d NH %d NKV %d (dq %.2g dk %.2g dv %.2g)",
-		   nq, nkv, NH, NKV, eq, ek, ev);
+		   "attention_backward, nq %d nkv %d NH %d NKV %d window %d (dq %.2g dk %.2g dv %.2g)",
+		   nq, nkv, NH, NKV, attn_window, eq, ek, ev);
 	free(dq), free(dk), free(dv), free(scr);
 	attn_free(&c);
 }
@@ -526,6 +545,104 @@ test_swiglu(void)
 	swiglu_backward(dgu, c.R, c.gu, c.T, c.F);
 	TAP_OK(fd_error(c.gu, c.T * 2 * c.F, dgu, swi_probe, &c, 0) < FD_TOL, "swiglu_backward");
 	free(c.gu), free(c.h), free(c.R), free(dgu);
+}
+
+static double
+geglu_probe(void *p)
+{
+	SwiCtx	   *c = p;
+
+	geglu_tanh_forward(c->h, c->gu, c->T, c->F);
+	return dot_d(c->h, c->R, (size_t) c->T * c->F);
+}
+
+static void
+test_geglu(void)
+{
+	SwiCtx		c = {.T = 3, .F = 11};
+	float	   *dgu;
+	double		maxerr = 0.0;
+
+	c.gu = randn(c.T * 2 * c.F, 2);
+	c.h = zeros(c.T * c.F);
+	c.R = randn(c.T * c.F, 1);
+	dgu = zeros(c.T * 2 * c.F);
+	geglu_probe(&c);
+	for (int t = 0; t < c.T; t++)
+		for (int i = 0; i < c.F; i++)
+		{
+			double		g = c.gu[t * 2 * c.F + i],
+						u = c.gu[t * 2 * c.F + c.F + i];
+			double		gelu = 0.5 * g * (1.0 + tanh(sqrt(2.0 / M_PI) * (g + 0.044715 * g * g * g)));
+
+			maxerr = fmax(maxerr, fabs(c.h[t * c.F + i] - gelu * u));
+		}
+	TAP_OK(maxerr < 1e-5, "geglu_tanh_forward = gelu_pytorch_tanh(gate) * up (max err %.2g)", maxerr);
+	geglu_tanh_backward(dgu, c.R, c.gu, c.T, c.F);
+	TAP_OK(fd_error(c.gu, c.T * 2 * c.F, dgu, geglu_probe, &c, 0) < FD_TOL, "geglu_tanh_backward");
+	free(c.gu), free(c.h), free(c.R), free(dgu);
+}
+
+typedef struct
+{
+	float	   *x, *b, *out, *R, *th;
+	int			T, N, ld;
+	float		cap;
+} RowOpCtx;
+
+static double
+bias_probe(void *p)
+{
+	RowOpCtx   *c = p;
+
+	memcpy(c->out, c->x, sizeof(float) * c->T * c->ld);
+	bias_forward(c->out, c->b, c->T, c->N, c->ld);
+	return dot_d(c->out, c->R, (size_t) c->T * c->ld);
+}
+
+static double
+softcap_probe(void *p)
+{
+	RowOpCtx   *c = p;
+
+	memcpy(c->out, c->x, sizeof(float) * c->T * c->N);
+	softcap_forward(c->out, NULL, c->cap, c->T * c->N);
+	return dot_d(c->out, c->R, (size_t) c->T * c->N);
+}
+
+static void
+test_bias_softcap(void)
+{
+	RowOpCtx	c = {.T = 4, .N = 7, .ld = 9, .cap = 3.0f};
+	float	   *db = zeros(7),
+			   *dx;
+	double		maxerr = 0.0;
+
+	c.x = randn(c.T * c.ld, 4);	/* large enough that tanh saturates somewhat */
+	c.b = randn(c.N, 1);
+	c.out = zeros(c.T * c.ld);
+	c.R = randn(c.T * c.ld, 1);
+	c.th = zeros(c.T * c.N);
+	bias_probe(&c);
+	for (int t = 0; t < c.T; t++)
+		for (int i = 0; i < c.ld; i++)
+			maxerr = fmax(maxerr, fabs(c.out[t * c.ld + i] - c.x[t * c.ld + i] - (i < c.N ? c.b[i] : 0.0f)));
+	TAP_OK(maxerr < 1e-6, "bias_forward adds b to the first N columns only (max err %.2g)", maxerr);
+	bias_backward(db, c.R, c.T, c.N, c.ld);
+	TAP_OK(fd_error(c.b, c.N, db, bias_probe, &c, 0) < FD_TOL, "bias_backward");
+
+	softcap_probe(&c);
+	maxerr = 0.0;
+	for (int i = 0; i < c.T * c.N; i++)
+		maxerr = fmax(maxerr, fabs(c.out[i] - 3.0 * tanh(c.x[i] / 3.0)));
+	TAP_OK(maxerr < 1e-5, "softcap_forward = cap tanh(x / cap) (max err %.2g)", maxerr);
+	dx = malloc(sizeof(float) * c.T * c.N);
+	memcpy(dx, c.R, sizeof(float) * c.T * c.N);
+	memcpy(c.out, c.x, sizeof(float) * c.T * c.N);
+	softcap_forward(c.out, c.th, c.cap, c.T * c.N);
+	softcap_backward(dx, c.th, c.T * c.N);
+	TAP_OK(fd_error(c.x, c.T * c.N, dx, softcap_probe, &c, 0) < FD_TOL, "softcap_backward");
+	free(c.x), free(c.b), free(c.out), free(c.R), free(c.th), free(db), free(dx);
 }
 
 typedef struct
@@ -790,7 +907,8 @@ main(void)
 	test_matmul();
 	test_matvec();
 	test_embedding();
-	test_rmsnorm();
+	test_rmsnorm(0.0f);
+	test_rmsnorm(1.0f);
 	test_rope();
 	test_attention_vs_ref(7, 7, 4, 2, 8);
 	test_attention_vs_ref(200, 200, 3, 1, 16);	/* two row blocks */
@@ -803,7 +921,19 @@ main(void)
 	fd_step = 4e-3f;			/* 150 x 16 outputs in the probe sum */
 	test_attention_grad(150, 150, 2, 1, 8, 120);	/* two row blocks, sampled */
 	fd_step = 1e-3f;
+	/* sliding window of 5 keys (Gemma 3's local layers), its own scale */
+	attn_window = 5;
+	test_attention_vs_ref(9, 9, 4, 2, 8);
+	test_attention_vs_ref(130, 130, 2, 1, 8);	/* three row blocks, window far behind */
+	test_attention_vs_ref(3, 12, 2, 2, 4);	/* decode-style, keys before the window */
+	test_attention_one(12, 4, 2, 8);
+	test_attention_one(3, 2, 1, 4);	/* fewer keys than the window */
+	test_attention_grad(9, 9, 4, 2, 4, 0);
+	test_attention_grad(3, 11, 2, 1, 4, 0);
+	attn_window = 0;
 	test_swiglu();
+	test_geglu();
+	test_bias_softcap();
 	test_dropout();
 	test_crossentropy();
 	test_adamw();

@@ -913,6 +913,185 @@ test_bad_batches(void)
 	sft_model_free(m);
 }
 
+/* ---------------------------------------------------------------------------
+ * The other families: whole-model gradients, memory, the windowed decoder
+ * ------------------------------------------------------------------------- */
+
+/* tiny_config with the family's features switched on */
+static SftLlamaConfig
+family_config(SftFamily family, int tied)
+{
+	SftLlamaConfig c = tiny_config(tied);
+
+	c.family = family;
+	c.n_layers = 3;
+	switch (family)
+	{
+		case SFT_FAMILY_LLAMA:
+			c.rope_type = SFT_ROPE_LLAMA3;
+			c.rope_factor = 4.0f;
+			c.rope_low_freq_factor = 1.0f;
+			c.rope_high_freq_factor = 4.0f;
+			c.rope_original_max_position = 16;
+			break;
+		case SFT_FAMILY_QWEN2:
+			c.qkv_bias = 1;
+			break;
+		case SFT_FAMILY_QWEN3:
+			c.qk_norm = 1;
+			c.head_dim = 6;
+			break;
+		case SFT_FAMILY_SMOLLM3:
+			c.layer_flags[1] = SFT_LAYER_NOPE;
+			break;
+		case SFT_FAMILY_GEMMA3:
+			c.qk_norm = 1;
+			c.head_dim = 6;
+			c.sliding_window = 3;
+			c.layer_flags[0] = c.layer_flags[2] = SFT_LAYER_SLIDING;
+			c.rope_local_theta = 100.0f;
+			c.query_pre_attn_scalar = 5.0f;
+			c.final_logit_softcap = 2.0f;
+			break;
+	}
+	return c;
+}
+
+static void
+test_family_models(void)
+{
+	static const char *const names[] = {"llama3 rope", "qwen2", "qwen3", "smollm3", "gemma3"};
+
+	for (int f = SFT_FAMILY_LLAMA; f <= SFT_FAMILY_GEMMA3; f++)
+	{
+		SftLlamaConfig cfg = family_config((SftFamily) f, f % 2);
+		SftModel   *m = new_model(&cfg, 0.3f, 70 + f);
+		SftTrainer *tr = new_trainer(m, 16, 0.0f, 99);
+		SftBatch	b = pack_batch();
+		size_t		n = sft_model_num_params(m);
+		float	   *grads = malloc(sizeof(float) * n);
+		double		loss = 0.0,
+					err;
+		int64_t		nt = 0;
+		SftError	e = {0};
+
+		TAP_OK(n == sft_llama_config_num_params(&cfg) &&
+			   sft_trainer_accumulate(tr, &b, &loss, &nt, &e) == SFT_OK && nt == 7 && isfinite(loss),
+			   "%s: %zu parameters as the config counts; accumulate, loss %.4f", names[f], n, loss);
+		memcpy(grads, sft_trainer_grads(tr), sizeof(float) * n);
+		err = model_fd_error(m, tr, &b, grads, 0, 0);
+		TAP_OK(err < 2e-3, "%s: whole-model gradient = finite differences over all parameters: rel err %.2g",
+			   names[f], err);
+		free(grads);
+		sft_trainer_free(tr);
+		sft_model_free(m);
+	}
+}
+
+/*
+ * Gemma 3's window-bounded cache: 300 tokens through a decoder that keeps
+ * only W - 1 + 128 rows for its local layers (so it slides), one token at a
+ * time and as a 150-token prompt; -log p of every next token must add up to
+ * the trainer's loss over the same sequence.
+ */
+static void
+test_windowed_decoder(void)
+{
+	SftLlamaConfig cfg = family_config(SFT_FAMILY_GEMMA3, 1);
+	SftModel   *m;
+	SftTrainer *tr;
+	SftDecoder *dec = NULL,
+			   *dec2 = NULL;
+	SftError	err = {0};
+	int32_t		toks[300],
+				mask[300];
+	int			len = 300;
+	float		logits[17],
+				logits2[17];
+	double		dec_loss = 0.0,
+				tl = 0.0;
+	int64_t		nt = 0;
+	int			ok = 1;
+
+	cfg.max_position = 512;
+	cfg.sliding_window = 20;
+	m = new_model(&cfg, 0.3f, 5);
+	tr = new_trainer(m, len, 0.0f, 1);
+	for (int i = 0; i < len; i++)
+		toks[i] = (int32_t) (sft_rng_next(&rng) % 17), mask[i] = 1;
+	ok &= sft_decoder_new(m, len, &dec, &err) == SFT_OK;
+	ok &= sft_decoder_new(m, len, &dec2, &err) == SFT_OK;
+	for (int i = 0; i + 1 < len && ok; i++)
+	{
+		double		mx = -INFINITY,
+					sum = 0.0;
+
+		ok &= sft_decoder_feed(dec, &toks[i], 1, logits, &err) == SFT_OK;
+		for (int v = 0; v < 17; v++)
+			mx = fmax(mx, logits[v]);
+		for (int v = 0; v < 17; v++)
+			sum += exp(logits[v] - mx);
+		dec_loss += mx + log(sum) - logits[toks[i + 1]];
+	}
+	{
+		int			lens[1] = {len};
+		SftBatch	b = {1, lens, toks, mask};
+
+		ok &= sft_trainer_evaluate(tr, &b, &tl, &nt, &err) == SFT_OK;
+	}
+	TAP_OK(ok && nt == len - 1 && fabs(dec_loss - tl) < 1e-5 * fabs(tl),
+		   "gemma3 window 20, 300 tokens one by one through the sliding cache: decoder log-probs give the trainer's loss (%.6f vs %.6f) %s",
+		   dec_loss, tl, err.message);
+	ok &= sft_decoder_feed(dec2, toks, 150, NULL, &err) == SFT_OK;
+	for (int i = 150; i < 299 && ok; i++)
+		ok &= sft_decoder_feed(dec2, &toks[i], 1, logits2, &err) == SFT_OK;
+	TAP_OK(ok && max_abs_diff(logits, logits2, 17) < 1e-5,
+		   "a 150-token prompt then single tokens = one by one (max diff %.2g)", max_abs_diff(logits, logits2, 17));
+	sft_decoder_free(dec);
+	sft_decoder_free(dec2);
+	sft_trainer_free(tr);
+	sft_model_free(m);
+}
+
+static void
+test_family_memory(void)
+{
+	SftAllocator a = {count_alloc, count_realloc, count_free};
+
+	for (int f = SFT_FAMILY_LLAMA; f <= SFT_FAMILY_GEMMA3; f++)
+	{
+		SftLlamaConfig cfg = family_config((SftFamily) f, 0);
+		SftModel   *m = NULL;
+		SftTrainer *tr = NULL;
+		SftDecoder *dec = NULL;
+		SftError	err = {0};
+		size_t		est,
+					used,
+					before;
+
+		cfg.max_position = 400;
+		sft_set_allocator(&a);
+		sft_model_new(&cfg, &m, &err);
+		sft_trainer_new(m, 40, 0.0f, 1, &tr, &err);
+		used = alloc_bytes;
+		est = sft_trainer_memory_estimate(&cfg, 40);
+		TAP_OK(est >= used && est < used + used / 20,
+			   "family %d: trainer memory estimate %zu bytes covers the %zu allocated (within 5%%)",
+			   f, est, used);
+		before = alloc_bytes;
+		sft_decoder_new(m, 400, &dec, &err);
+		used = alloc_bytes - before;
+		est = sft_decoder_memory_estimate(&cfg, 400);
+		TAP_OK(dec != NULL && est >= used && est < used + used / 10,
+			   "family %d: decoder memory estimate %zu bytes covers the %zu allocated (within 10%%)",
+			   f, est, used);
+		sft_decoder_free(dec);
+		sft_trainer_free(tr);
+		sft_model_free(m);
+		sft_set_allocator(NULL);
+	}
+}
+
 int
 main(void)
 {
@@ -931,5 +1110,8 @@ main(void)
 	test_sampler();
 	test_memory();
 	test_bad_batches();
+	test_family_models();
+	test_windowed_decoder();
+	test_family_memory();
 	return tap_done();
 }

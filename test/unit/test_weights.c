@@ -29,6 +29,28 @@ static const char *TINY_TIED =
 " \"num_key_value_heads\": 2, \"intermediate_size\": 12, \"vocab_size\": 16,"
 " \"rms_norm_eps\": 1e-5, \"tie_word_embeddings\": true}";
 
+/* The other families, shape-reduced, every feature on. */
+static const char *FAMILY_CONFIGS[][2] = {
+	{"llama3 rope", "{\"hidden_size\": 8, \"num_hidden_layers\": 2, \"num_attention_heads\": 4,"
+		" \"num_key_value_heads\": 2, \"intermediate_size\": 12, \"vocab_size\": 16,"
+		" \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0,"
+		" \"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 64}}"},
+	{"qwen2", "{\"model_type\": \"qwen2\", \"hidden_size\": 8, \"num_hidden_layers\": 2,"
+		" \"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"intermediate_size\": 12,"
+		" \"vocab_size\": 16, \"tie_word_embeddings\": true, \"use_sliding_window\": false,"
+		" \"sliding_window\": 32768}"},
+	{"qwen3", "{\"model_type\": \"qwen3\", \"hidden_size\": 8, \"num_hidden_layers\": 2,"
+		" \"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"head_dim\": 6,"
+		" \"intermediate_size\": 12, \"vocab_size\": 16}"},
+	{"smollm3", "{\"model_type\": \"smollm3\", \"hidden_size\": 8, \"num_hidden_layers\": 4,"
+		" \"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"intermediate_size\": 12,"
+		" \"vocab_size\": 16, \"pretraining_tp\": 2}"},
+	{"gemma3", "{\"model_type\": \"gemma3_text\", \"hidden_size\": 8, \"num_hidden_layers\": 3,"
+		" \"num_attention_heads\": 2, \"num_key_value_heads\": 1, \"head_dim\": 4,"
+		" \"intermediate_size\": 12, \"vocab_size\": 16, \"sliding_window\": 4,"
+		" \"sliding_window_pattern\": 3, \"query_pre_attn_scalar\": 4, \"final_logit_softcapping\": 30.0}"},
+};
+
 static char tmp_root[256];
 
 /* ---------------------------------------------------------------------------
@@ -785,6 +807,55 @@ write_shards(const char *dir, SftModel *model, int split, const char *index_over
 	sft_buf_free(&index);
 }
 
+/* export -> import -> export of each family: safetensors and config.json byte-exact */
+static void
+test_family_dirs(void)
+{
+	for (size_t i = 0; i < sizeof(FAMILY_CONFIGS) / sizeof(FAMILY_CONFIGS[0]); i++)
+	{
+		const char *label = FAMILY_CONFIGS[i][0];
+		SftModel   *model = new_model(FAMILY_CONFIGS[i][1], 30 + i);
+		SftModel   *loaded = NULL;
+		char		dir[300],
+					dir2[300],
+					path[512];
+		SftBuf		st1,
+					st2,
+					cfg1,
+					cfg2;
+		SftError	err;
+		int			ok;
+
+		make_dir(dir, sizeof(dir), label[0] == 'l' ? "fam-llama3" : label);
+		snprintf(dir2, sizeof(dir2), "%s-2", dir);
+		mkdir(dir2, 0700);
+		sft_error_clear(&err);
+		ok = sft_hf_save_dir(model, dir, &err) == SFT_OK &&
+			sft_hf_load_dir(dir, &loaded, &err) == SFT_OK &&
+			same_params(model, loaded) &&
+			memcmp(sft_model_config(model), sft_model_config(loaded), sizeof(SftLlamaConfig)) == 0 &&
+			sft_hf_save_dir(loaded, dir2, &err) == SFT_OK;
+		snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+		read_file(path, &st1);
+		snprintf(path, sizeof(path), "%s/model.safetensors", dir2);
+		read_file(path, &st2);
+		snprintf(path, sizeof(path), "%s/config.json", dir);
+		read_file(path, &cfg1);
+		snprintf(path, sizeof(path), "%s/config.json", dir2);
+		read_file(path, &cfg2);
+		TAP_OK(ok && st1.len > 0 && st1.len == st2.len && memcmp(st1.data, st2.data, st1.len) == 0 &&
+			   cfg1.len > 0 && cfg1.len == cfg2.len && memcmp(cfg1.data, cfg2.data, cfg1.len) == 0,
+			   "%s: export -> import -> export byte-exact (safetensors %zu bytes, config.json %zu), same config (%s)",
+			   label, st1.len, cfg1.len, err.message);
+		sft_buf_free(&st1);
+		sft_buf_free(&st2);
+		sft_buf_free(&cfg1);
+		sft_buf_free(&cfg2);
+		sft_model_free(loaded);
+		sft_model_free(model);
+	}
+}
+
 static void
 test_dirs(void)
 {
@@ -1447,11 +1518,14 @@ main(void)
 	test_conversions();
 	test_round_trip(TINY_UNTIED, "untied");
 	test_round_trip(TINY_TIED, "tied");
+	for (size_t i = 0; i < sizeof(FAMILY_CONFIGS) / sizeof(FAMILY_CONFIGS[0]); i++)
+		test_round_trip(FAMILY_CONFIGS[i][1], FAMILY_CONFIGS[i][0]);
 	test_foreign_dtypes();
 	test_damaged();
 	test_dirs();
 	test_checkpoint();
 	test_fixtures();
+	test_family_dirs();
 	test_out_of_memory();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp_root);
 	if (system(cmd) != 0)

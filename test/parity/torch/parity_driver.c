@@ -1,13 +1,21 @@
 /*
- * parity_driver.c: runs the C core on a tiny random Llama model and writes
- * everything llama_ref.py needs to recompute it in PyTorch, as raw
+ * parity_driver.c: runs the C core on a tiny random model of one family and
+ * writes everything llama_ref.py needs to recompute it in PyTorch, as raw
  * little-endian binary files (no safetensors: this test must not depend on
  * the weight-file code it would then also be testing).
  *
- *   parity_driver OUTDIR TIED
+ *   parity_driver OUTDIR FAMILY TIED
+ *
+ * FAMILY is llama, llama3 (llama3 rope scaling), linear (linear rope
+ * scaling), qwen2, qwen3, smollm3 or gemma3: a shape-reduced config with every feature of that family active
+ * (GQA; q/k/v bias; q/k norms with head_dim != hidden / heads; a NoPE
+ * layer; local and global layers with a window shorter than the sequences,
+ * softcapping ...).
  *
  * Files (float32 / int32 raw arrays; text files are "key value" lines):
- *   config.txt          model config and AdamW settings, n_steps, n_micro
+ *   config.json         the model's config.json as the core writes it (the
+ *                       reference reads the family's features from it)
+ *   config.txt          sizes and AdamW settings, n_steps, n_micro
  *   tensors.txt         "name offset ndim d0 d1 weight_decay" per tensor
  *   params0.bin         initial parameter slab [n_params]
  *   b{s}_{j}_lens.bin / _tokens.bin / _mask.bin   micro-batch j of step s
@@ -20,6 +28,7 @@
  *   steps.txt           per step: lr and gradient norm (before clipping)
  */
 #include "model.h"
+#include "llama_config.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -69,10 +78,72 @@ die(const SftError *err)
 	exit(1);
 }
 
+/* The family's tiny config: Llama's shape plus what the family adds. */
+static int
+family_config(const char *family, SftLlamaConfig *cfg)
+{
+	if (strcmp(family, "llama") == 0)
+		return 1;
+	if (strcmp(family, "llama3") == 0)
+	{
+		/* inverse frequencies 1, 0.1, 0.01, 0.001: one in each band */
+		cfg->rope_type = SFT_ROPE_LLAMA3;
+		cfg->rope_factor = 4.0f;
+		cfg->rope_low_freq_factor = 1.0f;
+		cfg->rope_high_freq_factor = 4.0f;
+		cfg->rope_original_max_position = 64;
+		return 1;
+	}
+	if (strcmp(family, "linear") == 0)
+	{
+		cfg->rope_type = SFT_ROPE_LINEAR;
+		cfg->rope_factor = 2.5f;
+		return 1;
+	}
+	if (strcmp(family, "qwen2") == 0)
+	{
+		cfg->family = SFT_FAMILY_QWEN2;
+		cfg->qkv_bias = 1;
+		cfg->rope_theta = 1000000.0f;
+		return 1;
+	}
+	if (strcmp(family, "qwen3") == 0)
+	{
+		cfg->family = SFT_FAMILY_QWEN3;
+		cfg->qk_norm = 1;
+		cfg->head_dim = 12;		/* != 32 / 4 */
+		return 1;
+	}
+	if (strcmp(family, "smollm3") == 0)
+	{
+		cfg->family = SFT_FAMILY_SMOLLM3;
+		cfg->n_layers = 3;
+		cfg->layer_flags[1] = SFT_LAYER_NOPE;
+		return 1;
+	}
+	if (strcmp(family, "gemma3") == 0)
+	{
+		cfg->family = SFT_FAMILY_GEMMA3;
+		cfg->qk_norm = 1;
+		cfg->n_layers = 3;
+		cfg->head_dim = 12;
+		cfg->sliding_window = 4;	/* shorter than every sequence but one */
+		cfg->layer_flags[0] = cfg->layer_flags[1] = SFT_LAYER_SLIDING;
+		cfg->rope_theta = 1000000.0f;
+		cfg->rope_local_theta = 10000.0f;
+		cfg->query_pre_attn_scalar = 10.0f;
+		cfg->final_logit_softcap = 5.0f;
+		cfg->rms_norm_eps = 1e-6f;
+		return 1;
+	}
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
 	const char *dir;
+	const char *family;
 	int			tied;
 	SftLlamaConfig cfg = {
 		.hidden_size = 32, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .head_dim = 8,
@@ -96,13 +167,14 @@ main(int argc, char **argv)
 	int32_t		tokens[N_STEPS][N_MICRO][32],
 				mask[N_STEPS][N_MICRO][32];
 
-	if (argc != 3)
+	if (argc != 4 || !family_config(argv[2], &cfg))
 	{
-		fprintf(stderr, "usage: parity_driver OUTDIR TIED(0|1)\n");
+		fprintf(stderr, "usage: parity_driver OUTDIR llama|llama3|linear|qwen2|qwen3|smollm3|gemma3 TIED(0|1)\n");
 		return 2;
 	}
 	dir = argv[1];
-	tied = atoi(argv[2]) != 0;
+	family = argv[2];
+	tied = atoi(argv[3]) != 0;
 	cfg.tie_word_embeddings = tied;
 	openblas_set_num_threads(1);
 
@@ -112,25 +184,47 @@ main(int argc, char **argv)
 		die(&err);
 	n = sft_model_num_params(m);
 	p = sft_model_params(m);
+	if (n != sft_llama_config_num_params(&cfg))
+	{
+		fprintf(stderr, "parity_driver: the model has %zu parameters, the config counts %llu\n",
+				n, (unsigned long long) sft_llama_config_num_params(&cfg));
+		return 1;
+	}
 
-	/* weights larger than HF's 0.02 so every term of the gradient is sizeable */
+	/*
+	 * Weights larger than HF's 0.02 so every term of the gradient is
+	 * sizeable; norms near their identity (1, or 0 for Gemma's 1 + w);
+	 * biases small but not zero.
+	 */
 	sft_rng_seed(&rng, 1000 + tied);
 	for (int i = 0; i < sft_model_tensor_count(m); i++)
 	{
 		const SftParamTensor *t = sft_model_tensor(m, i);
+		size_t		nl = strlen(t->name);
+		int			bias = nl > 5 && strcmp(t->name + nl - 5, ".bias") == 0;
+		float		centre = bias || cfg.family == SFT_FAMILY_GEMMA3 ? 0.0f : 1.0f;
 
 		for (size_t j = 0; j < t->numel; j++)
-			p[t->offset + j] = t->ndim == 1 ? 1.0f + 0.1f * sft_rng_normal(&rng)
+			p[t->offset + j] = t->ndim == 1 ? centre + 0.1f * sft_rng_normal(&rng)
 				: 0.15f * sft_rng_normal(&rng);
+	}
+	{
+		SftBuf		json;
+
+		sft_buf_init(&json);
+		if (sft_llama_config_to_json(&cfg, &json, &err) != SFT_OK)
+			die(&err);
+		write_raw(dir, "config.json", json.data, json.len);
+		sft_buf_free(&json);
 	}
 	f = open_text(dir, "config.txt");
 	fprintf(f, "hidden_size %d\nn_layers %d\nn_heads %d\nn_kv_heads %d\nhead_dim %d\n"
 			"intermediate_size %d\nvocab_size %d\nrms_norm_eps %.9g\nrope_theta %.9g\n"
 			"tie_word_embeddings %d\nbeta1 %.17g\nbeta2 %.17g\neps %.17g\nweight_decay %.17g\n"
-			"n_steps %d\nn_micro %d\nn_params %zu\n",
+			"n_steps %d\nn_micro %d\nn_params %zu\nfamily %s\n",
 			cfg.hidden_size, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim,
 			cfg.intermediate_size, cfg.vocab_size, cfg.rms_norm_eps, cfg.rope_theta, tied,
-			adam.beta1, adam.beta2, adam.eps, adam.weight_decay, N_STEPS, N_MICRO, n);
+			adam.beta1, adam.beta2, adam.eps, adam.weight_decay, N_STEPS, N_MICRO, n, family);
 	fclose(f);
 	f = open_text(dir, "tensors.txt");
 	for (int i = 0; i < sft_model_tensor_count(m); i++)
