@@ -107,7 +107,7 @@ sft_loss(PG_FUNCTION_ARGS)
 	conv = SftConversationFromJsonb(messages, SFT_CONV_TRAINING);
 
 	sft_encoded_init(&enc);
-	st = sft_chat_encode(SftTokenizerRequireTemplate(entry), entry->tok, conv, train_on,
+	st = sft_chat_encode(SftTokenizerCallTemplate(entry, NULL), entry->tok, conv, train_on,
 						 0, 0, &enc, &err);
 	T = (int) enc.ids.len;
 	ids = palloc_extended(sizeof(int32) * Max(T, 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
@@ -299,7 +299,7 @@ SftEvalRead(const char *query, const char *source, SftModelLease *lease,
 			const SftTokenizerEntry *entry, SftTrainOn train_on, bool truncate,
 			SftTrainer *evaluator, SftEvalBatch *b, SftEvalTotals *totals)
 {
-	const SftChatTemplate *tpl = SftTokenizerRequireTemplate(entry);
+	const SftChatTemplate *tpl = SftTokenizerCallTemplate(entry, NULL);
 	MemoryContext row_cxt = AllocSetContextCreate(CurrentMemoryContext, "sft_eval row",
 												  ALLOCSET_DEFAULT_SIZES);
 	SftEncoded	enc;

@@ -521,7 +521,7 @@ SftEncodePrompt(FunctionCallInfo fcinfo, SftPromptKind kind, SftGenerator *gen, 
 
 	if (kind == SFT_PROMPT_MESSAGES || kind == SFT_PROMPT_TEXT)
 	{
-		SftChatTemplate tpl = *SftTokenizerRequireTemplate(entry);
+		SftChatTemplate tpl = *SftTokenizerCallTemplate(entry, NULL);
 		SftConversation *conv;
 		SftEncoded	enc;
 		SftStatus	st;

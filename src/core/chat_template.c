@@ -787,6 +787,8 @@ walk(const SftChatTemplate *tpl, const SftConversation *conv, int add_generation
 			return walk_llama2(tpl, conv, train_on, last_assistant, sink);
 		case SFT_TEMPLATE_QWEN3:
 			return walk_qwen3(tpl, conv, add_generation_prompt, train_on, last_assistant, sink);
+		case SFT_TEMPLATE_JINJA:
+			break;				/* rendered by the engine, never walked */
 	}
 	return sft_error(sink->err, SFT_ERR_INTERNAL, "invalid template kind %d", (int) tpl->kind);
 }

@@ -147,6 +147,11 @@ SftStatus	sft_chat_token_count(const SftChatTemplate *tpl, const SftTokenizer *t
 /* kwargs must be an object without messages / add_generation_prompt. */
 SftStatus	sft_template_kwargs_check(const struct json_object *kwargs, SftError *err);
 
+/* template_kwargs from JSON text (checked as above); freed with sft_template_kwargs_free. */
+SftStatus	sft_template_kwargs_parse(const char *json, size_t len, struct json_object **out,
+									  SftError *err);
+void		sft_template_kwargs_free(struct json_object *kwargs);
+
 /*
  * The special token the template closes an assistant turn with (found by
  * rendering a probe conversation), else tokenizer_config's eos token; -1

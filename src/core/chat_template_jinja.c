@@ -55,6 +55,36 @@ sft_template_kwargs_check(const struct json_object *kwargs, SftError *err)
 	return SFT_OK;
 }
 
+SftStatus
+sft_template_kwargs_parse(const char *json, size_t len, struct json_object **out, SftError *err)
+{
+	json_tokener *tk = json_tokener_new();
+	json_object *obj;
+	SftStatus	st;
+
+	*out = NULL;
+	if (tk == NULL)
+		return nomem(err);
+	obj = json_tokener_parse_ex(tk, json, (int) len);
+	json_tokener_free(tk);
+	if (obj == NULL)
+		return sft_error(err, SFT_ERR_INVALID, "template_kwargs is not valid JSON");
+	st = sft_template_kwargs_check(obj, err);
+	if (st != SFT_OK)
+	{
+		json_object_put(obj);
+		return st;
+	}
+	*out = obj;
+	return SFT_OK;
+}
+
+void
+sft_template_kwargs_free(struct json_object *kwargs)
+{
+	json_object_put(kwargs);
+}
+
 /*
  * The template's variables for messages [0, upto) of conv (the default
  * system prompt first when the conversation has none).  *first is the index

@@ -48,6 +48,7 @@ typedef struct JFrame
 	JVar	   *v;
 	int			n;
 	int			cap;
+	int			captured;		/* a macro closes over it: not reused */
 } JFrame;
 
 /* Where output goes: the result, or a capture (macro body, set block). */
@@ -4127,7 +4128,7 @@ exec_for(R *r, JNode *n, JFrame *f, JVal iterable, int depth0)
 	JLoop	   *L;
 	JVal		loopv = {JV_LOOP, 0, {0}};
 	int			any = 0;
-	JFrame	   *body_frame;
+	JFrame	   *body_frame = NULL;
 	JVal	   *outer_loop;
 	JName		loop_name = {"loop", 4};
 
@@ -4171,9 +4172,15 @@ exec_for(R *r, JNode *n, JFrame *f, JVal iterable, int depth0)
 
 		if (step(r, n->line))
 			return JX_ERR;
-		body_frame = frame_new(r, f);
-		if (body_frame == NULL)
-			return JX_ERR;
+		/* each iteration starts with an empty scope; reuse the last one unless captured */
+		if (body_frame == NULL || body_frame->captured)
+		{
+			body_frame = frame_new(r, f);
+			if (body_frame == NULL)
+				return JX_ERR;
+		}
+		else
+			body_frame->n = 0;
 		L->index0 = (int64_t) i;
 		if (frame_set(r, body_frame, loop_name, loopv) ||
 			bind_targets(r, n->line, body_frame, n->names, n->nnames, kept->v[i]))
@@ -4277,6 +4284,7 @@ exec_node(R *r, JNode *n, JFrame *f)
 					return JX_ERR;
 				m->def = n;
 				m->closure = f;
+				f->captured = 1;
 				v.t = JV_MACRO;
 				v.u.m = m;
 				return frame_set(r, f, n->name, v) ? JX_ERR : JX_OK;
@@ -4296,6 +4304,7 @@ exec_node(R *r, JNode *n, JFrame *f)
 								type_name(&callee)), JX_ERR;
 				caller->def = n;
 				caller->closure = f;
+				f->captured = 1;
 				*with_caller = *callee.u.m;
 				with_caller->caller.t = JV_MACRO;
 				with_caller->caller.u.m = caller;
@@ -4343,8 +4352,8 @@ exec_body(R *r, JNodeList *body, JFrame *f)
 void
 sft_jinja_default_limits(SftJinjaLimits *limits)
 {
-	limits->max_output = 64 * 1024 * 1024;
-	limits->max_memory = 512 * 1024 * 1024;
+	limits->max_output = 32 * 1024 * 1024;
+	limits->max_memory = 128 * 1024 * 1024;
 	limits->max_steps = 50 * 1000 * 1000;
 	limits->max_depth = 64;
 }
