@@ -423,8 +423,16 @@ assistant_ranges(const SftChatTemplate *tpl, const SftTokenizer *tok, const SftC
 			break;
 		if (cstart == (size_t) -1)
 		{
-			/* no content copied: only an empty reply after a consistent prompt can be located */
-			if (conv->messages[i].len > 0 || start == (size_t) -1)
+			/*
+			 * no content copied: only an empty reply (or one a trim made empty)
+			 * after a consistent prompt can be located
+			 */
+			int			blank = 1;
+
+			for (size_t b = 0; b < conv->messages[i].len; b++)
+				if (!ascii_space(conv->messages[i].content[b]))
+					blank = 0;
+			if (!blank || start == (size_t) -1)
 			{
 				st = sft_error(err, SFT_ERR_UNSUPPORTED,
 							   "the chat template does not write the content of assistant message %d as given "

@@ -145,9 +145,15 @@ def main():
         with open(path, encoding="utf-8") as f:
             config = json.load(f)
         template = env.from_string(config["chat_template"])
-        special = {key: config[key] for key in ("bos_token", "eos_token", "unk_token", "pad_token")
-                   if isinstance(config.get(key), str)}
-        for messages, gen in conversations(name == "ref_qwen3"):
+        # as transformers' special_tokens_map: an AddedToken object gives its content
+        special = {}
+        for key in ("bos_token", "eos_token", "unk_token", "pad_token"):
+            value = config.get(key)
+            if isinstance(value, dict):
+                value = value.get("content")
+            if isinstance(value, str):
+                special[key] = value
+        for messages, gen in conversations(name in ("ref_qwen3", "ref_deepseek_v3")):
             text = template.render(messages=messages, tools=None, documents=None,
                                    add_generation_prompt=gen, **special)
             lines.append(json.dumps({"tokenizer": name, "messages": messages, "gen": gen,

