@@ -32,6 +32,16 @@
 void *
 jarena_alloc(JArena *a, size_t size)
 {
+	void	   *p = jarena_alloc_raw(a, size);
+
+	if (p)
+		memset(p, 0, size);
+	return p;
+}
+
+void *
+jarena_alloc_raw(JArena *a, size_t size)
+{
 	JArenaChunk *c = a->head;
 	void	   *p;
 
@@ -61,7 +71,6 @@ jarena_alloc(JArena *a, size_t size)
 	}
 	p = c->data + c->used;
 	c->used += size;
-	memset(p, 0, size);
 	return p;
 }
 

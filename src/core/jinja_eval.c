@@ -103,6 +103,7 @@ typedef struct R
 	SftError   *err;
 	SftJinjaRender *opts;
 	int64_t		steps;
+	int64_t		next_check;		/* steps at which step_slow runs */
 	int			depth;
 	int			failed;
 	JSink	   *sink;
@@ -153,14 +154,27 @@ ralloc(R *r, size_t size)
 	return p;
 }
 
-static int
+static int	step_slow(R *r, int line);
+
+static inline int
 step(R *r, int line)
 {
-	if (++r->steps > r->opts->limits.max_steps)
+	if (++r->steps < r->next_check)
+		return 0;
+	return step_slow(r, line);
+}
+
+/* The budget and the interrupt callback, every JINJA_STEP_CHECK steps. */
+static int
+step_slow(R *r, int line)
+{
+	r->next_check = r->steps + JINJA_STEP_CHECK;
+	if (r->next_check > r->opts->limits.max_steps + 1)
+		r->next_check = r->opts->limits.max_steps + 1;
+	if (r->steps > r->opts->limits.max_steps)
 		return fail(r, line, SFT_ERR_LIMIT, "rendering takes more than %lld steps",
 					(long long) r->opts->limits.max_steps);
-	if ((r->steps % JINJA_STEP_CHECK) == 0 && r->opts->interrupt &&
-		r->opts->interrupt(r->opts->interrupt_arg))
+	if (r->opts->interrupt && r->opts->interrupt(r->opts->interrupt_arg))
 		return fail(r, line, SFT_ERR_LIMIT, "rendering interrupted");
 	return 0;
 }
@@ -278,12 +292,14 @@ sink_reserve(R *r, JSink *k, size_t extra)
 {
 	if (k->n + extra > k->cap)
 	{
-		size_t		cap = k->cap ? k->cap * 2 : 256;
+		size_t		cap = k->cap ? k->cap * 2 : (extra > 64 ? extra : 64);
 		char	   *p;
 
 		while (cap < k->n + extra)
 			cap *= 2;
-		p = ralloc(r, cap);
+		p = jarena_alloc_raw(&r->arena, cap);
+		if (p == NULL)
+			oom(r);
 		if (p == NULL)
 			return -1;
 		if (k->n)
@@ -2033,7 +2049,9 @@ concat_str(R *r, const JVal *a, const JVal *b, JVal *out)
 	JSink		k = {0};
 	JStr	   *s;
 
-	if (sink_write_str(r, &k, a->u.s) || sink_write_str(r, &k, b->u.s))
+	/* one exact allocation: concatenation is the commonest operation in templates */
+	if (sink_reserve(r, &k, a->u.s->n + b->u.s->n) ||
+		sink_write_str(r, &k, a->u.s) || sink_write_str(r, &k, b->u.s))
 		return -1;
 	s = sink_str(r, &k);
 	if (s == NULL)

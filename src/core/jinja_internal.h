@@ -28,6 +28,7 @@ typedef struct JArena
 } JArena;
 
 void	   *jarena_alloc(JArena *a, size_t size);	/* zeroed; NULL sets failed */
+void	   *jarena_alloc_raw(JArena *a, size_t size);	/* not zeroed (byte buffers) */
 void		jarena_free(JArena *a);
 
 /* ---------------------------------------------------------------------------
