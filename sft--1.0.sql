@@ -413,6 +413,15 @@ CREATE FUNCTION sft_generate(model text, prompt text,
 COMMENT ON FUNCTION sft_generate(text, text, integer, float8, integer, float8, bigint, text[]) IS
 'sft_generate with the prompt as a single user message (the template''s default system prompt applies)';
 
+CREATE FUNCTION sft_generate_batch(model text, prompts jsonb[],
+    max_new_tokens integer DEFAULT 256, temperature float8 DEFAULT 0,
+    top_k integer DEFAULT 0, top_p float8 DEFAULT 1, seed bigint DEFAULT NULL,
+    stop text[] DEFAULT NULL) RETURNS TABLE (ordinality integer, reply text)
+    AS 'MODULE_PATHNAME', 'sft_generate_batch'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION sft_generate_batch(text, jsonb[], integer, float8, integer, float8, bigint, text[]) IS
+'sft_generate for many conversations in one call: one row (ordinality, reply) per element of prompts, each reply exactly what sft_generate gives for that conversation with seed + ordinality - 1; the sequences are decoded together (one read of the weights per step serves all) as far as sft.generate_batch_memory allows';
+
 CREATE FUNCTION sft_generate_stream(model text, messages jsonb,
     max_new_tokens integer DEFAULT 256, temperature float8 DEFAULT 0,
     top_k integer DEFAULT 0, top_p float8 DEFAULT 1, seed bigint DEFAULT NULL,

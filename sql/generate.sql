@@ -268,8 +268,93 @@ SELECT sft_model_set_system('gen_m', NULL);
 SELECT system_prompt IS NULL AS removed FROM sft_models WHERE name = 'gen_m';
 SELECT sft_generate('gen_m', :'hello'::jsonb, 24) = :'plain' AS back_to_template_default;
 
+-- ---------------------------------------------------------------------------
+-- sft_generate_batch: many conversations in one call, decoded together; each
+-- reply is exactly sft_generate's for that conversation (seed + ordinality - 1).
+-- ---------------------------------------------------------------------------
+CREATE TEMP TABLE gen_prompts (id int, messages jsonb);
+INSERT INTO gen_prompts VALUES
+  (1, :'hello'), (2, :'sys_hello'), (3, :'own_sys'),
+  (4, '[{"role": "user", "content": "What is the capital of France? Answer in one word, please."}]'),
+  (5, '[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Tell me more."}]');
+SELECT b.ordinality, b.reply = sft_generate('gen_m', p.messages, 24) AS same_as_alone
+  FROM sft_generate_batch('gen_m', ARRAY(SELECT messages FROM gen_prompts ORDER BY id), 24) b
+  JOIN gen_prompts p ON p.id = b.ordinality ORDER BY 1;
+-- sampling: prompt i uses seed + i - 1, exactly as alone
+SELECT bool_and(b.reply = sft_generate('gen_m', p.messages, 24, temperature => 0.9, top_p => 0.9, seed => 41 + p.id))
+       AS sampled_same_as_alone, count(DISTINCT b.reply) > 1 AS replies_differ
+  FROM sft_generate_batch('gen_m', ARRAY(SELECT messages FROM gen_prompts ORDER BY id), 24,
+                          temperature => 0.9, top_p => 0.9, seed => 42) b
+  JOIN gen_prompts p ON p.id = b.ordinality;
+-- stop strings and max_new_tokens per sequence; one sequence at a time when memory is short
+SELECT bool_and(b.reply = sft_generate('gen_m', p.messages, 7, stop => ARRAY['e', 'o'])) AS stop_same_as_alone
+  FROM sft_generate_batch('gen_m', ARRAY(SELECT messages FROM gen_prompts ORDER BY id), 7, stop => ARRAY['e', 'o']) b
+  JOIN gen_prompts p ON p.id = b.ordinality;
+SET sft.generate_batch_memory = '1MB';
+SELECT bool_and(b.reply = sft_generate('gen_m', p.messages, 24)) AS one_at_a_time_same
+  FROM sft_generate_batch('gen_m', ARRAY(SELECT messages FROM gen_prompts ORDER BY id), 24) b
+  JOIN gen_prompts p ON p.id = b.ordinality;
+RESET sft.generate_batch_memory;
+SET sft.generate_dtype = 'q8_0';
+SELECT bool_and(b.reply = sft_generate('gen_m', p.messages, 24)) AS q8_batch_same_as_alone
+  FROM sft_generate_batch('gen_m', ARRAY(SELECT messages FROM gen_prompts ORDER BY id), 24) b
+  JOIN gen_prompts p ON p.id = b.ordinality;
+RESET sft.generate_dtype;
+-- the same prompt many times: 40 sequences in one call, one reply each
+SELECT count(*) AS rows, count(DISTINCT reply) AS distinct_greedy_replies
+  FROM sft_generate_batch('gen_m', array_fill(:'hello'::jsonb, ARRAY[40]), 8);
+-- bad input
+SELECT count(*) AS no_prompts_no_rows FROM sft_generate_batch('gen_m', '{}'::jsonb[], 8);
+SELECT * FROM sft_generate_batch('gen_m', ARRAY[:'hello'::jsonb, NULL], 8);
+SELECT * FROM sft_generate_batch('gen_m', ARRAY[[:'hello'::jsonb], [:'hello'::jsonb]], 8);
+SELECT * FROM sft_generate_batch('gen_m', ARRAY['[{"role": "assistant", "content": "x"}]'::jsonb], 8);
+SELECT * FROM sft_generate_batch('gen_m', NULL::jsonb[], 8);
+SELECT * FROM sft_generate_batch('gen_nope', ARRAY[:'hello'::jsonb], 8);
+SELECT * FROM sft_generate_batch('gen_m', ARRAY[:'hello'::jsonb], 0);
+
+-- ---------------------------------------------------------------------------
+-- Reduced-precision decode weights (sft.generate_dtype): a bf16 or q8_0 copy
+-- of every matrix, made once per cached model and counted in its bytes; the
+-- replies are deterministic and the stream agrees; f32 is back on RESET.
+-- ---------------------------------------------------------------------------
+SHOW sft.generate_dtype;
+SELECT sft_model_cache_clear() >= 1 AS reloaded_without_copies;
+SELECT sft_generate('gen_m', :'hello'::jsonb, 24) = :'plain' AS f32_reply;
+SELECT model_bytes AS f32_bytes, parameters FROM sft_model_cache() WHERE model = 'gen_m' \gset
+SET sft.generate_dtype = 'q8_0';
+SELECT sft_generate('gen_m', :'hello'::jsonb, 24) AS q8 \gset
+SELECT sft_generate('gen_m', :'hello'::jsonb, 24) = :'q8' AS q8_repeats,
+       (SELECT string_agg(piece, '') FROM sft_generate_stream('gen_m', :'hello'::jsonb, 24) AS t(piece)) = :'q8'
+       AS q8_stream_agrees,
+       length(:'q8') > 0 AS q8_not_empty;
+-- the copy holds every matrix at 34 bytes per 32 weights (norms stay f32 in the model)
+SELECT model_bytes - :f32_bytes BETWEEN :parameters * 34 / 32 - 2000 AND :parameters * 34 / 32 + 8000
+       AS q8_copy_counted
+  FROM sft_model_cache() WHERE model = 'gen_m';
+SET sft.generate_dtype = 'bf16';
+SELECT sft_generate('gen_m', :'hello'::jsonb, 24) AS bf16 \gset
+SELECT sft_generate('gen_m', :'hello'::jsonb, 24) = :'bf16' AS bf16_repeats;
+SELECT model_bytes - :f32_bytes BETWEEN :parameters * 34 / 32 + :parameters * 2 - 4000
+                                    AND :parameters * 34 / 32 + :parameters * 2 + 16000 AS both_copies_counted
+  FROM sft_model_cache() WHERE model = 'gen_m';
+-- the evaluation functions stay f32 whatever the setting
+SELECT sft_loss('gen_m', sft_from_pair('Hi', 'Hello there.')) AS loss_bf16 \gset
+RESET sft.generate_dtype;
+SELECT sft_loss('gen_m', sft_from_pair('Hi', 'Hello there.')) = :loss_bf16 AS loss_is_f32,
+       sft_generate('gen_m', :'hello'::jsonb, 24) = :'plain' AS f32_again;
+SET sft.generate_dtype = 'q4_0';
+-- q8_0 needs rows that are a multiple of 32 long
 SET client_min_messages = warning;
-SELECT sft_model_drop(name) FROM sft_models WHERE name IN ('gen_m', 'gen_plain', 'gen_big', 'gen_a', 'gen_b') ORDER BY name;
+SELECT sft_model_create('gen_odd', 'gen_tok', jsonb_set(:'cfg'::jsonb, '{hidden_size}', '48'), 3) > 0 AS created;
+RESET client_min_messages;
+SET sft.generate_dtype = 'q8_0';
+SELECT sft_generate('gen_odd', :'hello'::jsonb, 4);
+SET sft.generate_dtype = 'bf16';
+SELECT length(sft_generate('gen_odd', :'hello'::jsonb, 4)) >= 0 AS bf16_takes_it;
+RESET sft.generate_dtype;
+
+SET client_min_messages = warning;
+SELECT sft_model_drop(name) FROM sft_models WHERE name IN ('gen_m', 'gen_plain', 'gen_big', 'gen_a', 'gen_b', 'gen_odd') ORDER BY name;
 DROP ROLE gen_reader;
 SELECT sft_tokenizer_drop('gen_tok');
 SELECT sft_tokenizer_drop('gen_tok_plain');

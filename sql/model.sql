@@ -76,6 +76,16 @@ SELECT sft_model_import('model_y', NULL);
 SELECT sft_model_export('no_such_model', :'export_dir');
 SELECT sft_model_export('model_a', 'relative/path');
 SELECT count(*) AS failed_imports_left_nothing FROM sft_models WHERE name = 'model_y';
+-- a file that cannot be put in place leaves nothing half-written: the
+-- tokenizer.json a second export must write is taken by a directory (made by
+-- exporting into it); the export fails and no temporary file is left
+SELECT array_length(sft_model_export('model_a', :'export_dir' || '/blocked/tokenizer.json'), 1) > 0 AS made;
+DO $$ BEGIN
+  PERFORM sft_model_export('model_a', current_setting('data_directory') || '/sft_regress_export/blocked');
+EXCEPTION WHEN OTHERS THEN
+  RAISE WARNING '%: %', SQLSTATE, regexp_replace(SQLERRM, '"[^"]*/', '"<dir>/', 'g');
+END $$;
+SELECT f FROM pg_ls_dir(:'export_dir' || '/blocked') f WHERE f LIKE '%tmp%' ORDER BY 1;
 
 -- damaged weights are reported, never loaded: a truncated and a corrupted
 -- copy of model_a's large object swapped in by a superuser behind the functions' back

@@ -54,13 +54,13 @@
 #include "model_cache.h"
 #include "sft.h"
 #include "tokenizer.h"
+#include "training_rows.h"
 
 PG_FUNCTION_INFO_V1(sft_loss);
 PG_FUNCTION_INFO_V1(sft_eval);
 
 /* Evaluator sizes are rounded up to this, so that one serves many calls. */
 #define SFT_EVAL_TOKENS_STEP 256
-#define SFT_EVAL_FETCH 256
 
 /* ---------------------------------------------------------------------------
  * Arguments
@@ -152,53 +152,6 @@ sft_loss(PG_FUNCTION_ARGS)
  * sft_eval(model, source, max_length, messages_column, train_on, too_long)
  * ------------------------------------------------------------------------- */
 
-/*
- * Resolve the source as the caller sees it; check that the caller may SELECT
- * the column and that it is jsonb.  Returns the qualified, quoted name.
- */
-static char *
-SftEvalCheckSource(const char *name, const char *column)
-{
-	RangeVar   *rv = makeRangeVarFromNameList(stringToQualifiedNameList(name));
-	Oid			relid = RangeVarGetRelid(rv, AccessShareLock, true);
-	char		relkind;
-	AttrNumber	attnum;
-	Oid			atttype;
-	char	   *qualified;
-
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("source \"%s\" does not exist", name)));
-	relkind = get_rel_relkind(relid);
-	if (relkind != RELKIND_RELATION && relkind != RELKIND_VIEW &&
-		relkind != RELKIND_MATVIEW && relkind != RELKIND_PARTITIONED_TABLE &&
-		relkind != RELKIND_FOREIGN_TABLE)
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("source \"%s\" is not a table or view", name)));
-	qualified = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-										   get_rel_name(relid));
-	attnum = get_attnum(relid, column);
-	if (attnum == InvalidAttrNumber || attnum < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_COLUMN),
-				 errmsg("column \"%s\" of source %s does not exist", column, qualified),
-				 errhint("Name the conversation column with messages_column => '...'.")));
-	if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK &&
-		pg_attribute_aclcheck(relid, attnum, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
-		aclcheck_error(ACLCHECK_NO_PRIV, get_relkind_objtype(relkind), get_rel_name(relid));
-	atttype = get_atttype(relid, attnum);
-	if (atttype != JSONBOID)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("column \"%s\" of source %s is of type %s, not jsonb", column,
-						qualified, format_type_be(atttype)),
-				 errhint("Cast it in a view: SELECT %s::jsonb AS %s FROM ...",
-						 quote_identifier(column), quote_identifier(column))));
-	return qualified;
-}
-
 /* Rows packed back to back, up to capacity tokens. */
 typedef struct SftEvalBatch
 {
@@ -212,12 +165,7 @@ typedef struct SftEvalBatch
 
 typedef struct SftEvalTotals
 {
-	int64		rows_read;
-	int64		rows_scored;
-	int64		rows_null;
-	int64		rows_too_long;
-	int64		rows_truncated;
-	int64		rows_no_target;
+	SftTrainingRowCounts rows;
 	double		loss_sum;
 	int64		targets;
 } SftEvalTotals;
@@ -245,109 +193,28 @@ SftEvalFlush(SftModelLease *lease, SftTrainer *evaluator, SftEvalBatch *b, SftEv
 	b->n_tokens = 0;
 }
 
-/*
- * Encode one row into the batch (flushing it first when the row does not
- * fit), or count why it is skipped.  enc is core memory owned by the caller.
- */
-static void
-SftEvalRow(Jsonb *messages, const SftTokenizerEntry *entry, const SftChatTemplate *tpl,
-		   SftTrainOn train_on, bool truncate, const char *source, SftEncoded *enc,
-		   SftModelLease *lease, SftTrainer *evaluator, SftEvalBatch *b, SftEvalTotals *totals)
+/* What the row reader feeds: the batch and the model scoring it. */
+typedef struct SftEvalState
 {
-	SftConversation *conv;
-	char	   *problem = NULL;
-	SftError	err = {0};
-	int			T;
-	int64		targets = 0;
+	SftModelLease *lease;
+	SftTrainer *evaluator;
+	SftEvalBatch *batch;
+	SftEvalTotals *totals;
+} SftEvalState;
 
-	conv = SftConversationTryFromJsonb(messages, SFT_CONV_TRAINING, &problem);
-	if (conv == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("row %lld of %s is not a training conversation: %s",
-						(long long) totals->rows_read, source, problem),
-				 errhint("Filter the rows in a view, e.g. WHERE sft_is_conversation(messages).")));
-	if (sft_chat_encode(tpl, entry->tok, conv, train_on, 0, truncate ? b->capacity : 0,
-						enc, &err) != SFT_OK)
-		SftReportCoreError(&err, psprintf("row %lld of %s", (long long) totals->rows_read, source));
-	T = (int) enc->ids.len;
-	if (T > b->capacity)
-	{
-		totals->rows_too_long++;
-		return;
-	}
-	if (enc->truncated)
-		totals->rows_truncated++;
-	for (int t = 1; t < T; t++)
-		targets += enc->mask.data[t] != 0;
-	if (targets == 0)
-	{
-		totals->rows_no_target++;
-		return;
-	}
-	if (b->n_tokens + T > b->capacity)
-		SftEvalFlush(lease, evaluator, b, totals);
-	memcpy(b->tokens + b->n_tokens, enc->ids.data, sizeof(int32) * T);
-	memcpy(b->mask + b->n_tokens, enc->mask.data, sizeof(int32) * T);
-	b->seq_lens[b->n_seqs++] = T;
-	b->n_tokens += T;
-	totals->rows_scored++;
-}
-
+/* One encoded row into the batch, flushing it first when the row does not fit. */
 static void
-SftEvalRead(const char *query, const char *source, SftModelLease *lease,
-			const SftTokenizerEntry *entry, SftTrainOn train_on, bool truncate,
-			SftTrainer *evaluator, SftEvalBatch *b, SftEvalTotals *totals)
+SftEvalAddRow(void *arg, const int32 *ids, const int32 *mask, int64 len, int64 targets)
 {
-	const SftChatTemplate *tpl = SftTokenizerCallTemplate(entry, NULL);
-	MemoryContext row_cxt = AllocSetContextCreate(CurrentMemoryContext, "sft_eval row",
-												  ALLOCSET_DEFAULT_SIZES);
-	SftEncoded	enc;
-	Portal		portal;
+	SftEvalState *st = arg;
+	SftEvalBatch *b = st->batch;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	/* read-only: the source is only read, under the caller's privileges */
-	portal = SPI_cursor_open_with_args(NULL, query, 0, NULL, NULL, NULL, true, 0);
-	sft_encoded_init(&enc);
-	PG_TRY();
-	{
-		for (;;)
-		{
-			SPI_cursor_fetch(portal, true, SFT_EVAL_FETCH);
-			if (SPI_processed == 0)
-				break;
-			for (uint64 r = 0; r < SPI_processed; r++)
-			{
-				bool		isnull;
-				Datum		d = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull);
-				MemoryContext old;
-
-				totals->rows_read++;
-				if (isnull)
-				{
-					totals->rows_null++;
-					continue;
-				}
-				old = MemoryContextSwitchTo(row_cxt);
-				SftEvalRow(DatumGetJsonbP(d), entry, tpl, train_on, truncate, source, &enc,
-						   lease, evaluator, b, totals);
-				MemoryContextSwitchTo(old);
-				MemoryContextReset(row_cxt);
-			}
-			SPI_freetuptable(SPI_tuptable);
-			CHECK_FOR_INTERRUPTS();
-		}
-		SftEvalFlush(lease, evaluator, b, totals);
-	}
-	PG_FINALLY();
-	{
-		sft_encoded_free(&enc);
-	}
-	PG_END_TRY();
-	SPI_cursor_close(portal);
-	SPI_finish();
-	MemoryContextDelete(row_cxt);
+	if (b->n_tokens + len > b->capacity)
+		SftEvalFlush(st->lease, st->evaluator, b, st->totals);
+	memcpy(b->tokens + b->n_tokens, ids, sizeof(int32) * len);
+	memcpy(b->mask + b->n_tokens, mask, sizeof(int32) * len);
+	b->seq_lens[b->n_seqs++] = (int) len;
+	b->n_tokens += (int) len;
 }
 
 Datum
@@ -364,8 +231,9 @@ sft_eval(PG_FUNCTION_ARGS)
 	MemoryContext cxt,
 				old;
 	SftModelLease *lease;
-	const SftTokenizerEntry *entry;
 	SftTrainer *evaluator;
+	SftTrainingRowRules rules;
+	SftEvalState st;
 	SftEvalBatch b = {0};
 	SftEvalTotals totals = {0};
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
@@ -389,7 +257,7 @@ sft_eval(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("too_long must be 'drop' or 'truncate', not '%s'", too_long)));
-	qualified = SftEvalCheckSource(source, column);
+	qualified = SftTrainingSourceCheck(source, column, "source");
 
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "sft_eval", ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(cxt);
@@ -399,27 +267,35 @@ sft_eval(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_length %d is beyond the context of model \"%s\" (%d tokens)",
 						max_length, model, lease->config->max_position)));
-	entry = SftTokenizerLookup(lease->tokenizer);
 	evaluator = SftModelLeaseEvaluator(lease, max_length);
 	b.capacity = max_length;
 	b.seq_lens = palloc(sizeof(int) * max_length);
 	b.tokens = palloc(sizeof(int32) * max_length);
 	b.mask = palloc(sizeof(int32) * max_length);
 
-	SftEvalRead(psprintf("SELECT %s FROM %s", quote_identifier(column), qualified),
-				qualified, lease, entry, train_on, truncate, evaluator, &b, &totals);
+	rules.entry = SftTokenizerLookup(lease->tokenizer);
+	rules.tpl = SftTokenizerCallTemplate(rules.entry, NULL);
+	rules.train_on = train_on;
+	rules.max_length = max_length;
+	rules.truncate = truncate;
+	st.lease = lease;
+	st.evaluator = evaluator;
+	st.batch = &b;
+	st.totals = &totals;
+	SftTrainingRowsRead(qualified, column, &rules, SftEvalAddRow, NULL, &st, &totals.rows);
+	SftEvalFlush(lease, evaluator, &b, &totals);
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(cxt);
 
-	if (totals.rows_null + totals.rows_too_long + totals.rows_no_target > 0)
+	if (totals.rows.null + totals.rows.too_long + totals.rows.no_assistant > 0)
 		ereport(NOTICE,
 				(errmsg("sft_eval skipped %lld of %lld rows of %s: %lld NULL, %lld longer than max_length %d, %lld without assistant tokens",
-						(long long) (totals.rows_null + totals.rows_too_long + totals.rows_no_target),
-						(long long) totals.rows_read, qualified, (long long) totals.rows_null,
-						(long long) totals.rows_too_long, max_length,
-						(long long) totals.rows_no_target)));
+						(long long) (totals.rows.null + totals.rows.too_long + totals.rows.no_assistant),
+						(long long) totals.rows.read, qualified, (long long) totals.rows.null,
+						(long long) totals.rows.too_long, max_length,
+						(long long) totals.rows.no_assistant)));
 
-	values[0] = Int64GetDatum(totals.rows_scored);
+	values[0] = Int64GetDatum(totals.rows.used);
 	values[1] = Int64GetDatum(totals.targets);
 	if (totals.targets > 0)
 	{

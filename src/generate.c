@@ -71,12 +71,16 @@ PG_FUNCTION_INFO_V1(sft_generate_raw);
 PG_FUNCTION_INFO_V1(sft_generate_stream);
 PG_FUNCTION_INFO_V1(sft_generate_stream_text);
 PG_FUNCTION_INFO_V1(sft_generate_tokens);
+PG_FUNCTION_INFO_V1(sft_generate_batch);
 
 /* Prompt tokens per decoder call: the decoder's own chunk (128) times 4, so
  * interrupts are checked during a long prefill without changing its math. */
 #define SFT_PREFILL_STEP 512
 
 #define SFT_MAX_STOP_STRINGS 64
+
+/* Sequences decoded together at most: sft_decoder_step_batch's limit. */
+#define SFT_BATCH_MAX 128
 #define SFT_UTF8_REPLACEMENT "\xEF\xBF\xBD"
 
 typedef enum SftPromptKind
@@ -179,7 +183,7 @@ SftCheckUtf8Database(void)
 
 /* Sampling settings; the ranges are Hugging Face generate()'s. */
 static void
-SftParseSampling(FunctionCallInfo fcinfo, SftGenerator *gen)
+SftParseSampling(FunctionCallInfo fcinfo, SftGenerator *gen, uint64 seed_offset)
 {
 	double		temperature;
 	int			top_k;
@@ -212,7 +216,7 @@ SftParseSampling(FunctionCallInfo fcinfo, SftGenerator *gen)
 	gen->sampler.top_p = top_p;
 
 	if (!PG_ARGISNULL(ARG_SEED))
-		seed = (uint64) PG_GETARG_INT64(ARG_SEED);
+		seed = (uint64) PG_GETARG_INT64(ARG_SEED) + seed_offset;
 	else if (!pg_strong_random(&seed, sizeof(seed)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
@@ -514,7 +518,7 @@ SftRejectConversationText(const char *prompt, size_t len)
 
 /* Prompt ids of the kind of call; palloc'd. */
 static int32 *
-SftEncodePrompt(FunctionCallInfo fcinfo, SftPromptKind kind, SftGenerator *gen, int *n)
+SftEncodePrompt(Datum prompt, SftPromptKind kind, SftGenerator *gen, int *n)
 {
 	const SftTokenizerEntry *entry = gen->tok_entry;
 	SftError	err = {0};
@@ -527,10 +531,10 @@ SftEncodePrompt(FunctionCallInfo fcinfo, SftPromptKind kind, SftGenerator *gen, 
 		SftStatus	st;
 
 		if (kind == SFT_PROMPT_MESSAGES)
-			conv = SftConversationFromJsonb(PG_GETARG_JSONB_P(ARG_PROMPT), SFT_CONV_GENERATION);
+			conv = SftConversationFromJsonb(DatumGetJsonbP(prompt), SFT_CONV_GENERATION);
 		else
 		{
-			text	   *t = PG_GETARG_TEXT_PP(ARG_PROMPT);
+			text	   *t = DatumGetTextPP(prompt);
 
 			SftRejectConversationText(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 			conv = palloc0(sizeof(SftConversation));
@@ -560,7 +564,7 @@ SftEncodePrompt(FunctionCallInfo fcinfo, SftPromptKind kind, SftGenerator *gen, 
 	}
 	else if (kind == SFT_PROMPT_RAW)
 	{
-		text	   *t = PG_GETARG_TEXT_PP(ARG_PROMPT);
+		text	   *t = DatumGetTextPP(prompt);
 		SftIntVec	ids;
 
 		/* the caller writes the whole context: special-token text is matched as such */
@@ -575,7 +579,7 @@ SftEncodePrompt(FunctionCallInfo fcinfo, SftPromptKind kind, SftGenerator *gen, 
 	}
 	else
 	{
-		ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(ARG_PROMPT);
+		ArrayType  *arr = DatumGetArrayTypeP(prompt);
 		Datum	   *elems;
 		bool	   *nulls;
 		int32	   *ids;
@@ -654,17 +658,28 @@ SftFeed(SftGenerator *gen, const int32 *ids, int n)
 	}
 }
 
+/* "prompts[i]" in the context of an error in a batch's prompt */
+static void
+SftBatchErrorContext(void *arg)
+{
+	errcontext("prompts[%d]", *(int *) arg + 1);
+}
+
 /*
  * Check the arguments, lease the model, encode the prompt and run the
  * prefill.  Everything is allocated in a new child context of parent.
+ * prompt is the call's prompt argument (batch_index -1), or element
+ * batch_index (0-based) of a batch's, whose seed is the call's plus
+ * batch_index.
  */
 static SftGenerator *
-SftGeneratorStart(FunctionCallInfo fcinfo, SftPromptKind kind, MemoryContext parent)
+SftGeneratorStart(FunctionCallInfo fcinfo, SftPromptKind kind, MemoryContext parent,
+				  Datum prompt, int batch_index)
 {
 	MemoryContext cxt,
 				old;
 	SftGenerator *gen;
-	int32	   *prompt;
+	int32	   *ids;
 	int			max_new_tokens;
 	int			min_seq;
 
@@ -687,7 +702,7 @@ SftGeneratorStart(FunctionCallInfo fcinfo, SftPromptKind kind, MemoryContext par
 	gen->step_cxt = AllocSetContextCreate(cxt, "sft generation step", ALLOCSET_DEFAULT_SIZES);
 	gen->want_text = kind != SFT_PROMPT_TOKENS;
 	gen->max_new_tokens = max_new_tokens;
-	SftParseSampling(fcinfo, gen);
+	SftParseSampling(fcinfo, gen, (uint64) Max(batch_index, 0));
 	if (gen->want_text)
 		SftParseStopStrings(fcinfo, gen);
 	gen->model_name = text_to_cstring(PG_GETARG_TEXT_PP(ARG_MODEL));
@@ -703,7 +718,18 @@ SftGeneratorStart(FunctionCallInfo fcinfo, SftPromptKind kind, MemoryContext par
 	gen->tokenizer_name = pstrdup(gen->lease->tokenizer);
 	SftRefreshTokenizer(gen);
 
-	prompt = SftEncodePrompt(fcinfo, kind, gen, &gen->prompt_len);
+	if (batch_index >= 0)
+	{
+		/* an error in a prompt of a batch names its element */
+		ErrorContextCallback where = {.callback = SftBatchErrorContext,
+		.arg = &batch_index,.previous = error_context_stack};
+
+		error_context_stack = &where;
+		ids = SftEncodePrompt(prompt, kind, gen, &gen->prompt_len);
+		error_context_stack = where.previous;
+	}
+	else
+		ids = SftEncodePrompt(prompt, kind, gen, &gen->prompt_len);
 	if (gen->prompt_len == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -730,8 +756,8 @@ SftGeneratorStart(FunctionCallInfo fcinfo, SftPromptKind kind, MemoryContext par
 	/* the decoder holds every token that is fed: all but the last one sampled */
 	min_seq = Min(gen->prompt_len + max_new_tokens - 1, gen->max_position - 1);
 	gen->decoder = SftModelLeaseDecoder(gen->lease, Max(min_seq, gen->prompt_len));
-	SftFeed(gen, prompt, gen->prompt_len);
-	pfree(prompt);
+	SftFeed(gen, ids, gen->prompt_len);
+	pfree(ids);
 	MemoryContextSwitchTo(old);
 	return gen;
 }
@@ -791,6 +817,39 @@ SftGenerateOne(SftGenerator *gen)
 }
 
 /*
+ * A finished generator (finish set): commit what was held back, unless a
+ * stop string already cut it, and hand out the last piece; give the model
+ * and decoder back.  Runs in gen->step_cxt.
+ */
+static bool
+SftGeneratorEnd(SftGenerator *gen, const char **piece, size_t *len)
+{
+	bool		got = false;
+
+	if (gen->want_text)
+	{
+		if (gen->finish != SFT_FINISH_STOP_STRING)
+		{
+			size_t		before;
+
+			MemoryContextReset(gen->step_cxt);
+			before = SftCommitText(gen, true);
+			if (gen->n_stop > 0)
+				SftCutAtStopString(gen, before);
+		}
+		got = SftTakePiece(gen, piece, len, true);
+	}
+	if (gen->finish == SFT_FINISH_CONTEXT)
+		ereport(NOTICE,
+				(errmsg("generation stopped after %d tokens: the context of model \"%s\" is full (%d tokens)",
+						gen->n_ids, gen->model_name, gen->max_position)));
+	gen->done = true;
+	/* give the model and decoder back now; a scan may stay open for a while */
+	SftModelLeaseRelease(gen->lease);
+	return got;
+}
+
+/*
  * The next piece of text (pointing into gen->text, valid until the next
  * call); false once everything has been handed out.  Token-level generators
  * just run to the end and return false.
@@ -820,27 +879,7 @@ SftGeneratorNext(SftGenerator *gen, const char **piece, size_t *len)
 		}
 	}
 
-	/* the end: commit what was held back, unless a stop string already cut it */
-	if (gen->want_text)
-	{
-		if (gen->finish != SFT_FINISH_STOP_STRING)
-		{
-			size_t		before;
-
-			MemoryContextReset(gen->step_cxt);
-			before = SftCommitText(gen, true);
-			if (gen->n_stop > 0)
-				SftCutAtStopString(gen, before);
-		}
-		got = SftTakePiece(gen, piece, len, true);
-	}
-	if (gen->finish == SFT_FINISH_CONTEXT)
-		ereport(NOTICE,
-				(errmsg("generation stopped after %d tokens: the context of model \"%s\" is full (%d tokens)",
-						gen->n_ids, gen->model_name, gen->max_position)));
-	gen->done = true;
-	/* give the model and decoder back now; a scan may stay open for a while */
-	SftModelLeaseRelease(gen->lease);
+	got = SftGeneratorEnd(gen, piece, len);
 	MemoryContextSwitchTo(old);
 	return got;
 }
@@ -852,7 +891,7 @@ SftGeneratorNext(SftGenerator *gen, const char **piece, size_t *len)
 static Datum
 SftGenerateAll(FunctionCallInfo fcinfo, SftPromptKind kind)
 {
-	SftGenerator *gen = SftGeneratorStart(fcinfo, kind, CurrentMemoryContext);
+	SftGenerator *gen = SftGeneratorStart(fcinfo, kind, CurrentMemoryContext, PG_GETARG_DATUM(ARG_PROMPT), -1);
 	const char *piece;
 	size_t		len;
 	text	   *result;
@@ -894,7 +933,8 @@ SftGenerateStream(FunctionCallInfo fcinfo, SftPromptKind kind)
 	if (SRF_IS_FIRSTCALL())
 	{
 		funcctx = SRF_FIRSTCALL_INIT();
-		funcctx->user_fctx = SftGeneratorStart(fcinfo, kind, funcctx->multi_call_memory_ctx);
+		funcctx->user_fctx = SftGeneratorStart(fcinfo, kind, funcctx->multi_call_memory_ctx,
+												PG_GETARG_DATUM(ARG_PROMPT), -1);
 	}
 	funcctx = SRF_PERCALL_SETUP();
 	gen = (SftGenerator *) funcctx->user_fctx;
@@ -918,7 +958,8 @@ sft_generate_stream_text(PG_FUNCTION_ARGS)
 Datum
 sft_generate_tokens(PG_FUNCTION_ARGS)
 {
-	SftGenerator *gen = SftGeneratorStart(fcinfo, SFT_PROMPT_TOKENS, CurrentMemoryContext);
+	SftGenerator *gen = SftGeneratorStart(fcinfo, SFT_PROMPT_TOKENS, CurrentMemoryContext,
+											 PG_GETARG_DATUM(ARG_PROMPT), -1);
 	const char *piece;
 	size_t		len;
 	Datum	   *elems;
@@ -932,4 +973,152 @@ sft_generate_tokens(PG_FUNCTION_ARGS)
 	result = construct_array(elems, gen->n_ids, INT4OID, 4, true, TYPALIGN_INT);
 	MemoryContextDelete(gen->cxt);
 	PG_RETURN_ARRAYTYPE_P(result);
+}
+
+/* ---------------------------------------------------------------------------
+ * sft_generate_batch(model, prompts jsonb[], ...) -> (ordinality, reply)
+ * ------------------------------------------------------------------------- */
+
+/*
+ * Every prompt is a generator of its own (its own lease of the one cached
+ * model, decoder, sampler, stop strings and text), started with the call's
+ * seed plus its index; the generators that have room (sft.generate_batch_
+ * memory) step together: each new token of all of them in one
+ * sft_decoder_step_batch, which reads every weight once and gives each row
+ * exactly its single-sequence logits, then each samples and commits text as
+ * sft_generate does.  A finished sequence makes room for the next prompt.
+ */
+Datum
+sft_generate_batch(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	ArrayType  *arr;
+	Datum	   *prompts;
+	bool	   *nulls;
+	int			n;
+	text	  **replies;
+	SftGenerator **live;
+	int		   *live_index;
+	int			n_live = 0,
+				started = 0,
+				finished = 0,
+				max_live = 1;
+	SftDecoder **decs;
+	int32	   *tokens;
+	SftGenerator **fed;
+	float	   *logits = NULL;
+	MemoryContext cxt,
+				old;
+
+	SftCheckNotNull(fcinfo, ARG_MODEL, "model");
+	SftCheckNotNull(fcinfo, ARG_PROMPT, "prompts");
+	arr = PG_GETARG_ARRAYTYPE_P(ARG_PROMPT);
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("prompts must be a one-dimensional array")));
+	deconstruct_array(arr, JSONBOID, -1, false, TYPALIGN_INT, &prompts, &nulls, &n);
+	for (int i = 0; i < n; i++)
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("prompts[%d] is NULL", i + 1),
+					 errhint("Filter the rows: ARRAY(SELECT messages FROM ... WHERE messages IS NOT NULL ORDER BY ...).")));
+	InitMaterializedSRF(fcinfo, 0);
+
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "sft_generate_batch", ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	replies = palloc0(sizeof(text *) * Max(n, 1));
+	live = palloc(sizeof(SftGenerator *) * SFT_BATCH_MAX);
+	live_index = palloc(sizeof(int) * SFT_BATCH_MAX);
+	decs = palloc(sizeof(SftDecoder *) * SFT_BATCH_MAX);
+	tokens = palloc(sizeof(int32) * SFT_BATCH_MAX);
+	fed = palloc(sizeof(SftGenerator *) * SFT_BATCH_MAX);
+
+	while (finished < n)
+	{
+		int			k = 0;
+
+		/* start prompts while their KV caches fit */
+		while (started < n && n_live < max_live)
+		{
+			SftGenerator *gen = SftGeneratorStart(fcinfo, SFT_PROMPT_MESSAGES, cxt,
+												  prompts[started], started);
+
+			if (started == 0)
+			{
+				size_t		bytes = Max(SftModelLeaseDecoderBytes(gen->lease), 1);
+				size_t		budget = (size_t) sft_generate_batch_memory_mb * 1024 * 1024;
+
+				max_live = (int) Max(1, Min((size_t) SFT_BATCH_MAX, budget / bytes));
+				logits = palloc(sizeof(float) * (size_t) gen->V * Min(max_live, n));
+			}
+			live[n_live] = gen;
+			live_index[n_live++] = started++;
+		}
+
+		/* one batched step feeds every sequence its last sampled token */
+		for (int i = 0; i < n_live; i++)
+			if (live[i]->pending_feed)
+			{
+				fed[k] = live[i];
+				decs[k] = live[i]->decoder;
+				tokens[k++] = live[i]->ids[live[i]->n_ids - 1];
+			}
+		if (k > 0)
+		{
+			SftError	err = {0};
+
+			CHECK_FOR_INTERRUPTS();
+			if (sft_decoder_step_batch(decs, k, tokens, logits, &err) != SFT_OK)
+				SftReportCoreError(&err, psprintf("model \"%s\"", fed[0]->model_name));
+			for (int i = 0; i < k; i++)
+			{
+				memcpy(fed[i]->logits, logits + (size_t) i * fed[i]->V, sizeof(float) * fed[i]->V);
+				fed[i]->pending_feed = false;
+			}
+		}
+
+		/* each samples its next token, as sft_generate does */
+		for (int i = 0; i < n_live; i++)
+		{
+			SftGenerator *gen = live[i];
+			MemoryContext prev;
+
+			MemoryContextReset(gen->step_cxt);
+			prev = MemoryContextSwitchTo(gen->step_cxt);
+			SftGenerateOne(gen);
+			if (gen->finish != SFT_FINISH_NONE)
+			{
+				const char *piece;
+				size_t		len;
+
+				SftGeneratorEnd(gen, &piece, &len);
+				MemoryContextSwitchTo(cxt);
+				/* every piece is a slice of gen->text: the reply is what was handed out */
+				replies[live_index[i]] = cstring_to_text_with_len(gen->text.data, (int) gen->emitted);
+				MemoryContextDelete(gen->cxt);
+				finished++;
+				live[i] = live[n_live - 1];
+				live_index[i] = live_index[n_live - 1];
+				n_live--;
+				i--;
+				continue;
+			}
+			MemoryContextSwitchTo(prev);
+		}
+	}
+
+	MemoryContextSwitchTo(old);
+	for (int i = 0; i < n; i++)
+	{
+		Datum		values[2];
+		bool		isnull[2] = {false, false};
+
+		values[0] = Int32GetDatum(i + 1);
+		values[1] = PointerGetDatum(replies[i]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
+	}
+	MemoryContextDelete(cxt);
+	return (Datum) 0;
 }

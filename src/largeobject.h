@@ -14,7 +14,7 @@
 #include "postgres.h"
 
 #include "core/model.h"
-#include "core/weights.h"
+#include "core/checkpoint.h"
 
 /*
  * Write model (+ optional optimizer state) as a checkpoint into a new large

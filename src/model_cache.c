@@ -63,6 +63,15 @@ PG_FUNCTION_INFO_V1(sft_model_cache);
 PG_FUNCTION_INFO_V1(sft_model_cache_clear);
 
 int			sft_model_cache_size_mb = 1024;
+int			sft_generate_dtype = SFT_DTYPE_F32;
+int			sft_generate_batch_memory_mb = 512;
+
+static const struct config_enum_entry sft_generate_dtype_options[] = {
+	{"f32", SFT_DTYPE_F32, false},
+	{"bf16", SFT_DTYPE_BF16, false},
+	{"q8_0", SFT_DTYPE_Q8_0, false},
+	{NULL, 0, false}
+};
 
 /* Decoders are sized in steps of this many tokens, so that one fits many calls. */
 #define SFT_DECODER_SEQ_STEP 256
@@ -81,7 +90,10 @@ struct SftModelCacheEntry
 
 	SftLlamaConfig config;
 	SftModel   *model;			/* core allocation */
-	size_t		model_bytes;
+	size_t		model_bytes;	/* the fp32 model and its decode weights */
+
+	/* reduced-precision copies for decode steps, made on first use */
+	SftDecodeWeights *decode_weights[SFT_DTYPE_COUNT];
 
 	/* kept between calls (core allocations), NULL when none */
 	SftDecoder *spare_decoder;
@@ -182,6 +194,8 @@ SftEntryFree(SftModelCacheEntry *e)
 {
 	Assert(e->pins == 0 && !e->cached);
 	SftEntryFreeSpares(e);
+	for (int i = 0; i < SFT_DTYPE_COUNT; i++)
+		sft_decode_weights_free(e->decode_weights[i]);
 	sft_model_free(e->model);
 	pfree(e->name);
 	pfree(e->tokenizer);
@@ -264,6 +278,26 @@ SftModelCacheInit(void)
 							PGC_USERSET,
 							GUC_UNIT_MB,
 							NULL, SftModelCacheSizeAssign, NULL);
+	DefineCustomEnumVariable("sft.generate_dtype",
+							 "Precision of the weights sft_generate reads for each new token.",
+							 "f32 reads the model as trained; bf16 and q8_0 read a "
+							 "reduced-precision copy (made once per cached model) and are "
+							 "faster, as decoding is bound by reading the weights. Prompts "
+							 "are always processed in f32; training, sft_loss and sft_eval "
+							 "always use f32.",
+							 &sft_generate_dtype,
+							 SFT_DTYPE_F32, sft_generate_dtype_options,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("sft.generate_batch_memory",
+							"Memory sft_generate_batch may give the KV caches of the sequences it decodes together.",
+							"As many sequences are decoded at once as their KV caches fit in "
+							"(at least one, at most 128); the others wait for a place.",
+							&sft_generate_batch_memory_mb,
+							512, 1, INT_MAX / 2,
+							PGC_USERSET,
+							GUC_UNIT_MB,
+							NULL, NULL, NULL);
 }
 
 /* ---------------------------------------------------------------------------
@@ -468,6 +502,30 @@ SftModelLeaseRelease(SftModelLease *lease)
 	SftCacheShrink(SftMegabytes(sft_model_cache_size_mb), 0);
 }
 
+/*
+ * The entry's decode weights in dtype (NULL for f32: the model's own), made
+ * on first use and kept, counted, and freed with the model.
+ */
+static const SftDecodeWeights *
+SftEntryDecodeWeights(SftModelCacheEntry *e, SftDType dtype)
+{
+	SftError	err = {0};
+
+	if (dtype == SFT_DTYPE_F32)
+		return NULL;
+	if (e->decode_weights[dtype] == NULL)
+	{
+		if (sft_decode_weights_new(e->model, dtype, &e->decode_weights[dtype], &err) != SFT_OK)
+			ereport(ERROR,
+					(errcode(SftErrcodeForStatus(err.status)),
+					 errmsg("model \"%s\" cannot be decoded in %s: %s", e->name,
+							sft_dtype_name(dtype), err.message),
+					 errhint("Set sft.generate_dtype to bf16 or f32.")));
+		e->model_bytes += sft_decode_weights_bytes(e->decode_weights[dtype]);
+	}
+	return e->decode_weights[dtype];
+}
+
 SftDecoder *
 SftModelLeaseDecoder(SftModelLease *lease, int min_seq)
 {
@@ -483,6 +541,8 @@ SftModelLeaseDecoder(SftModelLease *lease, int min_seq)
 	if (lease->decoder && lease->decoder_seq >= min_seq)
 	{
 		sft_decoder_reset(lease->decoder);
+		sft_decoder_use_weights(lease->decoder,
+								SftEntryDecodeWeights(e, (SftDType) sft_generate_dtype));
 		return lease->decoder;
 	}
 	SftLeaseReturnDecoder(lease);
@@ -506,7 +566,14 @@ SftModelLeaseDecoder(SftModelLease *lease, int min_seq)
 	}
 	e->lent_bytes += SftDecoderBytes(&e->config, lease->decoder_seq);
 	sft_decoder_reset(lease->decoder);
+	sft_decoder_use_weights(lease->decoder, SftEntryDecodeWeights(e, (SftDType) sft_generate_dtype));
 	return lease->decoder;
+}
+
+size_t
+SftModelLeaseDecoderBytes(const SftModelLease *lease)
+{
+	return lease->decoder ? SftDecoderBytes(&lease->entry->config, lease->decoder_seq) : 0;
 }
 
 SftTrainer *

@@ -22,6 +22,12 @@
 /* GUC sft.model_cache_size, in MB: memory kept between calls, per backend. */
 extern int	sft_model_cache_size_mb;
 
+/* GUC sft.generate_dtype: an SftDType, the precision of decode steps. */
+extern int	sft_generate_dtype;
+
+/* GUC sft.generate_batch_memory, in MB: KV caches sft_generate_batch may hold at once. */
+extern int	sft_generate_batch_memory_mb;
+
 /* Called from _PG_init: defines the GUC. */
 void		SftModelCacheInit(void);
 
@@ -67,6 +73,9 @@ SftDecoder *SftModelLeaseDecoder(SftModelLease *lease, int min_seq);
  * max_tokens tokens, owned by the lease like the decoder.
  */
 SftTrainer *SftModelLeaseEvaluator(SftModelLease *lease, int max_tokens);
+
+/* Bytes of the decoder the lease holds (0 without one). */
+size_t		SftModelLeaseDecoderBytes(const SftModelLease *lease);
 
 /* Give the lease back now (also done by owner's reset); never raises. */
 void		SftModelLeaseRelease(SftModelLease *lease);

@@ -42,6 +42,7 @@
 #include "largeobject.h"
 #include "model_catalog.h"
 #include "progress.h"
+#include "server_files.h"
 #include "sft.h"
 #include "tokenizer.h"
 
@@ -221,6 +222,36 @@ SftCheckModelMemory(const SftLlamaConfig *cfg, const char *name)
 						name, need_mb, sft_max_memory_mb)));
 }
 
+/*
+ * A new model's row and weights (a base: no parent, no run), after checking
+ * the tokenizer covers its vocabulary.  Frees model on every path; returns
+ * its parameter count.
+ */
+static int64
+SftModelStoreNew(const char *name, const char *tokenizer, SftModel *model)
+{
+	int64		params;
+
+	PG_TRY();
+	{
+		int64		size_bytes;
+		Oid			weights;
+
+		SftCheckVocabCovers(sft_model_config(model), tokenizer);
+		weights = SftLoWriteCheckpoint(model, NULL, &size_bytes);
+		SftModelInsert(name, tokenizer, model, NULL, 0, weights, size_bytes);
+		params = (int64) sft_model_num_params(model);
+	}
+	PG_CATCH();
+	{
+		sft_model_free(model);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	sft_model_free(model);
+	return params;
+}
+
 /* ---------------------------------------------------------------------------
  * sft_model_create(name, tokenizer, config jsonb, seed bigint default null)
  * ------------------------------------------------------------------------- */
@@ -236,7 +267,6 @@ sft_model_create(PG_FUNCTION_ARGS)
 	SftLlamaConfig cfg;
 	SftError	err = {0};
 	SftModel   *model = NULL;
-	int64		params = 0;
 
 	if (PG_ARGISNULL(2))
 		ereport(ERROR,
@@ -263,57 +293,13 @@ sft_model_create(PG_FUNCTION_ARGS)
 
 	if (sft_model_new(&cfg, &model, &err) != SFT_OK)
 		SftReportCoreError(&err, "creating model");
-	PG_TRY();
-	{
-		int64		size_bytes;
-		Oid			weights;
-
-		sft_model_init_random(model, seed);
-		weights = SftLoWriteCheckpoint(model, NULL, &size_bytes);
-		SftModelInsert(name, tokenizer, model, NULL, 0, weights, size_bytes);
-		params = (int64) sft_model_num_params(model);
-	}
-	PG_FINALLY();
-	{
-		sft_model_free(model);
-	}
-	PG_END_TRY();
-	PG_RETURN_INT64(params);
+	sft_model_init_random(model, seed);
+	PG_RETURN_INT64(SftModelStoreNew(name, tokenizer, model));
 }
 
 /* ---------------------------------------------------------------------------
  * sft_model_import(name, directory)
  * ------------------------------------------------------------------------- */
-
-static void
-SftCheckServerFileRole(Oid role, const char *rolename, const char *action)
-{
-	if (superuser() || has_privs_of_role(GetUserId(), role))
-		return;
-	ereport(ERROR,
-			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("permission denied to %s", action),
-			 errdetail("Only superusers and members of %s may %s.", rolename, action)));
-}
-
-static void
-SftCheckDirectory(const char *dir)
-{
-	struct stat st;
-
-	if (!is_absolute_path(dir))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("directory must be an absolute path: \"%s\"", dir)));
-	if (stat(dir, &st) != 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not access directory \"%s\": %m", dir)));
-	if (!S_ISDIR(st.st_mode))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("\"%s\" is not a directory", dir)));
-}
 
 Datum
 sft_model_import(PG_FUNCTION_ARGS)
@@ -323,12 +309,10 @@ sft_model_import(PG_FUNCTION_ARGS)
 	char	   *tokenizer;
 	SftError	err = {0};
 	SftModel   *model = NULL;
-	int64		params = 0;
 
-	SftCheckServerFileRole(ROLE_PG_READ_SERVER_FILES, "pg_read_server_files",
-						   "import models from server files");
+	SftRequireServerFiles(SFT_SERVER_FILES_READ, "import models from server files", NULL);
 	SftModelCheckNameFree(name, 0);
-	SftCheckDirectory(dir);
+	dir = SftServerDirectory(dir, false);
 
 	/*
 	 * The tokenizer files travel with the model: import them under the
@@ -342,22 +326,7 @@ sft_model_import(PG_FUNCTION_ARGS)
 
 	if (sft_hf_load_dir(dir, &model, &err) != SFT_OK)
 		SftReportCoreError(&err, psprintf("importing \"%s\"", dir));
-	PG_TRY();
-	{
-		int64		size_bytes;
-		Oid			weights;
-
-		SftCheckVocabCovers(sft_model_config(model), tokenizer);
-		weights = SftLoWriteCheckpoint(model, NULL, &size_bytes);
-		SftModelInsert(name, tokenizer, model, NULL, 0, weights, size_bytes);
-		params = (int64) sft_model_num_params(model);
-	}
-	PG_FINALLY();
-	{
-		sft_model_free(model);
-	}
-	PG_END_TRY();
-	PG_RETURN_INT64(params);
+	PG_RETURN_INT64(SftModelStoreNew(name, tokenizer, model));
 }
 
 /* ---------------------------------------------------------------------------
@@ -377,19 +346,10 @@ sft_model_export(PG_FUNCTION_ARGS)
 	int			n;
 	ListCell   *lc;
 
-	SftCheckServerFileRole(ROLE_PG_WRITE_SERVER_FILES, "pg_write_server_files",
-						   "export models to server files");
+	SftRequireServerFiles(SFT_SERVER_FILES_WRITE, "export models to server files", NULL);
 	SftModelFetch(name, &row, false);
 	SftModelCheckOwner(&row, "export");
-	if (!is_absolute_path(dir))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("directory must be an absolute path: \"%s\"", dir)));
-	if (pg_mkdir_p(pstrdup(dir), pg_dir_create_mode) != 0 && errno != EEXIST)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not create directory \"%s\": %m", dir)));
-	SftCheckDirectory(dir);
+	dir = SftServerDirectory(dir, true);
 
 	model = SftModelLoadWeights(&row);
 	PG_TRY();

@@ -61,6 +61,7 @@
 
 #include "catalog.h"
 #include "conversation.h"
+#include "server_files.h"
 #include "sft.h"
 #include "tokenizer.h"
 
@@ -709,88 +710,6 @@ sft_tokenizer_load(PG_FUNCTION_ARGS)
  * Import from and export to the server's file system
  * ------------------------------------------------------------------------- */
 
-static bool
-FileExists(const char *path)
-{
-	struct stat st;
-
-	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* The whole file as palloc'd text; ERROR when unreadable or not UTF-8. */
-static char *
-ReadServerFile(const char *path, size_t *len)
-{
-	struct stat st;
-	FILE	   *f;
-	char	   *data;
-	size_t		got;
-
-	if (stat(path, &st) != 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not stat file \"%s\": %m", path)));
-	if ((Size) st.st_size >= MaxAllocSize)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("file \"%s\" is too large (%lld bytes)", path, (long long) st.st_size)));
-	f = AllocateFile(path, PG_BINARY_R);
-	if (f == NULL)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not open file \"%s\" for reading: %m", path)));
-	data = palloc((Size) st.st_size + 1);
-	got = fread(data, 1, (size_t) st.st_size, f);
-	if (ferror(f))
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not read file \"%s\": %m", path)));
-	FreeFile(f);
-	data[got] = '\0';
-	if (!pg_verify_mbstr(PG_UTF8, data, (int) got, true))
-		ereport(ERROR,
-				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
-				 errmsg("file \"%s\" is not valid UTF-8 text", path)));
-	*len = got;
-	return data;
-}
-
-static void
-CheckServerFileRole(Oid role, const char *rolename, const char *action)
-{
-	if (!has_privs_of_role(GetUserId(), role))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to %s", action),
-				 errdetail("Only roles with privileges of the \"%s\" role may %s.",
-						   rolename, action),
-				 role == ROLE_PG_READ_SERVER_FILES ?
-				 errhint("Send the file contents from the client with sft_tokenizer_load().") : 0));
-}
-
-/* A server directory given by the user, checked and canonicalized. */
-static char *
-ServerDirectory(const char *dir)
-{
-	char	   *path = pstrdup(dir);
-	struct stat st;
-
-	canonicalize_path(path);
-	if (!is_absolute_path(path))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("directory must be an absolute path: \"%s\"", dir)));
-	if (strlen(path) + 32 >= MAXPGPATH)
-		ereport(ERROR,
-				(errcode(ERRCODE_NAME_TOO_LONG),
-				 errmsg("directory path is too long")));
-	if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FILE),
-				 errmsg("directory \"%s\" does not exist", path)));
-	return path;
-}
-
 static void
 ImportDirectory(const char *name, const char *directory, TokenizerSummary *summary)
 {
@@ -798,26 +717,26 @@ ImportDirectory(const char *name, const char *directory, TokenizerSummary *summa
 	char	   *dir;
 	char	   *path;
 
-	CheckServerFileRole(ROLE_PG_READ_SERVER_FILES, "pg_read_server_files",
-						"import a tokenizer from the server's file system");
+	SftRequireServerFiles(SFT_SERVER_FILES_READ, "import a tokenizer from the server's file system",
+						  "Send the file contents from the client with sft_tokenizer_load().");
 	CheckTokenizerName(name);
-	dir = ServerDirectory(directory);
+	dir = SftServerDirectory(directory, false);
 
 	memset(&src, 0, sizeof(src));
 	path = psprintf("%s/tokenizer.json", dir);
-	if (FileExists(path))
+	if (SftServerFileExists(path))
 	{
-		src.source = ReadServerFile(path, &src.source_len);
+		src.source = SftReadServerTextFile(path, &src.source_len);
 		path = psprintf("%s/tokenizer_config.json", dir);
-		if (FileExists(path))
-			src.config = ReadServerFile(path, &src.config_len);
+		if (SftServerFileExists(path))
+			src.config = SftReadServerTextFile(path, &src.config_len);
 		/* newer checkpoints keep the template in its own file, which wins */
 		path = psprintf("%s/chat_template.jinja", dir);
-		if (FileExists(path))
+		if (SftServerFileExists(path))
 		{
 			size_t		len;
 
-			src.chat_template = ReadServerFile(path, &len);
+			src.chat_template = SftReadServerTextFile(path, &len);
 			if (strlen(src.chat_template) != len)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -829,13 +748,13 @@ ImportDirectory(const char *name, const char *directory, TokenizerSummary *summa
 		char	   *merges_path = psprintf("%s/merges.txt", dir);
 
 		path = psprintf("%s/vocab.json", dir);
-		if (!FileExists(path) || !FileExists(merges_path))
+		if (!SftServerFileExists(path) || !SftServerFileExists(merges_path))
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_FILE),
 					 errmsg("directory \"%s\" has neither tokenizer.json nor vocab.json and merges.txt",
 							dir)));
-		src.source = ReadServerFile(path, &src.source_len);
-		src.merges = ReadServerFile(merges_path, &src.merges_len);
+		src.source = SftReadServerTextFile(path, &src.source_len);
+		src.merges = SftReadServerTextFile(merges_path, &src.merges_len);
 	}
 	CreateTokenizer(name, &src, summary);
 }
@@ -857,21 +776,6 @@ sft_tokenizer_import(PG_FUNCTION_ARGS)
 
 	ImportDirectory(name, dir, &summary);
 	PG_RETURN_DATUM(SummaryRecord(fcinfo, name, &summary));
-}
-
-static void
-WriteServerFile(const char *path, const char *data, size_t len)
-{
-	FILE	   *f = AllocateFile(path, PG_BINARY_W);
-
-	if (f == NULL)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not open file \"%s\" for writing: %m", path)));
-	if (fwrite(data, 1, len, f) != len || FreeFile(f) != 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not write file \"%s\": %m", path)));
 }
 
 /*
@@ -965,9 +869,9 @@ SftTokenizerExportDirectory(const char *name, const char *directory)
 	text	   *config;
 	List	   *files = NIL;
 
-	CheckServerFileRole(ROLE_PG_WRITE_SERVER_FILES, "pg_write_server_files",
-						"write tokenizer files to the server's file system");
-	dir = ServerDirectory(directory);
+	SftRequireServerFiles(SFT_SERVER_FILES_WRITE, "write tokenizer files to the server's file system",
+						  NULL);
+	dir = SftServerDirectory(directory, false);
 	/* the chosen template goes into the config, so that HF renders as we do */
 	jinja = EntryJinja(SftTokenizerLookup(name), true);
 	if (!SftCatalogTokenizerFiles(name, jinja, &source, &merges, &config))
@@ -976,7 +880,7 @@ SftTokenizerExportDirectory(const char *name, const char *directory)
 	{
 		char	   *path = psprintf("%s/tokenizer.json", dir);
 
-		WriteServerFile(path, VARDATA_ANY(source), VARSIZE_ANY_EXHDR(source));
+		SftWriteServerFile(path, VARDATA_ANY(source), VARSIZE_ANY_EXHDR(source));
 		files = lappend(files, path);
 	}
 	else
@@ -984,8 +888,8 @@ SftTokenizerExportDirectory(const char *name, const char *directory)
 		char	   *vocab_path = psprintf("%s/vocab.json", dir);
 		char	   *merges_path = psprintf("%s/merges.txt", dir);
 
-		WriteServerFile(vocab_path, VARDATA_ANY(source), VARSIZE_ANY_EXHDR(source));
-		WriteServerFile(merges_path, VARDATA_ANY(merges), VARSIZE_ANY_EXHDR(merges));
+		SftWriteServerFile(vocab_path, VARDATA_ANY(source), VARSIZE_ANY_EXHDR(source));
+		SftWriteServerFile(merges_path, VARDATA_ANY(merges), VARSIZE_ANY_EXHDR(merges));
 		files = lappend(files, vocab_path);
 		files = lappend(files, merges_path);
 	}
@@ -993,7 +897,7 @@ SftTokenizerExportDirectory(const char *name, const char *directory)
 	{
 		char	   *path = psprintf("%s/tokenizer_config.json", dir);
 
-		WriteServerFile(path, VARDATA_ANY(config), VARSIZE_ANY_EXHDR(config));
+		SftWriteServerFile(path, VARDATA_ANY(config), VARSIZE_ANY_EXHDR(config));
 		files = lappend(files, path);
 	}
 	return files;

@@ -54,6 +54,7 @@
 #include "progress.h"
 #include "sft.h"
 #include "train.h"
+#include "training_rows.h"
 
 PG_FUNCTION_INFO_V1(sft_train);
 PG_FUNCTION_INFO_V1(sft_wait);
@@ -414,63 +415,6 @@ SftTrainOptionsToJsonb(const SftTrainOptions *opts)
 }
 
 /* ---------------------------------------------------------------------------
- * Source checks (caller side)
- * ------------------------------------------------------------------------- */
-
-/*
- * Resolve a table/view name as the caller sees it, check that the caller may
- * SELECT the messages column and that it is jsonb.  Returns the qualified,
- * quoted name the worker will read.
- */
-static char *
-SftCheckSource(const char *name, const char *column, const char *what)
-{
-	List	   *names;
-	RangeVar   *rv;
-	Oid			relid;
-	char		relkind;
-	AttrNumber	attnum;
-	Oid			atttype;
-	char	   *qualified;
-
-	names = stringToQualifiedNameList(name);
-	rv = makeRangeVarFromNameList(names);
-	relid = RangeVarGetRelid(rv, AccessShareLock, true);
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("%s \"%s\" does not exist", what, name)));
-	relkind = get_rel_relkind(relid);
-	if (relkind != RELKIND_RELATION && relkind != RELKIND_VIEW &&
-		relkind != RELKIND_MATVIEW && relkind != RELKIND_PARTITIONED_TABLE &&
-		relkind != RELKIND_FOREIGN_TABLE)
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("%s \"%s\" is not a table or view", what, name)));
-	qualified = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-										   get_rel_name(relid));
-
-	attnum = get_attnum(relid, column);
-	if (attnum == InvalidAttrNumber || attnum < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_COLUMN),
-				 errmsg("column \"%s\" of %s %s does not exist", column, what, qualified),
-				 errhint("Name the conversation column with the \"messages_column\" option.")));
-	if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK &&
-		pg_attribute_aclcheck(relid, attnum, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
-		aclcheck_error(ACLCHECK_NO_PRIV, get_relkind_objtype(relkind), get_rel_name(relid));
-	atttype = get_atttype(relid, attnum);
-	if (atttype != JSONBOID)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("column \"%s\" of %s %s is of type %s, not jsonb", column, what,
-						qualified, format_type_be(atttype)),
-				 errhint("Cast it in a view: SELECT %s::jsonb AS %s FROM ...",
-						 quote_identifier(column), quote_identifier(column))));
-	return qualified;
-}
-
-/* ---------------------------------------------------------------------------
  * Starting a worker
  * ------------------------------------------------------------------------- */
 
@@ -584,9 +528,9 @@ sft_train(PG_FUNCTION_ARGS)
 	SftTrainOptionsParse(&opts, PG_GETARG_INT32(3), PG_GETARG_FLOAT8(4), PG_GETARG_INT32(5),
 						 PG_GETARG_INT32(6), PG_GETARG_JSONB_P(7));
 
-	source_qualified = SftCheckSource(source, opts.messages_column, "source");
+	source_qualified = SftTrainingSourceCheck(source, opts.messages_column, "source");
 	if (opts.validation)
-		opts.validation = SftCheckSource(opts.validation, opts.messages_column, "validation relation");
+		opts.validation = SftTrainingSourceCheck(opts.validation, opts.messages_column, "validation relation");
 
 	SftModelFetch(base, &base_row, false);
 	SftModelCheckOwner(&base_row, "train from");

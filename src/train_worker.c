@@ -67,13 +67,14 @@
 #include "conversation.h"
 #include "core/chat_template.h"
 #include "core/model.h"
-#include "core/weights.h"
+#include "core/checkpoint.h"
 #include "largeobject.h"
 #include "model_catalog.h"
 #include "progress.h"
 #include "sft.h"
 #include "tokenizer.h"
 #include "train.h"
+#include "training_rows.h"
 
 /* ---------------------------------------------------------------------------
  * Tokenized data
@@ -91,15 +92,6 @@ typedef struct SftDataset
 	int64		cap;
 	int64		targets;		/* targets that count (a sequence's first token never does) */
 } SftDataset;
-
-typedef struct SftLoadCounts
-{
-	int64		read;			/* rows the cursor returned */
-	int64		null;			/* NULL conversation */
-	int64		too_long;		/* dropped: over max_length (too_long = drop) */
-	int64		truncated;		/* kept, cut to max_length (too_long = truncate) */
-	int64		no_assistant;	/* no target token left */
-} SftLoadCounts;
 
 typedef enum SftRunOutcome
 {
@@ -132,7 +124,7 @@ typedef struct SftRun
 
 	SftDataset	train;
 	SftDataset	valid;
-	SftLoadCounts counts;
+	SftTrainingRowCounts counts;
 
 	SftModel   *model;
 	SftTrainer *trainer;
@@ -465,94 +457,48 @@ SftLoadStartingWeights(SftRun *run)
  * 3. Reading the source
  * ------------------------------------------------------------------------- */
 
+/* The dataset a relation's rows are appended to, and the run reading them. */
+typedef struct SftReadTarget
+{
+	SftRun	   *run;
+	SftDataset *ds;
+} SftReadTarget;
+
+static void
+SftAppendRow(void *arg, const int32 *ids, const int32 *mask, int64 len, int64 targets)
+{
+	SftReadTarget *target = arg;
+
+	SftDatasetAppend(target->ds, target->run->cxt, ids, mask, len, targets);
+}
+
+/* Every 64 rows: interrupts, the postmaster, progress; false on cancel. */
+static bool
+SftReadPoll(void *arg, const SftTrainingRowCounts *counts)
+{
+	SftReadTarget *target = arg;
+
+	CHECK_FOR_INTERRUPTS();
+	SftCheckPostmaster();
+	target->run->progress.rows_read = counts->read;
+	SftPublish(target->run, SFT_PHASE_LOADING);
+	return !SftProgressCancelRequested(SftWorkerSlot);
+}
+
 static void
 SftReadRelation(SftRun *run, const char *relation, const SftTokenizerEntry *entry,
-				const SftChatTemplate *tpl, SftDataset *ds, SftLoadCounts *counts)
+				const SftChatTemplate *tpl, SftDataset *ds, SftTrainingRowCounts *counts)
 {
-	char	   *query = psprintf("SELECT %s FROM %s", quote_identifier(run->opts.messages_column),
-								 relation);
-	MemoryContext row_cxt = AllocSetContextCreate(CurrentMemoryContext, "sft row",
-												  ALLOCSET_DEFAULT_SIZES);
-	Portal		portal;
-	SftEncoded	enc;
-	int			max_length = run->opts.max_length;
+	SftTrainingRowRules rules;
+	SftReadTarget target = {run, ds};
 
-	sft_encoded_init(&enc);
-	portal = SPI_cursor_open_with_args(NULL, query, 0, NULL, NULL, NULL, true, 0);
-	PG_TRY();
-	{
-		for (;;)
-		{
-			SPI_cursor_fetch(portal, true, 256);
-			if (SPI_processed == 0)
-				break;
-			for (uint64 r = 0; r < SPI_processed; r++)
-			{
-				bool		isnull;
-				Datum		d = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull);
-				MemoryContext old;
-				SftConversation *conv;
-				char	   *problem = NULL;
-				SftError	err = {0};
-				int64		targets = 0;
-
-				counts->read++;
-				if ((counts->read & 63) == 0)
-				{
-					CHECK_FOR_INTERRUPTS();
-					SftCheckPostmaster();
-					run->progress.rows_read = counts->read;
-					SftPublish(run, SFT_PHASE_LOADING);
-				}
-				if (isnull)
-				{
-					counts->null++;
-					continue;
-				}
-				old = MemoryContextSwitchTo(row_cxt);
-				conv = SftConversationTryFromJsonb(DatumGetJsonbP(d), SFT_CONV_TRAINING, &problem);
-				if (conv == NULL)
-					ereport(ERROR,
-							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-							 errmsg("row %lld of %s is not a training conversation: %s",
-									(long long) counts->read, relation, problem),
-							 errhint("Filter the rows in a view, e.g. WHERE sft_is_conversation(%s).",
-									 quote_identifier(run->opts.messages_column))));
-				if (sft_chat_encode(tpl, entry->tok, conv, run->opts.train_on, 0,
-									run->opts.truncate ? max_length : 0, &enc, &err) != SFT_OK)
-					SftReportCoreError(&err, psprintf("row %lld of %s", (long long) counts->read, relation));
-				MemoryContextSwitchTo(old);
-				MemoryContextReset(row_cxt);
-
-				if ((int64) enc.ids.len > max_length)
-				{
-					counts->too_long++;
-					continue;
-				}
-				if (enc.truncated)
-					counts->truncated++;
-				/* a sequence's first token is never a target (nothing predicts it) */
-				for (size_t t = 1; t < enc.ids.len; t++)
-					targets += enc.mask.data[t] != 0;
-				if (targets == 0)
-				{
-					counts->no_assistant++;
-					continue;
-				}
-				SftDatasetAppend(ds, run->cxt, enc.ids.data, enc.mask.data, (int64) enc.ids.len, targets);
-			}
-			SPI_freetuptable(SPI_tuptable);
-			if (SftProgressCancelRequested(SftWorkerSlot))
-				break;
-		}
-	}
-	PG_FINALLY();
-	{
-		sft_encoded_free(&enc);
-	}
-	PG_END_TRY();
-	SPI_cursor_close(portal);
-	MemoryContextDelete(row_cxt);
+	rules.entry = entry;
+	rules.tpl = tpl;
+	rules.train_on = run->opts.train_on;
+	rules.max_length = run->opts.max_length;
+	rules.truncate = run->opts.truncate;
+	SftTrainingRowsRead(relation, run->opts.messages_column, &rules,
+						SftAppendRow, SftReadPoll, &target, counts);
 }
 
 static void
@@ -562,7 +508,7 @@ SftLoadData(SftRun *run)
 	SftChatTemplate tpl;
 	SftDataset	all = {0};
 	SftDataset	valid_all = {0};
-	SftLoadCounts vcounts = {0};
+	SftTrainingRowCounts vcounts = {0};
 	SftSeqKey  *order;
 	int64		fingerprint;
 	SftRunCounts counts;
@@ -828,11 +774,7 @@ SftTrainLoop(SftRun *run)
 	buf.seq_lens = MemoryContextAlloc(run->cxt, o->batch_size * sizeof(int));
 	buf.tokens = MemoryContextAllocHuge(run->cxt, (Size) o->batch_size * o->max_length * sizeof(int32));
 	buf.mask = MemoryContextAllocHuge(run->cxt, (Size) o->batch_size * o->max_length * sizeof(int32));
-	adamw.beta1 = 0.9;
-	adamw.beta2 = 0.999;
-	adamw.eps = 1e-8;
-	adamw.weight_decay = o->weight_decay;
-	adamw.max_grad_norm = o->max_grad_norm;
+	adamw = sft_adamw_config(o->weight_decay, o->max_grad_norm);
 
 	if (step != (run->start_epoch - 1) * steps_per_epoch)
 		ereport(ERROR,

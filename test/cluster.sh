@@ -6,6 +6,7 @@
 # and write, and run_as_server runs a command as the server's OS user.
 
 PGBIN=${PGBIN:-$($PG_CONFIG --bindir 2>/dev/null || pg_config --bindir)}
+export PGBIN PG_CONFIG
 
 run_as_server() {
 	if [ "$(id -u)" = 0 ]; then

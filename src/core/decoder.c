@@ -40,17 +40,25 @@
 
 #define SFT_MATVEC_ROWS 64		/* rows per task */
 
-/* y[OUT] = w[OUT, IN] @ x[IN], tasks of SFT_MATVEC_ROWS rows */
+/*
+ * y[OUT] = w[OUT, IN] @ x[IN], tasks of SFT_MATVEC_ROWS rows; w is fp32, or
+ * qw in dtype (rows of row_bytes) when qw is set.
+ */
 typedef struct MatvecJob
 {
 	float	   *y;
 	const float *x;
 	const float *w;
+	const char *qw;
+	SftDType	dtype;
+	size_t		row_bytes;
+	int			nx;				/* inputs x[nx, IN] -> y[nx, OUT] */
 	int			IN,
 				OUT;
 	atomic_int	next;
 } MatvecJob;
 
+/* a task computes rows lo..lo+n of every output; written into a staging block then scattered */
 static void
 matvec_job(void *ctx, int thread, int n_threads)
 {
@@ -61,8 +69,15 @@ matvec_job(void *ctx, int thread, int n_threads)
 	{
 		int			lo = task * SFT_MATVEC_ROWS;
 		int			n = j->OUT - lo < SFT_MATVEC_ROWS ? j->OUT - lo : SFT_MATVEC_ROWS;
+		float		part[SFT_DECODE_CHUNK * SFT_MATVEC_ROWS];
 
-		matvec_forward(j->y + lo, j->x, j->w + (size_t) lo * j->IN, j->IN, n);
+		if (j->qw)
+			sft_matvec_quant_rows(j->dtype, part, j->x, j->nx, j->qw + (size_t) lo * j->row_bytes,
+								  j->IN, n);
+		else
+			matvec_forward_rows(part, j->x, j->nx, j->w + (size_t) lo * j->IN, j->IN, n);
+		for (int r = 0; r < j->nx; r++)
+			memcpy(j->y + (size_t) r * j->OUT + lo, part + (size_t) r * n, sizeof(float) * n);
 	}
 }
 
@@ -101,7 +116,158 @@ struct SftDecoder
 	float	   *cos_tab, *sin_tab;	/* [S, HD/2] */
 	int32_t    *posv;			/* [CH] */
 	SftThreadPool *pool;		/* helper threads for single-token steps */
+	const SftDecodeWeights *weights;	/* reduced-precision matrices, or NULL */
 };
+
+/* ---------------------------------------------------------------------------
+ * Reduced-precision weights
+ * ------------------------------------------------------------------------- */
+
+/* One matrix of the model: where it is in the fp32 slab and in data. */
+typedef struct SftPackedMatrix
+{
+	size_t		offset;			/* in the fp32 slab, floats */
+	size_t		numel;
+	int			IN;				/* row length */
+	size_t		packed;			/* byte offset in data */
+} SftPackedMatrix;
+
+struct SftDecodeWeights
+{
+	SftDType	dtype;
+	int			n;
+	SftPackedMatrix *mats;		/* [n] slab order */
+	char	   *data;
+	size_t		bytes;
+};
+
+SftStatus
+sft_decode_weights_new(const SftModel *model, SftDType dtype, SftDecodeWeights **out,
+					   SftError *err)
+{
+	SftDecodeWeights *w;
+	size_t		bytes = 0;
+
+	*out = NULL;
+	if (dtype == SFT_DTYPE_F32)
+		return sft_error(err, SFT_ERR_INVALID, "fp32 decode weights are the model's own");
+	w = sft_calloc(1, sizeof(SftDecodeWeights));
+	if (w == NULL || (w->mats = sft_calloc(model->n_tensors, sizeof(SftPackedMatrix))) == NULL)
+	{
+		sft_decode_weights_free(w);
+		return sft_error(err, SFT_ERR_NOMEM, "out of memory for %s decode weights",
+						 sft_dtype_name(dtype));
+	}
+	w->dtype = dtype;
+	for (int i = 0; i < model->n_tensors; i++)
+	{
+		const SftParamTensor *t = &model->tensors[i];
+		SftPackedMatrix *m;
+
+		if (t->ndim != 2)
+			continue;
+		if (dtype == SFT_DTYPE_Q8_0 && t->shape[1] % SFT_Q8_0_BLOCK != 0)
+		{
+			sft_decode_weights_free(w);
+			return sft_error(err, SFT_ERR_UNSUPPORTED,
+							 "q8_0 needs rows that are a multiple of %d long; %s has rows of %lld",
+							 SFT_Q8_0_BLOCK, t->name, (long long) t->shape[1]);
+		}
+		m = &w->mats[w->n++];
+		m->offset = t->offset;
+		m->numel = t->numel;
+		m->IN = (int) t->shape[1];
+		m->packed = bytes;
+		bytes += (size_t) t->shape[0] * sft_dtype_row_bytes(dtype, t->shape[1]);
+	}
+	w->data = sft_alloc(bytes > 0 ? bytes : 1);
+	if (w->data == NULL)
+	{
+		sft_decode_weights_free(w);
+		return sft_error(err, SFT_ERR_NOMEM, "out of memory for %s decode weights (%zu bytes)",
+						 sft_dtype_name(dtype), bytes);
+	}
+	w->bytes = bytes;
+	for (int i = 0; i < w->n; i++)
+	{
+		const SftPackedMatrix *m = &w->mats[i];
+		size_t		rows = m->numel / m->IN;
+		size_t		row_bytes = sft_dtype_row_bytes(dtype, m->IN);
+
+		for (size_t r = 0; r < rows; r++)
+			sft_quantize_row(dtype, model->params + m->offset + r * m->IN,
+							 w->data + m->packed + r * row_bytes, m->IN);
+	}
+	*out = w;
+	return SFT_OK;
+}
+
+void
+sft_decode_weights_free(SftDecodeWeights *w)
+{
+	if (w == NULL)
+		return;
+	sft_free(w->mats);
+	sft_free(w->data);
+	sft_free(w);
+}
+
+size_t
+sft_decode_weights_bytes(const SftDecodeWeights *w)
+{
+	return w ? w->bytes + (size_t) w->n * sizeof(SftPackedMatrix) : 0;
+}
+
+/*
+ * The packed rows standing for the fp32 rows w[0 .. OUT) of length IN, or
+ * NULL when they are not one packed run: they may span several matrices
+ * (q | k | v, gate | up) only if those follow each other in the slab.
+ */
+static const char *
+packed_rows(const SftDecodeWeights *pw, const SftModel *model, const float *w, int IN, int OUT)
+{
+	size_t		off = (size_t) (w - model->params);
+	size_t		end = off + (size_t) IN * OUT;
+	int			lo = 0,
+				hi = pw->n - 1,
+				first = -1;
+
+	while (lo <= hi)
+	{
+		int			mid = (lo + hi) / 2;
+
+		if (pw->mats[mid].offset <= off)
+		{
+			first = mid;
+			lo = mid + 1;
+		}
+		else
+			hi = mid - 1;
+	}
+	if (first < 0 || off >= pw->mats[first].offset + pw->mats[first].numel)
+		return NULL;
+	for (int i = first;; i++)
+	{
+		const SftPackedMatrix *m = &pw->mats[i];
+
+		if (m->IN != IN)
+			return NULL;
+		if (m->offset + m->numel >= end)
+			break;
+		if (i + 1 == pw->n || pw->mats[i + 1].offset != m->offset + m->numel)
+			return NULL;
+	}
+	if ((off - pw->mats[first].offset) % IN != 0)
+		return NULL;
+	return pw->data + pw->mats[first].packed +
+		(off - pw->mats[first].offset) / IN * sft_dtype_row_bytes(pw->dtype, IN);
+}
+
+void
+sft_decoder_use_weights(SftDecoder *d, const SftDecodeWeights *weights)
+{
+	d->weights = weights;
+}
 
 SftStatus
 sft_decoder_new(const SftModel *model, int max_seq, SftDecoder **out, SftError *err)
@@ -183,55 +349,140 @@ sft_decoder_position(const SftDecoder *d)
 	return d->pos;
 }
 
-/* y[n, OUT] = x[n, IN] W[OUT, IN]^T; a single row is a memory-bound matvec. */
+/*
+ * y[n, OUT] = x[n, IN] W[OUT, IN]^T.  A prompt chunk goes through BLAS; a
+ * single token, or one token of each of n sequences (rows), is memory-bound:
+ * matrix-vector products reading each weight row once for every row, from
+ * the reduced-precision copy when the decoder has one, with exactly the sums
+ * of a single token's product.
+ */
 static void
-linear(SftDecoder *d, float *y, const float *x, const float *w, int n, int IN, int OUT)
+linear(SftDecoder *d, float *y, const float *x, const float *w, int n, bool rows,
+	   int IN, int OUT)
 {
-	if (n == 1 && (int64_t) IN * OUT < 65536)
-		matvec_forward(y, x, w, IN, OUT);	/* not worth waking anyone for */
-	else if (n == 1)
-	{
-		MatvecJob	job = {.y = y, .x = x, .w = w, .IN = IN, .OUT = OUT};
+	const char *qw = NULL;
 
+	if (!(n == 1 || rows))
+	{
+		matmul_forward(y, x, w, n, IN, OUT);
+		return;
+	}
+	if (d->weights)
+		qw = packed_rows(d->weights, d->model, w, IN, OUT);
+	if ((int64_t) n * IN * OUT < 65536)
+	{
+		/* not worth waking anyone for */
+		if (qw)
+			sft_matvec_quant_rows(d->weights->dtype, y, x, n, qw, IN, OUT);
+		else
+			matvec_forward_rows(y, x, n, w, IN, OUT);
+	}
+	else
+	{
+		MatvecJob	job = {.y = y, .x = x, .w = w, .qw = qw, .nx = n, .IN = IN, .OUT = OUT};
+
+		if (qw)
+		{
+			job.dtype = d->weights->dtype;
+			job.row_bytes = sft_dtype_row_bytes(job.dtype, IN);
+		}
 		atomic_init(&job.next, 0);
 		sft_pool_run(d->pool, matvec_job, &job);
 	}
-	else
-		matmul_forward(y, x, w, n, IN, OUT);
 }
 
-/* Runs n <= SFT_DECODE_CHUNK tokens at positions d->pos.. through the model. */
+/* attention of one token of each of n sequences, one (sequence, kv head) per task */
+typedef struct RowsAttnJob
+{
+	SftDecoder *const *seqs;
+	float	   *out, *lse, *scratch;	/* scratch [threads, S of the work decoder] */
+	const float *q;				/* [n, QKV] */
+	int			layer, n, NH, NKV, HD, QKV, S;
+	atomic_int	next;
+} RowsAttnJob;
+
 static void
-feed_chunk(SftDecoder *d, const int32_t *tokens, int n, float *logits)
+rows_attn_job(void *ctx, int thread, int n_threads)
+{
+	RowsAttnJob *j = ctx;
+	int			G = j->NH / j->NKV,
+				KVH = j->NKV * j->HD;
+	int			task;
+
+	while ((task = sft_pool_next_task(&j->next)) < j->n * j->NKV)
+	{
+		int			i = task / j->NKV,
+					g = task % j->NKV;
+		const SftDecoder *sd = j->seqs[i];
+		const float *kc = sd->kcache + (size_t) j->layer * sd->max_seq * KVH;
+		const float *vc = sd->vcache + (size_t) j->layer * sd->max_seq * KVH;
+
+		/* the call a single token's step makes (attn_job): the same sums */
+		attention_forward_one(j->out + (size_t) i * j->NH * j->HD + (size_t) g * G * j->HD,
+							  j->lse + (size_t) i * j->NH + g * G,
+							  j->q + (size_t) i * j->QKV + (size_t) g * G * j->HD,
+							  kc + (size_t) g * j->HD, vc + (size_t) g * j->HD, KVH,
+							  sd->pos + 1, G, 1, j->HD, j->scratch + (size_t) thread * j->S);
+	}
+}
+
+/*
+ * Runs n <= SFT_DECODE_CHUNK tokens through the model with d's buffers and
+ * threads.  seqs == NULL: n consecutive tokens of d's own sequence at
+ * positions d->pos.. (a prompt chunk, or one new token); logits [V] of the
+ * last.  seqs given: token i is the next token of sequence seqs[i], at that
+ * sequence's position and into its KV cache (d is the one with the longest
+ * cache, so its scratch fits every row); logits [n, V].  Each row of a batch
+ * is computed with the very sums of a single token's step.
+ */
+static void
+forward_tokens(SftDecoder *d, SftDecoder *const *seqs, const int32_t *tokens, int n,
+			   float *logits)
 {
 	const SftModel *m = d->model;
 	const SftLlamaConfig *c = &m->cfg;
 	int			C = c->hidden_size, F = c->intermediate_size, V = c->vocab_size;
 	int			NH = c->n_heads, NKV = c->n_kv_heads, HD = c->head_dim;
 	int			QH = NH * HD, KVH = NKV * HD, QKV = QH + 2 * KVH;
+	bool		rows = seqs != NULL;
 	int			p0 = d->pos;
 	float	   *params = m->params;
 
 	for (int i = 0; i < n; i++)
-		d->posv[i] = p0 + i;
+		d->posv[i] = rows ? seqs[i]->pos : p0 + i;
 	embedding_forward(d->x, tokens, params + m->embed, n, C);
 	for (int l = 0; l < c->n_layers; l++)
 	{
 		SftLayerPtrs w = sft_layer_ptrs(m, params, l);
-		float	   *kc = d->kcache + (size_t) l * d->max_seq * KVH;
-		float	   *vc = d->vcache + (size_t) l * d->max_seq * KVH;
 
 		rmsnorm_forward(d->xn, d->rstd, d->x, w.attn_norm, n, C, c->rms_norm_eps);
-		linear(d, d->qkv, d->xn, w.wqkv, n, C, QKV);
-		rope_forward(d->qkv, d->posv, d->cos_tab, d->sin_tab, n, QKV, NH + NKV, HD);
+		linear(d, d->qkv, d->xn, w.wqkv, n, rows, C, QKV);
 		for (int i = 0; i < n; i++)
 		{
-			memcpy(kc + (size_t) (p0 + i) * KVH, d->qkv + (size_t) i * QKV + QH, sizeof(float) * KVH);
-			memcpy(vc + (size_t) (p0 + i) * KVH, d->qkv + (size_t) i * QKV + QH + KVH,
-				   sizeof(float) * KVH);
+			SftDecoder *sd = rows ? seqs[i] : d;
+			float	   *qkv = d->qkv + (size_t) i * QKV;
+			float	   *kc = sd->kcache + (size_t) l * sd->max_seq * KVH;
+			float	   *vc = sd->vcache + (size_t) l * sd->max_seq * KVH;
+
+			rope_forward(qkv, &d->posv[i], sd->cos_tab, sd->sin_tab, 1, QKV, NH + NKV, HD);
+			memcpy(kc + (size_t) d->posv[i] * KVH, qkv + QH, sizeof(float) * KVH);
+			memcpy(vc + (size_t) d->posv[i] * KVH, qkv + QH + KVH, sizeof(float) * KVH);
 		}
-		if (n == 1)
+		if (rows)
 		{
+			RowsAttnJob job = {
+				.seqs = seqs, .out = d->att, .lse = d->lse, .scratch = d->attn_scratch,
+				.q = d->qkv, .layer = l, .n = n, .NH = NH, .NKV = NKV, .HD = HD, .QKV = QKV,
+				.S = d->max_seq
+			};
+
+			atomic_init(&job.next, 0);
+			sft_pool_run(d->pool, rows_attn_job, &job);
+		}
+		else if (n == 1)
+		{
+			float	   *kc = d->kcache + (size_t) l * d->max_seq * KVH;
+			float	   *vc = d->vcache + (size_t) l * d->max_seq * KVH;
 			AttnJob		job = {
 				.out = d->att, .lse = d->lse, .scratch = d->attn_scratch, .q = d->qkv,
 				.k = kc, .v = vc, .ldkv = KVH, .nkv = p0 + 1, .NH = NH, .NKV = NKV,
@@ -242,15 +493,25 @@ feed_chunk(SftDecoder *d, const int32_t *tokens, int n, float *logits)
 			sft_pool_run(d->pool, attn_job, &job);
 		}
 		else
-			attention_forward(d->att, QH, d->lse, d->qkv, QKV, kc, vc, KVH, n, p0 + n,
+			attention_forward(d->att, QH, d->lse, d->qkv, QKV,
+							  d->kcache + (size_t) l * d->max_seq * KVH,
+							  d->vcache + (size_t) l * d->max_seq * KVH, KVH, n, p0 + n,
 							  NH, NKV, HD, d->attn_scratch);
-		linear(d, d->proj, d->att, w.wo, n, QH, C);
+		linear(d, d->proj, d->att, w.wo, n, rows, QH, C);
 		residual_forward(d->x, d->x, d->proj, (size_t) n * C);
 		rmsnorm_forward(d->xn, d->rstd, d->x, w.mlp_norm, n, C, c->rms_norm_eps);
-		linear(d, d->gu, d->xn, w.wgu, n, C, 2 * F);
+		linear(d, d->gu, d->xn, w.wgu, n, rows, C, 2 * F);
 		swiglu_forward(d->h, d->gu, n, F);
-		linear(d, d->proj, d->h, w.wdown, n, F, C);
+		linear(d, d->proj, d->h, w.wdown, n, rows, F, C);
 		residual_forward(d->x, d->x, d->proj, (size_t) n * C);
+	}
+	if (rows)
+	{
+		for (int i = 0; i < n; i++)
+			seqs[i]->pos++;
+		rmsnorm_forward(d->xn, d->rstd, d->x, params + m->final_norm, n, C, c->rms_norm_eps);
+		linear(d, logits, d->xn, params + m->lm_head, n, true, C, V);
+		return;
 	}
 	d->pos += n;
 	if (logits)
@@ -258,7 +519,7 @@ feed_chunk(SftDecoder *d, const int32_t *tokens, int n, float *logits)
 		/* only the last token's logits are asked for */
 		rmsnorm_forward(d->xn, d->rstd, d->x + (size_t) (n - 1) * C, params + m->final_norm,
 						1, C, c->rms_norm_eps);
-		linear(d, logits, d->xn, params + m->lm_head, 1, C, V);
+		linear(d, logits, d->xn, params + m->lm_head, 1, false, C, V);
 	}
 }
 
@@ -281,7 +542,45 @@ sft_decoder_feed(SftDecoder *d, const int32_t *tokens, int n, float *logits, Sft
 	{
 		int			k = n - i < SFT_DECODE_CHUNK ? n - i : SFT_DECODE_CHUNK;
 
-		feed_chunk(d, tokens + i, k, i + k == n ? logits : NULL);
+		forward_tokens(d, NULL, tokens + i, k, i + k == n ? logits : NULL);
 	}
+	return SFT_OK;
+}
+
+SftStatus
+sft_decoder_step_batch(SftDecoder *const *decs, int n, const int32_t *tokens, float *logits,
+					   SftError *err)
+{
+	SftDecoder *work;
+	int			V;
+
+	if (n <= 0 || decs == NULL || tokens == NULL || logits == NULL)
+		return sft_error(err, SFT_ERR_INVALID, "no sequences to step");
+	if (n > SFT_DECODE_CHUNK)
+		return sft_error(err, SFT_ERR_LIMIT, "at most %d sequences step together, not %d",
+						 SFT_DECODE_CHUNK, n);
+	work = decs[0];
+	V = work->model->cfg.vocab_size;
+	for (int i = 0; i < n; i++)
+	{
+		const SftDecoder *d = decs[i];
+
+		if (d->model != work->model || d->weights != work->weights)
+			return sft_error(err, SFT_ERR_INVALID,
+							 "sequences stepped together must share one model and its weights");
+		for (int k = 0; k < i; k++)
+			if (decs[k] == d)
+				return sft_error(err, SFT_ERR_INVALID, "sequence %d is stepped twice", i);
+		if (d->pos >= d->max_seq)
+			return sft_error(err, SFT_ERR_LIMIT,
+							 "sequence %d would reach %d tokens, more than its decoder's %d",
+							 i, d->pos + 1, d->max_seq);
+		if (tokens[i] < 0 || tokens[i] >= V)
+			return sft_error(err, SFT_ERR_INVALID,
+							 "token id %d is outside the vocabulary (%d)", (int) tokens[i], V);
+		if (d->max_seq > work->max_seq)
+			work = decs[i];
+	}
+	forward_tokens(work, decs, tokens, n, logits);
 	return SFT_OK;
 }

@@ -147,27 +147,42 @@ matmul_backward(float *dx, float *dw, const float *dout, const float *x,
 					1.0f, dout, OUT, x, IN, 1.0f, dw, IN);
 }
 
+/* One row of a matrix-vector product; the same sums in the same order wherever it is used. */
+static inline float
+matvec_dot(const float *restrict row, const float *restrict x, size_t n)
+{
+	float		acc[16] = {0};	/* two vector accumulators: FMA latency */
+	float		s = 0.0f;
+	size_t		i = 0;
+
+	for (; i + 16 <= n; i += 16)
+		for (int j = 0; j < 16; j++)
+			acc[j] += row[i + j] * x[i + j];
+	for (; i < n; i++)
+		s += row[i] * x[i];
+	for (int j = 0; j < 16; j++)
+		s += acc[j];
+	return s;
+}
+
 void
 matvec_forward(float *restrict y, const float *restrict x, const float *restrict w,
 			   int IN, int OUT)
 {
-	size_t		n = (size_t) IN;
+	matvec_forward_rows(y, x, 1, w, IN, OUT);
+}
 
+void
+matvec_forward_rows(float *restrict y, const float *restrict x, int nx,
+					const float *restrict w, int IN, int OUT)
+{
 	for (int o = 0; o < OUT; o++)
 	{
 		const float *row = w + (size_t) o * IN;
-		float		acc[16] = {0};	/* two vector accumulators: FMA latency */
-		float		s = 0.0f;
-		size_t		i = 0;
 
-		for (; i + 16 <= n; i += 16)
-			for (int j = 0; j < 16; j++)
-				acc[j] += row[i + j] * x[i + j];
-		for (; i < n; i++)
-			s += row[i] * x[i];
-		for (int j = 0; j < 16; j++)
-			s += acc[j];
-		y[o] = s;
+		/* the row is read from memory once and from cache for the other inputs */
+		for (int j = 0; j < nx; j++)
+			y[(size_t) j * OUT + o] = matvec_dot(row, x + (size_t) j * IN, (size_t) IN);
 	}
 }
 

@@ -58,6 +58,13 @@ void		matmul_backward(float *dx, float *dw, const float *dout,
  * 6-11 GB/s on the 2-core Zen 3 development machine).
  */
 void		matvec_forward(float *y, const float *x, const float *w, int IN, int OUT);
+/*
+ * The same product for nx inputs at once, y[nx, OUT] = x[nx, IN] @ w^T, each
+ * row of w read once for all of them: every y[j] is bitwise what
+ * matvec_forward gives for x[j] alone, which is what lets batched generation
+ * give exactly the single-sequence results.
+ */
+void		matvec_forward_rows(float *y, const float *x, int nx, const float *w, int IN, int OUT);
 
 /* out[n] = x[n] + y[n] (the residual add; out may be x).  Its backward is
  * the identity: the residual gradient flows to both inputs unchanged. */

@@ -18,6 +18,8 @@
 
 #include "common.h"
 #include "llama_config.h"
+#include "optim.h"
+#include "quant.h"
 
 #define SFT_TENSOR_NAME_MAX 96
 
@@ -63,26 +65,6 @@ typedef struct SftBatch
 	const int32_t *tokens;		/* [T = sum of seq_lens] */
 	const int32_t *mask;		/* [T] 0/1 */
 } SftBatch;
-
-typedef enum SftLrSchedule
-{
-	SFT_LR_COSINE = 0,			/* linear warmup, cosine decay to min_lr_ratio * lr */
-	SFT_LR_LINEAR,				/* linear warmup, linear decay to min_lr_ratio * lr */
-	SFT_LR_CONSTANT				/* linear warmup, then constant */
-} SftLrSchedule;
-
-/* Learning rate at optimizer step (0-based) of total_steps. */
-double		sft_lr_at(SftLrSchedule schedule, double peak_lr, int64_t step,
-					  int64_t total_steps, int64_t warmup_steps, double min_lr_ratio);
-
-typedef struct SftAdamWConfig
-{
-	double		beta1;			/* 0.9 */
-	double		beta2;			/* 0.999 */
-	double		eps;			/* 1e-8 */
-	double		weight_decay;	/* decoupled, matrices only */
-	double		max_grad_norm;	/* global-norm clipping; <= 0 disables */
-} SftAdamWConfig;
 
 typedef struct SftTrainer SftTrainer;	/* gradients, AdamW moments, activations */
 
@@ -157,6 +139,39 @@ int			sft_decoder_position(const SftDecoder *dec);
  */
 SftStatus	sft_decoder_feed(SftDecoder *dec, const int32_t *tokens, int n,
 							 float *logits, SftError *err);
+
+/*
+ * Reduced-precision copies of a model's weight matrices for decode steps
+ * (quant.h): every 2-D tensor, the LM head included, in dtype; embeddings are
+ * still looked up, and prompts still prefilled, in fp32 from the model (there
+ * is no bf16 or int8 GEMM in OpenBLAS here, and a prefill is compute-bound).
+ * q8_0 needs every matrix row to be a multiple of 32 long (else
+ * SFT_ERR_UNSUPPORTED).  The model must outlive them.
+ */
+typedef struct SftDecodeWeights SftDecodeWeights;
+
+SftStatus	sft_decode_weights_new(const SftModel *model, SftDType dtype,
+								   SftDecodeWeights **out, SftError *err);
+void		sft_decode_weights_free(SftDecodeWeights *weights);
+size_t		sft_decode_weights_bytes(const SftDecodeWeights *weights);
+
+/*
+ * Single-token steps of this decoder read weights (built from its model)
+ * instead of the fp32 matrices; NULL goes back to fp32.  weights must outlive
+ * the decoder's use of it.
+ */
+void		sft_decoder_use_weights(SftDecoder *dec, const SftDecodeWeights *weights);
+
+/*
+ * One new token for each of n sequences (n <= 128), each with its own
+ * decoder of the same model (and decode weights): token i is appended to
+ * decs[i]'s cache and its logits land in logits[i * V ..].  Every weight is
+ * read once for all n; each sequence's logits are bitwise those of
+ * sft_decoder_feed of that token alone, so batched generation gives exactly
+ * what generating each sequence alone gives.  On error nothing is changed.
+ */
+SftStatus	sft_decoder_step_batch(SftDecoder *const *decs, int n, const int32_t *tokens,
+								   float *logits, SftError *err);
 
 typedef struct SftSamplerConfig
 {

@@ -19,6 +19,8 @@
 #include <immintrin.h>
 #endif
 
+#include "model.h"			/* SftParamTensor */
+
 double
 sft_lr_at(SftLrSchedule schedule, double peak_lr, int64_t step,
 		  int64_t total_steps, int64_t warmup_steps, double min_lr_ratio)

@@ -1,12 +1,48 @@
 /*
- * optim.h: the optimizer kernels the trainer uses (AdamW, gradient norm) and
- * the learning-rate schedules (sft_lr_at, declared in model.h).
+ * optim.h: the optimizer: AdamW's settings and kernels, the gradient norm,
+ * and the learning-rate schedules.  The trainer (model.h) takes these types;
+ * this header does not depend on the model.
  */
 #ifndef SFT_CORE_OPTIM_H
 #define SFT_CORE_OPTIM_H
 
-#include "model.h"
+#include "common.h"
 #include "threadpool.h"
+
+typedef struct SftParamTensor SftParamTensor;	/* model.h */
+
+typedef enum SftLrSchedule
+{
+	SFT_LR_COSINE = 0,			/* linear warmup, cosine decay to min_lr_ratio * lr */
+	SFT_LR_LINEAR,				/* linear warmup, linear decay to min_lr_ratio * lr */
+	SFT_LR_CONSTANT				/* linear warmup, then constant */
+} SftLrSchedule;
+
+/* Learning rate at optimizer step (0-based) of total_steps. */
+double		sft_lr_at(SftLrSchedule schedule, double peak_lr, int64_t step,
+					  int64_t total_steps, int64_t warmup_steps, double min_lr_ratio);
+
+typedef struct SftAdamWConfig
+{
+	double		beta1;
+	double		beta2;
+	double		eps;
+	double		weight_decay;	/* decoupled, matrices only */
+	double		max_grad_norm;	/* global-norm clipping; <= 0 disables */
+} SftAdamWConfig;
+
+/*
+ * The AdamW training uses: torch.optim.AdamW's betas (0.9, 0.999) and eps
+ * 1e-8, the defaults TRL's SFTTrainer keeps, with the run's weight decay and
+ * clipping norm.
+ */
+static inline SftAdamWConfig
+sft_adamw_config(double weight_decay, double max_grad_norm)
+{
+	SftAdamWConfig cfg = {0.9, 0.999, 1e-8, weight_decay, max_grad_norm};
+
+	return cfg;
+}
 
 /* Sum of squares of g[n], accumulated in double. */
 double		sft_sum_squares(const float *g, size_t n);

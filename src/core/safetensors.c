@@ -11,6 +11,7 @@
  * buffer, so loading never holds a second copy of the weights.
  */
 #include "safetensors.h"
+#include "quant.h"
 
 #include <json.h>
 #include <math.h>
@@ -65,48 +66,6 @@ sft_st_dtype_size(SftStDtype dtype)
 	return (unsigned) dtype < SFT_ST_N_DTYPES ? st_dtypes[dtype].size : 0;
 }
 
-static float
-bits_to_float(uint32_t bits)
-{
-	float		f;
-
-	memcpy(&f, &bits, sizeof(f));
-	return f;
-}
-
-float
-sft_bf16_to_f32(uint16_t bits)
-{
-	/* bfloat16 is the upper half of an fp32. */
-	return bits_to_float((uint32_t) bits << 16);
-}
-
-float
-sft_f16_to_f32(uint16_t h)
-{
-	uint32_t	sign = (uint32_t) (h & 0x8000) << 16;
-	uint32_t	exponent = (h >> 10) & 0x1f;
-	uint32_t	mantissa = h & 0x3ff;
-
-	if (exponent == 0x1f)		/* Inf and NaN keep their payload */
-		return bits_to_float(sign | 0x7f800000u | (mantissa << 13));
-	if (exponent != 0)			/* normal: rebias 15 -> 127 */
-		return bits_to_float(sign | ((exponent + 112) << 23) | (mantissa << 13));
-	if (mantissa == 0)
-		return bits_to_float(sign);
-
-	/*
-	 * Subnormal: mantissa * 2^-24.  Shift the leading 1 into the implicit bit
-	 * position; every fp16 subnormal is a normal fp32.
-	 */
-	exponent = 113;				/* 127 - 15 + 1 */
-	while ((mantissa & 0x400) == 0)
-	{
-		mantissa <<= 1;
-		exponent--;
-	}
-	return bits_to_float(sign | (exponent << 23) | ((mantissa & 0x3ff) << 13));
-}
 
 /* ---------------------------------------------------------------------------
  * Header parsing

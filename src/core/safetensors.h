@@ -77,10 +77,6 @@ typedef SftStatus (*SftReadAtFn) (void *ctx, uint64_t offset, void *dst, size_t 
 const char *sft_st_dtype_name(SftStDtype dtype);
 size_t		sft_st_dtype_size(SftStDtype dtype);
 
-/* Exact conversions to fp32 (every 16-bit pattern has an fp32 twin). */
-float		sft_bf16_to_f32(uint16_t bits);
-float		sft_f16_to_f32(uint16_t bits);
-
 /*
  * Parse and validate the JSON header (json[0..len), the N bytes after the
  * length prefix) against a data region of data_len bytes.  out->data_start

@@ -4,7 +4,8 @@
 # pgbench runs 4 clients for ${SFT_PGBENCH_SECONDS:-20} s against a tiny
 # model, mixing four scripts: greedy generation (checked against the text
 # computed before the run), seeded sampling with top-p, streaming (rows
-# concatenated, checked), and sft_loss (checked).  A wrong result divides by
+# concatenated, checked), greedy generation from q8_0 decode weights
+# (sft.generate_dtype, checked), and sft_loss (checked).  A wrong result divides by
 # zero, so pgbench counts it as a failure.  Every client must finish with no
 # error, and the private memory (RssAnon) of each client's backend must not
 # grow between the first seconds (model cached, decoder allocated) and the
@@ -51,7 +52,8 @@ hi='[{"role": "user", "content": "Hello!"}]'
 pair="sft_from_pair('What is the capital of France?', 'Paris is the capital.')"
 greedy_md5=$(q "SELECT md5(sft_generate('pgb_m', '$hi'::jsonb, 32))")
 loss=$(q "SELECT sft_loss('pgb_m', $pair)")
-check "expected values computed" "t" "$(q "SELECT length('$greedy_md5') = 32 AND $loss > 0")"
+q8_md5=$(q "SET sft.generate_dtype = q8_0; SELECT md5(sft_generate('pgb_m', '$hi'::jsonb, 32))" | tail -1)
+check "expected values computed" "t" "$(q "SELECT length('$greedy_md5') = 32 AND length('$q8_md5') = 32 AND $loss > 0")"
 
 cat >"$work/greedy.sql" <<SQL
 SELECT 1 / (md5(sft_generate('pgb_m', '$hi'::jsonb, 32)) = '$greedy_md5')::int;
@@ -62,6 +64,11 @@ SELECT 1 / (length(sft_generate('pgb_m', '$hi'::jsonb, 32, temperature => 0.9, t
 SQL
 cat >"$work/stream.sql" <<SQL
 SELECT 1 / (md5(string_agg(p, '')) = '$greedy_md5')::int FROM (SELECT sft_generate_stream('pgb_m', '$hi'::jsonb, 32) AS p) s;
+SQL
+cat >"$work/q8.sql" <<SQL
+SET sft.generate_dtype = q8_0;
+SELECT 1 / (md5(sft_generate('pgb_m', '$hi'::jsonb, 32)) = '$q8_md5')::int;
+RESET sft.generate_dtype;
 SQL
 cat >"$work/loss.sql" <<SQL
 SELECT 1 / (sft_loss('pgb_m', $pair) = $loss)::int;
@@ -76,13 +83,30 @@ rss_of_clients() {			# "pid:RssAnon kB" for each pgbench backend, sorted by pid
 }
 
 "$PGBIN/pgbench" -n -c 4 -j 2 -T "$SECONDS_RUN" -d "$DB" \
-	-f "$work/greedy.sql@4" -f "$work/sampled.sql@3" -f "$work/stream.sql@2" -f "$work/loss.sql@1" \
+	-f "$work/greedy.sql@4" -f "$work/sampled.sql@3" -f "$work/stream.sql@2" -f "$work/q8.sql@2" -f "$work/loss.sql@1" \
 	>"$work/pgbench.out" 2>&1 &
 bench_pid=$!
-sleep 8
-rss_start=$(rss_of_clients)
-sleep $((SECONDS_RUN - 10))
-rss_end=$(rss_of_clients)
+# Sample every second while pgbench runs, keeping the first full sample taken
+# at least 8 s in (model cached, decoder allocated) and the last full one
+# before pgbench ends: fixed sleeps miss the end on a slow or loaded host.
+rss_start=""
+rss_end=""
+start_at=0
+end_at=0
+began=$(date +%s)
+while kill -0 $bench_pid 2>/dev/null; do
+	sample=$(rss_of_clients)
+	now=$(( $(date +%s) - began ))
+	if [ "$(echo "$sample" | grep -c ':[0-9]')" = 4 ]; then
+		if [ -z "$rss_start" ]; then
+			[ "$now" -ge 8 ] && { rss_start=$sample; start_at=$now; }
+		else
+			rss_end=$sample
+			end_at=$now
+		fi
+	fi
+	sleep 1
+done
 wait $bench_pid
 status=$?
 
@@ -92,8 +116,9 @@ check "no client aborted, no error" "0" "$(grep -ciE 'abort|error' "$work/pgbenc
 processed=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$work/pgbench.out")
 check "transactions were processed" "t" "$([ "${processed:-0}" -gt 100 ] && echo t || echo f)"
 check "4 backends sampled at start and end" "4 4" "$(echo "$rss_start" | grep -c ':[0-9]') $(echo "$rss_end" | grep -c ':[0-9]')"
-echo "# RssAnon kB at 8 s:  $(echo $rss_start)"
-echo "# RssAnon kB at $((SECONDS_RUN - 2)) s: $(echo $rss_end)"
+check "samples at least $((SECONDS_RUN / 4)) s apart" "t" "$([ $((end_at - start_at)) -ge $((SECONDS_RUN / 4)) ] && echo t || echo f)"
+echo "# RssAnon kB at $start_at s: $(echo $rss_start)"
+echo "# RssAnon kB at $end_at s: $(echo $rss_end)"
 # The baseline is the largest backend at 8 s: every client runs the same
 # scripts, so they converge on one steady state; a client that had not yet
 # run the costliest script by then is not a leak, growth beyond that level is.

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "weights.h"
+#include "checkpoint.h"
 
 static SftStatus
 file_sink(void *ctx, const void *data, size_t len, SftError *err)

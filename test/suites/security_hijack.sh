@@ -302,6 +302,8 @@ calls_anytime() {
 			"SELECT * FROM sft_generate_stream('$m', $ASK, max_new_tokens => 4)"
 		call "sft_generate_stream(text, text, integer, double precision, integer, double precision, bigint, text[])" \
 			"SELECT * FROM sft_generate_stream('$m', 'Question 1', max_new_tokens => 4)"
+		call "sft_generate_batch(text, jsonb[], integer, double precision, integer, double precision, bigint, text[])" \
+			"SELECT * FROM sft_generate_batch('$m', ARRAY[$ASK::jsonb, $ASK::jsonb], max_new_tokens => 4, temperature => 0.8, seed => 1, stop => '{x}')"
 		call "sft_generate_raw(text, text, integer, double precision, integer, double precision, bigint, text[])" \
 			"SELECT sft_generate_raw('$m', 'Question', max_new_tokens => 4)"
 		call "sft_generate_tokens(text, integer[], integer, double precision, integer, double precision, bigint)" \

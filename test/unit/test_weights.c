@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "quant.h"
 #include "safetensors.h"
 #include "tap.h"
 
