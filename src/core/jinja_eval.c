@@ -630,8 +630,24 @@ as_double(const JVal *v)
 	return v->t == JV_FLOAT ? v->u.f : (double) v->u.i;
 }
 
+/*
+ * Values nested deeper than this are not descended into (comparison and
+ * printing): a namespace can contain itself, and a loop can wrap a list in a
+ * list a million times; no chat template comes near it.
+ */
+#define JINJA_MAX_VALUE_DEPTH 200
+
+static int	v_eq_depth(const JVal *a, const JVal *b, int depth);
+
 static int
 v_eq(const JVal *a, const JVal *b)
+{
+	return v_eq_depth(a, b, 0);
+}
+
+/* Beyond JINJA_MAX_VALUE_DEPTH containers compare as different. */
+static int
+v_eq_depth(const JVal *a, const JVal *b, int depth)
 {
 	if (is_numeric(a) && is_numeric(b))
 	{
@@ -652,7 +668,7 @@ v_eq(const JVal *a, const JVal *b)
 			if (a->tuple != b->tuple || a->u.l->n != b->u.l->n)
 				return 0;
 			for (size_t i = 0; i < a->u.l->n; i++)
-				if (!v_eq(&a->u.l->v[i], &b->u.l->v[i]))
+				if (depth >= JINJA_MAX_VALUE_DEPTH || !v_eq_depth(&a->u.l->v[i], &b->u.l->v[i], depth + 1))
 					return 0;
 			return 1;
 		case JV_DICT:
@@ -662,7 +678,7 @@ v_eq(const JVal *a, const JVal *b)
 			{
 				JVal	   *o = dict_find(b->u.d, &a->u.d->k[i]);
 
-				if (o == NULL || !v_eq(&a->u.d->v[i], o))
+				if (o == NULL || depth >= JINJA_MAX_VALUE_DEPTH || !v_eq_depth(&a->u.d->v[i], o, depth + 1))
 					return 0;
 			}
 			return 1;
@@ -671,9 +687,17 @@ v_eq(const JVal *a, const JVal *b)
 	}
 }
 
+static int	v_order_depth(R *r, int line, const JVal *a, const JVal *b, int *cmp, int depth);
+
 /* Python's <: -1/0/1 in *cmp, or an error for unorderable types. */
 static int
 v_order(R *r, int line, const JVal *a, const JVal *b, int *cmp)
+{
+	return v_order_depth(r, line, a, b, cmp, 0);
+}
+
+static int
+v_order_depth(R *r, int line, const JVal *a, const JVal *b, int *cmp, int depth)
 {
 	if (is_numeric(a) && is_numeric(b))
 	{
@@ -705,7 +729,10 @@ v_order(R *r, int line, const JVal *a, const JVal *b, int *cmp)
 		{
 			if (v_eq(&a->u.l->v[i], &b->u.l->v[i]))
 				continue;
-			return v_order(r, line, &a->u.l->v[i], &b->u.l->v[i], cmp);
+			if (depth >= JINJA_MAX_VALUE_DEPTH)
+				return fail(r, line, SFT_ERR_LIMIT, "comparing values nested deeper than %d",
+							JINJA_MAX_VALUE_DEPTH);
+			return v_order_depth(r, line, &a->u.l->v[i], &b->u.l->v[i], cmp, depth + 1);
 		}
 		*cmp = a->u.l->n < b->u.l->n ? -1 : a->u.l->n > b->u.l->n ? 1 : 0;
 		return 0;
@@ -816,7 +843,13 @@ py_printable(uint32_t cp)
 	return 1;
 }
 
-static int	v_print(R *r, JSink *k, const JVal *v, int repr);
+static int	v_print_depth(R *r, JSink *k, const JVal *v, int repr, int depth);
+
+static int
+v_print(R *r, JSink *k, const JVal *v, int repr)
+{
+	return v_print_depth(r, k, v, repr, 0);
+}
 
 static int
 str_repr(R *r, JSink *k, const JStr *s)
@@ -864,10 +897,13 @@ str_repr(R *r, JSink *k, const JStr *s)
 
 /* str(v) (repr = 0) or repr(v) into k, as Python prints them. */
 static int
-v_print(R *r, JSink *k, const JVal *v, int repr)
+v_print_depth(R *r, JSink *k, const JVal *v, int repr, int depth)
 {
 	char		buf[64];
 
+	if (depth > JINJA_MAX_VALUE_DEPTH)
+		return fail(r, 0, SFT_ERR_LIMIT, "printing a value nested deeper than %d (or containing itself)",
+					JINJA_MAX_VALUE_DEPTH);
 	switch (v->t)
 	{
 		case JV_UNDEF:
@@ -890,7 +926,7 @@ v_print(R *r, JSink *k, const JVal *v, int repr)
 			{
 				if (i > 0 && sink_write(r, k, ", ", 2))
 					return -1;
-				if (step(r, 0) || v_print(r, k, &v->u.l->v[i], 1))
+				if (step(r, 0) || v_print_depth(r, k, &v->u.l->v[i], 1, depth + 1))
 					return -1;
 			}
 			if (v->tuple && v->u.l->n == 1 && sink_write(r, k, ",", 1))
@@ -906,8 +942,8 @@ v_print(R *r, JSink *k, const JVal *v, int repr)
 			{
 				if (i > 0 && sink_write(r, k, ", ", 2))
 					return -1;
-				if (step(r, 0) || v_print(r, k, &v->u.d->k[i], 1) || sink_write(r, k, ": ", 2) ||
-					v_print(r, k, &v->u.d->v[i], 1))
+				if (step(r, 0) || v_print_depth(r, k, &v->u.d->k[i], 1, depth + 1) || sink_write(r, k, ": ", 2) ||
+					v_print_depth(r, k, &v->u.d->v[i], 1, depth + 1))
 					return -1;
 			}
 			if (sink_write(r, k, "}", 1))

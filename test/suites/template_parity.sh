@@ -12,7 +12,8 @@
 #     tokenizer in node turns those texts into ids.  It also renders the
 #     Jinja our exports write (sft_chat_template_jinja) for chatml, llama3
 #     and llama2, with and without a default system prompt: 360 more texts.
-# Rendered text and ids must be identical.  The tokenizers go in through
+# Rendered text and ids must be identical, and the masks hold by
+# construction: every reply's text is trained, no user or system text is.  The tokenizers go in through
 # sft_tokenizer_import, so template detection is checked too (Qwen3's package
 # as shipped must come out as qwen3).
 #
@@ -143,6 +144,28 @@ SELECT CASE WHEN o.ids = c.ids THEN 'ok' ELSE 'not ok' END
 SELECT CASE WHEN bool_and(o.count = cardinality(c.ids)) THEN 'ok' ELSE 'not ok' END
        || ' - sft_token_count(messages) equals the reference length for ' || count(*) || ' conversations'
   FROM cases c JOIN ours o USING (n) WHERE NOT c.gen AND c.has_ids;
+-- masks by construction: every reply's text is trained, the user's is not
+-- (cores: content without the non-word characters at its ends, which
+-- templates trim; think blocks and whitespace-only replies left aside)
+SELECT CASE WHEN bool_and(ok) THEN 'ok' ELSE 'not ok' END
+       || ' - masks of ' || tok || ': every reply trained, no user text, over ' || count(*) || ' conversations'
+  FROM (SELECT c.tok,
+               NOT EXISTS (SELECT 1 FROM jsonb_array_elements(c.messages) a,
+                                  LATERAL (SELECT regexp_replace(normalize(a->>'content', NFC), '^\W+|\W+$', '', 'g') AS core) k
+                            WHERE a->>'role' = 'assistant' AND k.core <> '' AND strpos(a->>'content', 'think>') = 0
+                              AND strpos(m.trained, k.core) = 0)
+               AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(c.messages) u,
+                                      LATERAL (SELECT regexp_replace(normalize(u->>'content', NFC), '^\W+|\W+$', '', 'g') AS core) k
+                                WHERE u->>'role' IN ('user', 'system') AND length(k.core) >= 8
+                                  AND strpos(m.trained, k.core) > 0
+                                  AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(c.messages) a
+                                                   WHERE a->>'role' = 'assistant' AND strpos(normalize(a->>'content', NFC), k.core) > 0)) AS ok
+          FROM cases c,
+               LATERAL (SELECT normalize(sft_detokenize(c.tok, ARRAY(SELECT t FROM unnest(e.input_ids, e.loss_mask) AS u(t, k)
+                                                           WHERE k = 1)), NFC) AS trained
+                          FROM sft_encode(c.tok, c.messages) e) m
+         WHERE NOT c.gen AND c.has_ids) s
+ GROUP BY tok ORDER BY tok;
 \o
 SELECT sft_tokenizer_drop(name) FROM sft_tokenizers WHERE name LIKE 'ref\_%' OR name LIKE 'jx\_%';
 SQL

@@ -161,6 +161,12 @@ main(void)
 			   "unbounded macro recursion stops at the depth limit (%s)", last_error);
 		TAP_OK(render_with("{{ 'ab' * 4000000000000 }}", NULL, NULL, NULL, NULL) == NULL &&
 			   last_status == SFT_ERR_LIMIT, "a huge repetition is refused up front (%s)", last_error);
+		TAP_OK(render_with("{% set ns = namespace() %}{% set ns.me = ns %}{{ ns }}", NULL, NULL, NULL, NULL) == NULL &&
+			   last_status == SFT_ERR_LIMIT && strstr(last_error, "containing itself"),
+			   "a namespace that contains itself is refused when printed, not a stack overflow (%s)", last_error);
+		TAP_OK(render_with("{% set ns = namespace(l=[]) %}{% for i in range(20000) %}{% set ns.l = [ns.l] %}{% endfor %}"
+						   "{{ ns.l == ns.l }}{{ [ns.l] < [ns.l] }}", NULL, NULL, NULL, NULL) == NULL &&
+			   last_status == SFT_ERR_LIMIT, "20000 nested lists compare without a stack overflow (%s)", last_error);
 		TAP_OK(render_with("{{ range(1000000) | length }}", NULL, NULL, NULL, NULL) == NULL &&
 			   strstr(last_error, "range too big"), "range() is capped as in the sandbox (%s)", last_error);
 	}
