@@ -18,6 +18,9 @@
  * and land in the output, which is how assistant masks are derived from the
  * template itself.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE				/* memmem, memrchr */
+#endif
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -154,12 +157,24 @@ ralloc(R *r, size_t size)
 	return p;
 }
 
+/*
+ * Work done between steps by code that has no renderer at hand (comparing
+ * values, searching and copying strings), charged to the step budget at the
+ * next step: a template cannot make one step arbitrarily expensive.  Per
+ * thread, as a render runs on one thread.
+ */
+static __thread int64_t jinja_work;
+
+#define CHARGE(bytes) (jinja_work += (int64_t) ((bytes) >> 6) + 1)
+
 static int	step_slow(R *r, int line);
 
 static inline int
 step(R *r, int line)
 {
-	if (++r->steps < r->next_check)
+	r->steps += 1 + jinja_work;
+	jinja_work = 0;
+	if (r->steps < r->next_check)
 		return 0;
 	return step_slow(r, line);
 }
@@ -346,6 +361,7 @@ sink_write(R *r, JSink *k, const char *p, size_t n)
 {
 	if (n == 0)
 		return 0;
+	CHARGE(n);
 	if (k == r->sink && k->n + n > r->opts->limits.max_output)
 		return fail(r, 0, SFT_ERR_LIMIT, "rendered text longer than %zu bytes",
 					r->opts->limits.max_output);
@@ -649,6 +665,7 @@ v_eq(const JVal *a, const JVal *b)
 static int
 v_eq_depth(const JVal *a, const JVal *b, int depth)
 {
+	jinja_work++;
 	if (is_numeric(a) && is_numeric(b))
 	{
 		if (a->t == JV_FLOAT || b->t == JV_FLOAT)
@@ -1256,6 +1273,7 @@ str_strip(R *r, const JStr *s, const JStr *chars, int ends)
 	size_t		a = 0,
 				b = s->n;
 
+	CHARGE(s->n * (chars ? chars->n + 1 : 1));
 	if (ends & 1)
 		while (a < b)
 		{
@@ -1281,6 +1299,7 @@ str_strip(R *r, const JStr *s, const JStr *chars, int ends)
 	return str_sub(r, s, a, b - a);
 }
 
+/* memmem is linear in glibc (two-way); the scan is charged to the budget. */
 static const char *
 mem_find(const char *h, size_t hn, const char *n, size_t nn)
 {
@@ -1288,20 +1307,29 @@ mem_find(const char *h, size_t hn, const char *n, size_t nn)
 		return h;
 	if (nn > hn)
 		return NULL;
-	for (size_t i = 0; i + nn <= hn; i++)
-		if (h[i] == n[0] && memcmp(h + i, n, nn) == 0)
-			return h + i;
-	return NULL;
+	CHARGE(hn);
+	return memmem(h, hn, n, nn);
 }
 
+/* Last occurrence; each candidate position costs the needle's length. */
 static const char *
 mem_rfind(const char *h, size_t hn, const char *n, size_t nn)
 {
+	if (nn == 0)
+		return h + hn;
 	if (nn > hn)
 		return NULL;
 	for (size_t i = hn - nn + 1; i-- > 0;)
-		if (memcmp(h + i, n, nn) == 0)
-			return h + i;
+	{
+		const char *c = memrchr(h, n[0], i + 1);
+
+		if (c == NULL)
+			return NULL;
+		i = (size_t) (c - h);
+		CHARGE(nn);
+		if (memcmp(c, n, nn) == 0)
+			return c;
+	}
 	return NULL;
 }
 
@@ -1315,6 +1343,7 @@ str_split(R *r, int line, const JStr *s, const JStr *sep, int64_t maxsplit, int 
 		return -1;
 	if (sep && sep->n == 0)
 		return fail(r, line, SFT_ERR_INVALID, "split: empty separator");
+	CHARGE(s->n);
 	if (sep == NULL)
 	{
 		size_t		i = 0;
@@ -1527,6 +1556,8 @@ str_case(R *r, int line, const JStr *s, int mode, JVal *out)
 	size_t		i = 0,
 				o = 0;
 	int			prev_cased = 0;
+
+	CHARGE(s->n);
 	int			word_start = 1;
 
 	if (buf == NULL)
@@ -4458,6 +4489,7 @@ sft_jinja_render(const SftJinjaTemplate *tpl, SftJinjaRender *opts, SftBuf *out,
 	SftStatus	status = SFT_OK;
 
 	memset(&r, 0, sizeof(r));
+	jinja_work = 0;
 	r.err = err;
 	r.opts = opts;
 	r.arena.limit = opts->limits.max_memory;

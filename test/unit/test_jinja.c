@@ -167,6 +167,17 @@ main(void)
 		TAP_OK(render_with("{% set ns = namespace(l=[]) %}{% for i in range(20000) %}{% set ns.l = [ns.l] %}{% endfor %}"
 						   "{{ ns.l == ns.l }}{{ [ns.l] < [ns.l] }}", NULL, NULL, NULL, NULL) == NULL &&
 			   last_status == SFT_ERR_LIMIT, "20000 nested lists compare without a stack overflow (%s)", last_error);
+		sft_jinja_render_init(&r, NULL);
+		r.limits.max_steps = 1000000;
+		TAP_OK(render_with("{% set s = 'a' * 4000000 %}{% for i in range(100000) %}{% if 'b' in s %}x{% endif %}"
+						   "{% if s.rfind('ab') > 0 %}y{% endif %}{% endfor %}", NULL, &r, NULL, NULL) == NULL &&
+			   last_status == SFT_ERR_LIMIT && strstr(last_error, "steps"),
+			   "searching a 4 MB string in a loop is charged to the step budget (%s)", last_error);
+		sft_jinja_render_init(&r, NULL);
+		r.limits.max_steps = 1000000;
+		TAP_OK(render_with("{% set l = range(100000) | list %}{% for i in range(1000) %}{{ l == l }}{% endfor %}",
+						   NULL, &r, NULL, NULL) == NULL && last_status == SFT_ERR_LIMIT,
+			   "comparing long lists in a loop is charged to the step budget (%s)", last_error);
 		TAP_OK(render_with("{{ range(1000000) | length }}", NULL, NULL, NULL, NULL) == NULL &&
 			   strstr(last_error, "range too big"), "range() is capped as in the sandbox (%s)", last_error);
 	}
