@@ -48,6 +48,71 @@ CREATE FUNCTION sft_from_pair(prompt text, response text, system text DEFAULT NU
     LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION sft_from_pair(text, text, text) IS
 'a one-turn conversation from a prompt and a response, with an optional system prompt';
+-- Message trees (OpenAssistant oasst1/oasst2): one conversation per thread.
+-- threads => 'all' (every root-to-leaf path) or 'top1' (the best-ranked path of
+-- each tree); deleted and review-rejected messages are dropped with their
+-- subtrees, prompts without a kept reply too (every thread ends with an
+-- assistant reply).  The table is read as the caller (privileges and RLS).
+CREATE FUNCTION sft_from_oasst(source regclass, threads text DEFAULT 'all',
+                               tree_column text DEFAULT 'message_tree_id',
+                               id_column text DEFAULT 'message_id',
+                               parent_column text DEFAULT 'parent_id',
+                               role_column text DEFAULT 'role',
+                               text_column text DEFAULT 'text',
+                               rank_column text DEFAULT 'rank',
+                               deleted_column text DEFAULT 'deleted',
+                               review_column text DEFAULT 'review_result')
+    RETURNS TABLE (tree_id text, last_message_id text, messages jsonb)
+    AS 'MODULE_PATHNAME', 'sft_from_oasst'
+    LANGUAGE C STABLE ROWS 10000;
+COMMENT ON FUNCTION sft_from_oasst(regclass, text, text, text, text, text, text, text, text, text) IS
+'one conversation per thread of the message trees in source (the flat oasst export: one row per message), read as the caller; threads ''all'' or ''top1''; deleted or review-rejected messages dropped with their subtrees; rank_column, deleted_column, review_column may be NULL when the source has no such column';
+
+CREATE FUNCTION sft_from_oasst_tree(tree jsonb, threads text DEFAULT 'all') RETURNS SETOF jsonb
+    AS 'MODULE_PATHNAME', 'sft_from_oasst_tree'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE ROWS 4;
+COMMENT ON FUNCTION sft_from_oasst_tree(jsonb, text) IS
+'one conversation per thread of a tree of the nested oasst export (*.trees.jsonl: {"prompt": {..., "replies": [...]}}); same rules as sft_from_oasst';
+-- Turn lists (UltraChat's "data": bare strings, user first).
+CREATE FUNCTION sft_from_turns(turns jsonb, first_role text DEFAULT 'user', system text DEFAULT NULL) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'sft_from_turns'
+    LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION sft_from_turns(jsonb, text, text) IS
+'a conversation from a JSON array of strings, alternating from first_role (''user''; with ''assistant'' the leading assistant turn is dropped, as a conversation starts with the user), with an optional system prompt; NULL turns give NULL';
+CREATE FUNCTION sft_from_turns(turns text[], first_role text DEFAULT 'user', system text DEFAULT NULL) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'sft_from_turns_array'
+    LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION sft_from_turns(text[], text, text) IS
+'sft_from_turns over a text array';
+
+-- Placeholders (hard-coded identity data) and identity system prompts.
+CREATE FUNCTION sft_fill(messages jsonb, replacements jsonb) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'sft_fill'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION sft_fill(jsonb, jsonb) IS
+'replaces each key of replacements (literal text such as <|MODEL_NAME|> or {{name}}) by its string value in every message''s content, in one pass (values are not rescanned; the longest key wins)';
+CREATE FUNCTION sft_placeholders(messages jsonb) RETURNS text[]
+    AS 'MODULE_PATHNAME', 'sft_placeholders'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION sft_placeholders(jsonb) IS
+'the distinct placeholder-looking spans left in the messages (<|UPPER_CASE|> and {{word}}), sorted; empty when none';
+CREATE FUNCTION sft_add_system(messages jsonb, system text) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'sft_add_system'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION sft_add_system(jsonb, text) IS
+'prepends a system message unless the conversation already starts with one';
+-- TRL prompt-completion rows and Alpaca rows.
+CREATE FUNCTION sft_from_prompt_completion(prompt jsonb, completion jsonb) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'sft_from_prompt_completion'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION sft_from_prompt_completion(jsonb, jsonb) IS
+'prompt followed by completion (each a message array, or a JSON string: a user prompt, an assistant completion); the loss is on the completion only (assistant messages of the prompt get "weight": 0)';
+CREATE FUNCTION sft_from_alpaca(instruction text, input text, output text, system text DEFAULT NULL,
+                                history jsonb DEFAULT NULL, separator text DEFAULT E'\n') RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'sft_from_alpaca'
+    LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION sft_from_alpaca(text, text, text, text, jsonb, text) IS
+'an Alpaca row as a conversation: [system], history [[instruction, response], ...] pairs, then instruction + separator + input (input omitted when NULL or empty) answered by output';
 -- ==== end section: conversations ====
 
 -- ==== section: tokenizers ====

@@ -28,6 +28,9 @@ SELECT sft_detokenize('j_bpe', ARRAY(SELECT t FROM unnest(input_ids, loss_mask) 
   FROM sft_encode('j_bpe', :'two');
 SELECT sft_detokenize('j_bpe', ARRAY(SELECT t FROM unnest(input_ids, loss_mask) AS u(t, m) WHERE m = 1)) AS trained
   FROM sft_encode('j_bpe', :'two', train_on => 'last_assistant');
+-- a reply marked "weight": 0 is not trained
+SELECT sft_detokenize('j_bpe', ARRAY(SELECT t FROM unnest(input_ids, loss_mask) AS u(t, m) WHERE m = 1)) AS trained
+  FROM sft_encode('j_bpe', jsonb_set(:'two'::jsonb, '{2,weight}', '0'));
 SELECT sft_token_count('j_bpe', :'two'::jsonb) = cardinality((sft_encode('j_bpe', :'two')).input_ids) AS count_agrees;
 SELECT sft_chat_template_jinja('j_bpe') = chat_template_source AS exported_verbatim
   FROM sft_tokenizers WHERE name = 'j_bpe';
@@ -57,6 +60,8 @@ SELECT sft_tokenizer_set_template('j_bpe', $$
 {% endif %}{% endfor %}$$);
 SELECT sft_detokenize('j_bpe', ARRAY(SELECT t FROM unnest(input_ids, loss_mask) AS u(t, m) WHERE m = 1)) AS trained
   FROM sft_encode('j_bpe', :'two');
+SELECT sft_detokenize('j_bpe', ARRAY(SELECT t FROM unnest(input_ids, loss_mask) AS u(t, m) WHERE m = 1)) AS trained
+  FROM sft_encode('j_bpe', jsonb_set(:'two'::jsonb, '{2,weight}', '0'));
 
 -- a template that rewrites the reply without generation blocks cannot be masked
 SELECT sft_tokenizer_set_template('j_bpe', '{% for m in messages %}{{ m.content | upper }}<|im_end|>{% endfor %}');

@@ -25,4 +25,7 @@ SftConversation *SftConversationTryFromJsonb(Jsonb *jb, SftConversationUse use,
 /* The normalised jsonb form: [{"role": ..., "content": ...}, ...]. */
 Jsonb	   *SftConversationToJsonb(const SftConversation *conv);
 
+/* ERROR unless the database encoding is UTF8 (conversations are UTF-8 text). */
+void		SftCheckUtf8Database(void);
+
 #endif							/* SFT_CONVERSATION_GLUE_H */

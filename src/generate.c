@@ -171,16 +171,6 @@ SftCheckNotNull(FunctionCallInfo fcinfo, int argno, const char *name)
 				 errmsg("%s must not be NULL", name)));
 }
 
-static void
-SftCheckUtf8Database(void)
-{
-	if (GetDatabaseEncoding() != PG_UTF8)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("sft requires a UTF8 database"),
-				 errdetail("The current database encoding is %s.", GetDatabaseEncodingName())));
-}
-
 /* Sampling settings; the ranges are Hugging Face generate()'s. */
 static void
 SftParseSampling(FunctionCallInfo fcinfo, SftGenerator *gen, uint64 seed_offset)

@@ -1,5 +1,5 @@
 -- The seed data recipe, as a worked example: fine-tune SmolLM2-135M on a mix
--- of five Hugging Face datasets, entirely in SQL.
+-- of eight Hugging Face datasets, entirely in SQL.
 --
 --   psql -v data_dir=/data/seed -v model_dir=/models/SmolLM2-135M \
 --        -v export_dir=/models/SmolLM2-135M-seed -f examples/seed_recipe/seed_recipe.sql
@@ -11,9 +11,17 @@
 --   load_dataset("HuggingFaceTB/smoltalk", "smol-rewrite", split="train").to_json("smol-rewrite.jsonl")
 --   ... "smol-constraints" -> smol-constraints.jsonl, "smol-summarize" -> smol-summarize.jsonl
 --   load_dataset("argilla/magpie-ultra-v1.0", split="train").to_json("magpie-ultra.jsonl")
--- Every row has its conversation in "messages" ([{"role", "content"}]);
+--   load_dataset("OpenAssistant/oasst1", split="train").to_json("oasst1.jsonl")
+--   load_dataset("stingning/ultrachat", split="train").to_json("ultrachat.jsonl")
+--   load_dataset("allenai/olmo-2-hard-coded", split="train").to_json("hard-coded.jsonl")
+-- The first five have their conversation in "messages" ([{"role", "content"}]);
 -- magpie-ultra also tags each row with a "category" ("math", "coding",
--- "information-seeking", ...).
+-- "information-seeking", ...).  oasst1 has one row per message of its
+-- conversation trees (message_id, parent_id, message_tree_id, role
+-- prompter/assistant, text, lang, rank, deleted, review_result, ...);
+-- ultrachat has its turns as bare strings in "data"; hard-coded has
+-- "messages" with placeholders for the model's name and maker
+-- (<|MODEL_NAME|>, {{name}}, {{author}}, <|DATE_CUTOFF|>).
 --
 -- model_dir and export_dir are directories on the database server (import
 -- needs superuser or pg_read_server_files, export pg_write_server_files).
@@ -22,6 +30,13 @@
 --   - all of everyday-conversations;
 --   - magpie-ultra without the math and coding/debugging categories;
 --   - the smol-rewrite, smol-constraints and smol-summarize subsets of smoltalk;
+--   - oasst1: the top-1 thread of every tree (the best-ranked reply at each
+--     step; deleted and rejected messages dropped) in the languages of
+--     oasst_langs (default English and Spanish), one source per language;
+--   - all of ultrachat, turns alternating from the user;
+--   - hard-coded: placeholders filled with model_name, model_maker and
+--     date_cutoff (a row with a placeholder left unfilled is dropped), and the
+--     identity system prompt identity_system added where a row has none;
 --   - every source: system prompts folded into the first user message, cut to
 --     its first two turns, kept only under 512 tokens of the model's chat
 --     template, then 5,000 rows sampled (seeded: the same seed and files give
@@ -46,6 +61,13 @@
 \if :{?learning_rate} \else \set learning_rate 3e-4 \endif
 \if :{?batch_size} \else \set batch_size 8 \endif
 \if :{?grad_accum} \else \set grad_accum 4 \endif
+\if :{?oasst_langs} \else \set oasst_langs 'en,es' \endif
+\if :{?model_name} \else \set model_name :output \endif
+\if :{?model_maker} \else \set model_maker 'the sft project' \endif
+\if :{?date_cutoff} \else \set date_cutoff '' \endif
+\if :{?identity_system} \else
+  \set identity_system 'You are ' :model_name ', a helpful AI assistant made by ' :model_maker '.'
+\endif
 \set QUIET on
 \pset null '(null)'
 \set QUIET off
@@ -72,6 +94,12 @@ CREATE TEMP TABLE seed_stage (line bigserial, doc jsonb);
 \ir load_source.sql
 \set source magpie-ultra
 \ir load_source.sql
+\set source oasst1
+\ir load_source.sql
+\set source ultrachat
+\ir load_source.sql
+\set source hard-coded
+\ir load_source.sql
 
 SELECT source, count(*) AS rows FROM seed_docs GROUP BY source ORDER BY source;
 
@@ -87,23 +115,63 @@ SELECT name, kind, vocab_size, chat_template, default_system FROM sft_tokenizers
 -- ---------------------------------------------------------------------------
 -- 3. The mix.
 -- ---------------------------------------------------------------------------
--- Candidates: the conversations each source contributes, shaped.  Rows that
+-- oasst1's messages as the table sft_from_oasst reads (columns by their
+-- export names; rank is a float in the export, NULL when unranked).
+CREATE OR REPLACE VIEW seed_oasst_messages AS
+SELECT doc->>'message_id' AS message_id, doc->>'parent_id' AS parent_id,
+       doc->>'message_tree_id' AS message_tree_id, doc->>'role' AS role, doc->>'text' AS text,
+       doc->>'lang' AS lang, (doc->>'rank')::float8 AS rank, (doc->>'deleted')::boolean AS deleted,
+       (doc->>'review_result')::boolean AS review_result, line
+FROM seed_docs WHERE source = 'oasst1';
+
+-- The placeholders of the hard-coded identity rows and their values (an
+-- empty date_cutoff fills nothing: rows that need it are dropped).
+SELECT jsonb_strip_nulls(jsonb_build_object(
+         '<|MODEL_NAME|>', :'model_name', '{{name}}', :'model_name', '{{author}}', :'model_maker',
+         '<|DATE_CUTOFF|>', nullif(:'date_cutoff', ''))) AS identity_values \gset
+
+-- Conversations, one row each, from every source's own shape.  Rows that
 -- are not conversations become NULL (sft_is_conversation guards the
 -- functions that would raise) and drop out at the length filter.
+CREATE OR REPLACE VIEW seed_conversations AS
+SELECT source, line, CASE WHEN sft_is_conversation(doc->'messages') THEN doc->'messages' END AS messages
+FROM seed_docs
+WHERE source IN ('everyday-conversations', 'smol-rewrite', 'smol-constraints', 'smol-summarize')
+   -- magpie-ultra without math and coding/debugging ("math", "coding",
+   -- or "Math" / "Coding & Debugging" as older Magpie sets spell them)
+   OR (source = 'magpie-ultra' AND coalesce(lower(doc->>'category'), '') !~ '^(math|coding)')
+UNION ALL
+-- ultrachat: bare strings, user first (rows with anything else are dropped)
+SELECT source, line,
+       CASE WHEN jsonb_typeof(doc->'data') = 'array' AND jsonb_array_length(doc->'data') > 0
+                 AND NOT jsonb_path_exists(doc->'data', '$[*] ? (@.type() != "string")')
+            THEN sft_from_turns(doc->'data') END
+FROM seed_docs WHERE source = 'ultrachat'
+UNION ALL
+-- hard-coded: filled, refused while a placeholder is left, identity system prompt added
+SELECT source, line, sft_add_system(filled, :'identity_system')
+FROM (SELECT source, line, CASE WHEN sft_is_conversation(doc->'messages')
+                                THEN sft_fill(doc->'messages', :'identity_values') END AS filled
+      FROM seed_docs WHERE source = 'hard-coded') h
+WHERE sft_placeholders(filled) = '{}'
+UNION ALL
+-- oasst1: the top-1 thread of each tree whose prompt is in one of oasst_langs,
+-- one source per language; line: the line of the thread's last message
+SELECT 'oasst1-' || root.lang, m.line, t.messages
+FROM sft_from_oasst('seed_oasst_messages', 'top1') t
+JOIN seed_oasst_messages root ON root.message_tree_id = t.tree_id AND root.parent_id IS NULL
+JOIN seed_oasst_messages m ON m.message_id = t.last_message_id
+WHERE root.lang = ANY (string_to_array(:'oasst_langs', ','));
+
+-- Candidates: every source's conversations, shaped.
 CREATE OR REPLACE VIEW seed_candidates AS
 SELECT source, line, messages,
        -- 2% held out, by a hash of the conversation: stable across reloads
        get_byte(decode(md5('holdout:' || messages::text), 'hex'), 0) < 5 AS held_out
-FROM (SELECT source, line,
-             CASE WHEN sft_is_conversation(doc->'messages')
-                  THEN sft_truncate_turns(sft_merge_system(doc->'messages'), :max_turns) END AS messages
-      FROM seed_docs
-      WHERE source IN ('everyday-conversations', 'smol-rewrite', 'smol-constraints', 'smol-summarize')
-         -- magpie-ultra without math and coding/debugging ("math", "coding",
-         -- or "Math" / "Coding & Debugging" as older Magpie sets spell them)
-         OR (source = 'magpie-ultra' AND coalesce(lower(doc->>'category'), '') !~ '^(math|coding)')
-     ) shaped
+FROM (SELECT source, line, sft_truncate_turns(sft_merge_system(messages), :max_turns) AS messages
+      FROM seed_conversations) shaped
 WHERE sft_turns(messages) >= 1
+  AND messages->-1->>'role' = 'assistant'       -- ends with a reply
   AND sft_token_count(:'base_tokenizer', messages) < :max_tokens;
 
 -- The training mix: per_source rows of each source, sampled by a seeded hash
@@ -121,13 +189,13 @@ CREATE OR REPLACE VIEW seed_heldout AS
 SELECT source, messages FROM seed_candidates WHERE held_out;
 
 -- What each step kept, per source.
-SELECT d.source, d.rows AS loaded, c.candidates, c.held_out, m.mixed
+SELECT coalesce(d.source, c.source) AS source, d.rows AS loaded, c.candidates, c.held_out, m.mixed
 FROM (SELECT source, count(*) AS rows FROM seed_docs GROUP BY source) d
-LEFT JOIN (SELECT source, count(*) FILTER (WHERE NOT held_out) AS candidates,
+FULL JOIN (SELECT source, count(*) FILTER (WHERE NOT held_out) AS candidates,
                   count(*) FILTER (WHERE held_out) AS held_out
-           FROM seed_candidates GROUP BY source) c USING (source)
-LEFT JOIN (SELECT source, count(*) AS mixed FROM seed_mix GROUP BY source) m USING (source)
-ORDER BY d.source;
+           FROM seed_candidates GROUP BY source) c ON c.source = d.source
+LEFT JOIN (SELECT source, count(*) AS mixed FROM seed_mix GROUP BY source) m ON m.source = coalesce(d.source, c.source)
+ORDER BY 1;
 
 SELECT count(*) AS conversations, max(sft_turns(messages)) AS max_turns,
        bool_or(messages @> '[{"role": "system"}]') AS any_system_message,
@@ -163,5 +231,7 @@ FROM sft_eval(:'output', 'seed_heldout', :max_tokens);
 
 SELECT sft_generate(:'output', '[{"role": "user", "content": "Rewrite this more politely: send me the report now."}]'::jsonb,
                     max_new_tokens => 64) AS answer;
+-- who it says it is (the hard-coded identity rows were filled with model_name and model_maker)
+SELECT sft_generate(:'output', '[{"role": "user", "content": "Who are you?"}]'::jsonb, max_new_tokens => 64) AS identity;
 
 SELECT sft_model_export(:'output', :'export_dir') AS files;

@@ -414,11 +414,14 @@ emit_special(Sink *sink, TemplateSpecial which, const char *text, int train)
 
 #define TRY(expr) do { SftStatus st_ = (expr); if (st_ != SFT_OK) return st_; } while (0)
 
-/* Whether message i is trained under train_on (last: index of final assistant). */
+/*
+ * Whether message i is trained under train_on (last: index of final
+ * assistant); an assistant message marked "weight": 0 never is.
+ */
 static int
 trained(const SftConversation *conv, int i, SftTrainOn train_on, int last_assistant)
 {
-	if (conv->messages[i].role != SFT_ROLE_ASSISTANT)
+	if (conv->messages[i].role != SFT_ROLE_ASSISTANT || conv->messages[i].no_loss)
 		return 0;
 	return train_on == SFT_TRAIN_ALL_ASSISTANT || i == last_assistant;
 }

@@ -397,7 +397,7 @@ assistant_ranges(const SftChatTemplate *tpl, const SftTokenizer *tok, const SftC
 		size_t		start;
 		int			pfirst;
 
-		if (conv->messages[i].role != SFT_ROLE_ASSISTANT)
+		if (conv->messages[i].role != SFT_ROLE_ASSISTANT || conv->messages[i].no_loss)
 			continue;
 		if (train_on == SFT_TRAIN_LAST_ASSISTANT && i != last_assistant)
 			continue;
@@ -482,17 +482,57 @@ sft_chat_jinja_encode(const SftChatTemplate *tpl, const SftTokenizer *tok,
 	{
 		if (sft_jinja_has_generation(tpl->jinja))
 		{
-			/* {% generation %} blocks: all of them, or the last one */
-			size_t		from = train_on == SFT_TRAIN_LAST_ASSISTANT && generation.len > 0 ? generation.len - 1 : 0;
+			/*
+			 * {% generation %} blocks: the k-th is the k-th assistant message's
+			 * when the counts agree (so "weight": 0 and last_assistant can
+			 * pick); otherwise all of them, or the last one
+			 */
+			int			n_assistant = 0,
+						last_assistant = -1,
+						any_no_loss = 0,
+						k = 0;
 
+			for (int i = 0; i < conv->n; i++)
+				if (conv->messages[i].role == SFT_ROLE_ASSISTANT)
+				{
+					n_assistant++;
+					last_assistant = i;
+					any_no_loss |= conv->messages[i].no_loss;
+				}
 			ranges = sft_calloc(generation.len + 1, sizeof(Range));
 			if (ranges == NULL)
 				st = nomem(err);
-			for (size_t k = from; st == SFT_OK && k < generation.len; k++)
+			else if ((size_t) n_assistant == generation.len)
 			{
-				ranges[n_ranges].start = generation.data[k].start;
-				ranges[n_ranges].end = generation.data[k].start + generation.data[k].len;
-				n_ranges++;
+				for (int i = 0; i < conv->n; i++)
+				{
+					if (conv->messages[i].role != SFT_ROLE_ASSISTANT)
+						continue;
+					if (!conv->messages[i].no_loss &&
+						(train_on == SFT_TRAIN_ALL_ASSISTANT || i == last_assistant))
+					{
+						ranges[n_ranges].start = generation.data[k].start;
+						ranges[n_ranges].end = generation.data[k].start + generation.data[k].len;
+						n_ranges++;
+					}
+					k++;
+				}
+			}
+			else if (any_no_loss)
+				st = sft_error(err, SFT_ERR_UNSUPPORTED,
+							   "the chat template writes %zu {%% generation %%} blocks for %d assistant messages, "
+							   "so the one of a message marked \"weight\": 0 cannot be told apart",
+							   generation.len, n_assistant);
+			else
+			{
+				size_t		from = train_on == SFT_TRAIN_LAST_ASSISTANT && generation.len > 0 ? generation.len - 1 : 0;
+
+				for (size_t g = from; g < generation.len; g++)
+				{
+					ranges[n_ranges].start = generation.data[g].start;
+					ranges[n_ranges].end = generation.data[g].start + generation.data[g].len;
+					n_ranges++;
+				}
 			}
 		}
 		else

@@ -201,3 +201,108 @@ sft_conversation_truncate_turns(const SftConversation *conv, int max_turns)
 	}
 	return conv->n;
 }
+
+/* ---------------------------------------------------------------------------
+ * Placeholders
+ * ------------------------------------------------------------------------- */
+
+SftStatus
+sft_text_fill(const char *text, size_t len, const SftReplacement *r, int n,
+			  SftBuf *out, int *replaced, SftError *err)
+{
+	size_t		copied = 0;		/* text[0..copied) is in out */
+	size_t		i = 0;
+
+	*replaced = 0;
+	while (i < len)
+	{
+		int			best = -1;
+
+		for (int k = 0; k < n; k++)
+			if (r[k].from_len <= len - i && r[k].from[0] == text[i] &&
+				memcmp(text + i, r[k].from, r[k].from_len) == 0 &&
+				(best < 0 || r[k].from_len > r[best].from_len))
+				best = k;
+		if (best < 0)
+		{
+			i++;
+			continue;
+		}
+		if (sft_buf_append(out, text + copied, i - copied) != SFT_OK ||
+			sft_buf_append(out, r[best].to, r[best].to_len) != SFT_OK)
+			return sft_error(err, SFT_ERR_NOMEM, "out of memory filling placeholders");
+		i += r[best].from_len;
+		copied = i;
+		(*replaced)++;
+	}
+	if (sft_buf_append(out, text + copied, len - copied) != SFT_OK)
+		return sft_error(err, SFT_ERR_NOMEM, "out of memory filling placeholders");
+	return SFT_OK;
+}
+
+static bool
+is_upper_placeholder_char(char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+static bool
+is_word_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		c == '_' || c == '.' || c == '-';
+}
+
+/* Length of the placeholder starting at s[0], or 0. */
+static size_t
+placeholder_at(const char *s, size_t len)
+{
+	size_t		j;
+
+	if (len >= 5 && s[0] == '<' && s[1] == '|' && s[2] >= 'A' && s[2] <= 'Z')
+	{
+		for (j = 3; j < len && is_upper_placeholder_char(s[j]); j++)
+			;
+		if (j + 1 < len && s[j] == '|' && s[j + 1] == '>')
+			return j + 2;
+		return 0;
+	}
+	if (len >= 5 && s[0] == '{' && s[1] == '{')
+	{
+		j = 2;
+		while (j < len && s[j] == ' ')
+			j++;
+		if (j >= len || !((s[j] >= 'a' && s[j] <= 'z') || (s[j] >= 'A' && s[j] <= 'Z') || s[j] == '_'))
+			return 0;
+		while (j < len && is_word_char(s[j]))
+			j++;
+		while (j < len && s[j] == ' ')
+			j++;
+		if (j + 1 < len && s[j] == '}' && s[j + 1] == '}')
+			return j + 2;
+	}
+	return 0;
+}
+
+SftStatus
+sft_placeholder_scan(const char *text, size_t len, SftSpanSink found, void *arg)
+{
+	size_t		i = 0;
+
+	while (i < len)
+	{
+		size_t		n = (text[i] == '<' || text[i] == '{') ? placeholder_at(text + i, len - i) : 0;
+
+		if (n == 0)
+		{
+			i++;
+			continue;
+		}
+		SftStatus	st = found(arg, text + i, n);
+
+		if (st != SFT_OK)
+			return st;
+		i += n;
+	}
+	return SFT_OK;
+}

@@ -10,6 +10,8 @@
 #ifndef SFT_CORE_CONVERSATION_H
 #define SFT_CORE_CONVERSATION_H
 
+#include <stdbool.h>
+
 #include "common.h"
 
 typedef enum SftRole
@@ -24,6 +26,7 @@ typedef struct SftMessage
 	SftRole		role;
 	const char *content;		/* UTF-8, not necessarily NUL-terminated */
 	size_t		len;			/* bytes of content */
+	bool		no_loss;		/* an assistant message never trained on ("weight": 0) */
 } SftMessage;
 
 typedef struct SftConversation
@@ -73,5 +76,38 @@ SftStatus	sft_conversation_merge_system(const SftConversation *conv,
  * message inside the limit is kept, so a prompt awaiting its answer survives.
  */
 int			sft_conversation_truncate_turns(const SftConversation *conv, int max_turns);
+
+/* ---------------------------------------------------------------------------
+ * Placeholders (hard-coded identity data: "I am <|MODEL_NAME|>, made by
+ * {{author}}").
+ * ------------------------------------------------------------------------- */
+
+typedef struct SftReplacement
+{
+	const char *from;			/* literal text, not empty */
+	size_t		from_len;
+	const char *to;
+	size_t		to_len;
+} SftReplacement;
+
+/*
+ * Append text with every occurrence of each from replaced by its to, in one
+ * left-to-right pass: replaced text is never rescanned (a value may contain a
+ * key), and where several keys match at one position the longest wins.
+ * *replaced counts the replacements.
+ */
+SftStatus	sft_text_fill(const char *text, size_t len, const SftReplacement *r, int n,
+						  SftBuf *out, int *replaced, SftError *err);
+
+/*
+ * The placeholder-looking spans of text, left to right: <|UPPER_CASE|>
+ * (letters A-Z, digits, underscores, starting with a letter; lower-case
+ * special tokens such as <|im_end|> are not placeholders) and {{word}} (a
+ * letter or underscore, then letters, digits, underscores, dots or dashes;
+ * spaces allowed inside the braces).  found is called with each span;
+ * a status other than SFT_OK stops the scan and is returned.
+ */
+typedef SftStatus (*SftSpanSink) (void *arg, const char *span, size_t len);
+SftStatus	sft_placeholder_scan(const char *text, size_t len, SftSpanSink found, void *arg);
 
 #endif							/* SFT_CORE_CONVERSATION_H */

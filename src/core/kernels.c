@@ -14,6 +14,10 @@
 
 #include "kernels.h"
 
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
+
 #include <cblas.h>
 #include <math.h>
 
@@ -147,22 +151,74 @@ matmul_backward(float *dx, float *dw, const float *dout, const float *x,
 					1.0f, dout, OUT, x, IN, 1.0f, dw, IN);
 }
 
-/* One row of a matrix-vector product; the same sums in the same order wherever it is used. */
-static inline float
-matvec_dot(const float *restrict row, const float *restrict x, size_t n)
-{
-	float		acc[16] = {0};	/* two vector accumulators: FMA latency */
-	float		s = 0.0f;
-	size_t		i = 0;
+/*
+ * A tile of a matrix-vector product over several inputs: out[r][j] =
+ * row[r] . x[j] for nr <= 2 weight rows and nx <= 3 inputs (x[j] at
+ * x + j ldx), so each loaded piece of a row serves every input and each piece
+ * of an input every row (12 vector accumulators, the most AVX2's 16 registers
+ * leave room for).  Every dot product is the same sums in the same order
+ * whatever the tile: 16 lanes in two vector accumulators with a fused
+ * multiply-add per element, a fused tail, then the lanes added in order to
+ * the tail's sum; so a sequence's product in a batch is bitwise its product
+ * alone.
+ */
+#define MATVEC_ROWS 2
+#define MATVEC_XS 3
 
+static inline __attribute__((always_inline)) void
+matvec_tile(float out[MATVEC_ROWS][MATVEC_XS], const float *const *rows, int nr,
+			const float *restrict x, size_t ldx, int nx, size_t n)
+{
+	size_t		i = 0;
+	float		acc[MATVEC_ROWS][MATVEC_XS][16];
+
+#if defined(__AVX2__) && defined(__FMA__)
+	__m256		a0[MATVEC_ROWS][MATVEC_XS],
+				a1[MATVEC_ROWS][MATVEC_XS];
+
+	for (int r = 0; r < nr; r++)
+		for (int j = 0; j < nx; j++)
+			a0[r][j] = a1[r][j] = _mm256_setzero_ps();
 	for (; i + 16 <= n; i += 16)
-		for (int j = 0; j < 16; j++)
-			acc[j] += row[i + j] * x[i + j];
-	for (; i < n; i++)
-		s += row[i] * x[i];
-	for (int j = 0; j < 16; j++)
-		s += acc[j];
-	return s;
+		for (int r = 0; r < nr; r++)
+		{
+			__m256		r0 = _mm256_loadu_ps(rows[r] + i),
+						r1 = _mm256_loadu_ps(rows[r] + i + 8);
+
+			for (int j = 0; j < nx; j++)
+			{
+				a0[r][j] = _mm256_fmadd_ps(r0, _mm256_loadu_ps(x + j * ldx + i), a0[r][j]);
+				a1[r][j] = _mm256_fmadd_ps(r1, _mm256_loadu_ps(x + j * ldx + i + 8), a1[r][j]);
+			}
+		}
+	for (int r = 0; r < nr; r++)
+		for (int j = 0; j < nx; j++)
+		{
+			_mm256_storeu_ps(acc[r][j], a0[r][j]);
+			_mm256_storeu_ps(acc[r][j] + 8, a1[r][j]);
+		}
+#else
+	for (int r = 0; r < nr; r++)
+		for (int j = 0; j < nx; j++)
+			memset(acc[r][j], 0, sizeof(acc[r][j]));
+	for (; i + 16 <= n; i += 16)
+		for (int r = 0; r < nr; r++)
+			for (int j = 0; j < nx; j++)
+				for (int l = 0; l < 16; l++)
+					acc[r][j][l] = fmaf(rows[r][i + l], x[j * ldx + i + l], acc[r][j][l]);
+#endif
+	for (int r = 0; r < nr; r++)
+		for (int j = 0; j < nx; j++)
+		{
+			const float *xj = x + j * ldx;
+			float		s = 0.0f;
+
+			for (size_t k = i; k < n; k++)
+				s = fmaf(rows[r][k], xj[k], s);
+			for (int l = 0; l < 16; l++)
+				s += acc[r][j][l];
+			out[r][j] = s;
+		}
 }
 
 void
@@ -176,13 +232,34 @@ void
 matvec_forward_rows(float *restrict y, const float *restrict x, int nx,
 					const float *restrict w, int IN, int OUT)
 {
-	for (int o = 0; o < OUT; o++)
+	for (int o = 0; o < OUT; o += MATVEC_ROWS)
 	{
-		const float *row = w + (size_t) o * IN;
+		const float *rows[MATVEC_ROWS] = {w + (size_t) o * IN, w + (size_t) (o + 1) * IN};
+		int			nr = OUT - o < MATVEC_ROWS ? OUT - o : MATVEC_ROWS;
 
-		/* the row is read from memory once and from cache for the other inputs */
-		for (int j = 0; j < nx; j++)
-			y[(size_t) j * OUT + o] = matvec_dot(row, x + (size_t) j * IN, (size_t) IN);
+		for (int j = 0; j < nx; j += MATVEC_XS)
+		{
+			float		out[MATVEC_ROWS][MATVEC_XS];
+			int			m = nx - j < MATVEC_XS ? nx - j : MATVEC_XS;
+			const float *xj = x + (size_t) j * IN;
+
+			/* constant tile sizes, so that each case compiles to straight register code */
+			if (nr == 2 && m == 3)
+				matvec_tile(out, rows, 2, xj, (size_t) IN, 3, (size_t) IN);
+			else if (nr == 2 && m == 2)
+				matvec_tile(out, rows, 2, xj, (size_t) IN, 2, (size_t) IN);
+			else if (nr == 2)
+				matvec_tile(out, rows, 2, xj, (size_t) IN, 1, (size_t) IN);
+			else if (m == 3)
+				matvec_tile(out, rows, 1, xj, (size_t) IN, 3, (size_t) IN);
+			else if (m == 2)
+				matvec_tile(out, rows, 1, xj, (size_t) IN, 2, (size_t) IN);
+			else
+				matvec_tile(out, rows, 1, xj, (size_t) IN, 1, (size_t) IN);
+			for (int r = 0; r < nr; r++)
+				for (int k = 0; k < m; k++)
+					y[(size_t) (j + k) * OUT + o + r] = out[r][k];
+		}
 	}
 }
 

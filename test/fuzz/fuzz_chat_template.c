@@ -170,6 +170,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				role = SFT_ROLE_SYSTEM;
 			else
 				role = ((conv.n - with_system) % 2 == 0) ? SFT_ROLE_USER : SFT_ROLE_ASSISTANT;
+			memset(&messages[conv.n], 0, sizeof(messages[conv.n]));
 			messages[conv.n].role = role;
 			messages[conv.n].content = (const char *) data + start;
 			messages[conv.n].len = i - start;

@@ -58,7 +58,7 @@ check "seed_recipe.sql runs to the end (psql status $rc)" [ $rc = 0 ]
 # Loading: every line of every file, JSON escapes intact.
 eq "rows loaded per source" \
 	"SELECT string_agg(source || '=' || n, ' ' ORDER BY source) FROM (SELECT source, count(*) n FROM seed_docs GROUP BY 1) s" \
-	"everyday-conversations=40 magpie-ultra=60 smol-constraints=30 smol-rewrite=30 smol-summarize=32"
+	"everyday-conversations=40 hard-coded=30 magpie-ultra=60 oasst1=333 smol-constraints=30 smol-rewrite=30 smol-summarize=32 ultrachat=30"
 read -r -d '' escapes_query <<'SQL'
 SELECT count(*) FROM seed_docs
 WHERE source = 'smol-rewrite'
@@ -69,17 +69,21 @@ eq "backslash, quote, tab, newline and non-ASCII survive \\copy" "$escapes_query
 # Shaping: what each source contributes before sampling (the fixture has, per
 # source: everyday 40 valid rows of 1-4 turns, all short; smol-summarize 4 of
 # 32 far over 512 tokens; magpie-ultra 16 of 60 in math/coding categories in
-# both spellings and 2 empty conversations).
+# both spellings and 2 empty conversations; ultrachat 30 turn lists, 2 ending
+# with an unanswered question that survives the cut to two turns (one of
+# them its only turn); hard-coded 30 rows, 3 with {{version}} and 5 with
+# <|DATE_CUTOFF|> (one has both), left unfilled; oasst1 20 English, 14
+# Spanish and 5 French trees, every prompt answered by a kept reply).
 eq "candidates per source (held out included)" \
 	"SELECT string_agg(source || '=' || n, ' ' ORDER BY source) FROM (SELECT source, count(*) n FROM seed_candidates GROUP BY 1) s" \
-	"everyday-conversations=40 magpie-ultra=42 smol-constraints=30 smol-rewrite=30 smol-summarize=28"
+	"everyday-conversations=40 hard-coded=23 magpie-ultra=42 oasst1-en=20 oasst1-es=14 smol-constraints=30 smol-rewrite=30 smol-summarize=28 ultrachat=28"
 eq "magpie-ultra candidates exclude math and coding/debugging" \
 	"SELECT count(*) FROM seed_candidates c JOIN seed_docs d USING (source, line) WHERE lower(d.doc->>'category') ~ '^(math|coding)'" "0"
 eq "magpie-ultra keeps rows without a category" \
 	"SELECT count(*) > 0 FROM seed_candidates c JOIN seed_docs d USING (source, line) WHERE source = 'magpie-ultra' AND d.doc->>'category' IS NULL" "t"
 eq "mix: per_source rows from every source" \
 	"SELECT string_agg(source || '=' || n, ' ' ORDER BY source) FROM (SELECT source, count(*) n FROM seed_mix GROUP BY 1) s" \
-	"everyday-conversations=12 magpie-ultra=12 smol-constraints=12 smol-rewrite=12 smol-summarize=12"
+	"everyday-conversations=12 hard-coded=12 magpie-ultra=12 oasst1-en=12 oasst1-es=12 smol-constraints=12 smol-rewrite=12 smol-summarize=12 ultrachat=12"
 eq "mix: at most two turns, some with two" \
 	"SELECT max(sft_turns(messages)) || ' ' || bool_or(sft_turns(messages) = 2) FROM seed_mix" "2 true"
 eq "mix: no system messages left (folded into the user prompt)" \
@@ -97,10 +101,46 @@ first=$(q "SELECT md5(string_agg(messages::text, '|' ORDER BY messages::text)) F
 second=$(q "SELECT md5(string_agg(messages::text, '|' ORDER BY messages::text)) FROM seed_mix")
 check "mix: the same rows on every read (seeded, not random())" [ -n "$first" ] && [ "$first" = "$second" ]
 
+# The new shapes, checked against the raw rows with plain SQL.
+read -r -d '' oasst_trees <<'SQL'
+SELECT string_agg(lang || '=' || n, ' ' ORDER BY lang) FROM (
+  SELECT root.doc->>'lang' AS lang, count(*) AS n
+  FROM seed_docs root
+  WHERE root.source = 'oasst1' AND root.doc->>'parent_id' IS NULL
+    AND EXISTS (SELECT 1 FROM seed_docs r WHERE r.source = 'oasst1' AND r.doc->>'parent_id' = root.doc->>'message_id'
+                AND NOT (r.doc->>'deleted')::boolean AND (r.doc->>'review_result')::boolean)
+  GROUP BY 1) s
+SQL
+eq "oasst1: trees with an answered prompt per language (raw rows)" "$oasst_trees" "en=20 es=14 fr=5"
+read -r -d '' oasst_best <<'SQL'
+SELECT count(*) FROM seed_candidates c
+WHERE c.source LIKE 'oasst1-%'
+  AND c.messages->1->>'content' IS DISTINCT FROM (
+    SELECT r.doc->>'text' FROM seed_docs root JOIN seed_docs r
+      ON r.source = 'oasst1' AND r.doc->>'parent_id' = root.doc->>'message_id'
+    WHERE root.source = 'oasst1' AND root.doc->>'parent_id' IS NULL
+      AND root.doc->>'text' = c.messages->0->>'content'
+      AND NOT (r.doc->>'deleted')::boolean AND (r.doc->>'review_result')::boolean
+    ORDER BY (r.doc->>'rank')::float8 NULLS LAST, r.doc->>'message_id' COLLATE "C" LIMIT 1)
+SQL
+eq "oasst1: every thread starts with the best-ranked kept reply" "$oasst_best" "0"
+eq "oasst1: one thread per tree (top-1), French left out" \
+	"SELECT count(*) || ' ' || count(DISTINCT messages->0->>'content') FROM seed_candidates WHERE source LIKE 'oasst1-%'" "34 34"
+eq "oasst1: deleted and rejected replies never in a thread" \
+	"SELECT count(*) FROM seed_candidates c, jsonb_array_elements(c.messages) m, seed_docs d WHERE c.source LIKE 'oasst1-%' AND d.source = 'oasst1' AND d.doc->>'text' = m->>'content' AND ((d.doc->>'deleted')::boolean OR NOT (d.doc->>'review_result')::boolean)" "0"
+eq "ultrachat: turns alternate from the user, the first two kept" \
+	"SELECT bool_and(messages->0->>'role' = 'user' AND messages->0->>'content' = d.doc->'data'->>0 AND messages->1->>'content' = d.doc->'data'->>1) FROM seed_candidates c JOIN seed_docs d USING (source, line) WHERE source = 'ultrachat'" "t"
+eq "every candidate ends with an assistant reply" \
+	"SELECT count(*) FROM seed_candidates WHERE messages->-1->>'role' <> 'assistant'" "0"
+eq "hard-coded: no placeholder left anywhere in the mix" \
+	"SELECT count(*) FROM seed_mix WHERE sft_placeholders(messages) <> '{}'" "0"
+eq "hard-coded: filled with the model's name and maker, identity prompt folded in" \
+	"SELECT bool_and(messages->0->>'content' LIKE 'You are tiny-seed, a helpful AI assistant made by the sft project.%') || ' ' || bool_or(messages->1->>'content' LIKE '%tiny-seed%') || ' ' || bool_or(messages->1->>'content' LIKE '%the sft project%') FROM seed_candidates WHERE source = 'hard-coded'" "true true true"
+
 # Training, evaluation and export.
 eq "run succeeded with cosine decay and the best epoch kept" \
 	"SELECT status || ' ' || (options->>'lr_schedule') || ' ' || (options->>'keep') || ' ' || rows_used FROM sft_runs WHERE output = 'tiny-seed'" \
-	"succeeded cosine best 60"
+	"succeeded cosine best 108"
 eq "two epochs with validation loss" \
 	"SELECT count(validation_loss) FROM sft_run_epochs e JOIN sft_runs r ON r.id = e.run_id WHERE r.output = 'tiny-seed'" "2"
 eq "held-out loss falls with training" \

@@ -2,10 +2,11 @@
 # generate_pgbench.sh: sft_generate under concurrency.
 #
 # pgbench runs 4 clients for ${SFT_PGBENCH_SECONDS:-20} s against a tiny
-# model, mixing four scripts: greedy generation (checked against the text
+# model, mixing six scripts: greedy generation (checked against the text
 # computed before the run), seeded sampling with top-p, streaming (rows
 # concatenated, checked), greedy generation from q8_0 decode weights
-# (sft.generate_dtype, checked), and sft_loss (checked).  A wrong result divides by
+# (sft.generate_dtype, checked), sft_generate_batch of three conversations
+# (each reply checked), and sft_loss (checked).  A wrong result divides by
 # zero, so pgbench counts it as a failure.  Every client must finish with no
 # error, and the private memory (RssAnon) of each client's backend must not
 # grow between the first seconds (model cached, decoder allocated) and the
@@ -70,6 +71,10 @@ SET sft.generate_dtype = q8_0;
 SELECT 1 / (md5(sft_generate('pgb_m', '$hi'::jsonb, 32)) = '$q8_md5')::int;
 RESET sft.generate_dtype;
 SQL
+cat >"$work/batch.sql" <<SQL
+SELECT 1 / (count(*) FILTER (WHERE md5(reply) = '$greedy_md5') = 3)::int
+  FROM sft_generate_batch('pgb_m', ARRAY['$hi'::jsonb, '$hi'::jsonb, '$hi'::jsonb], 32);
+SQL
 cat >"$work/loss.sql" <<SQL
 SELECT 1 / (sft_loss('pgb_m', $pair) = $loss)::int;
 SQL
@@ -83,7 +88,7 @@ rss_of_clients() {			# "pid:RssAnon kB" for each pgbench backend, sorted by pid
 }
 
 "$PGBIN/pgbench" -n -c 4 -j 2 -T "$SECONDS_RUN" -d "$DB" \
-	-f "$work/greedy.sql@4" -f "$work/sampled.sql@3" -f "$work/stream.sql@2" -f "$work/q8.sql@2" -f "$work/loss.sql@1" \
+	-f "$work/greedy.sql@4" -f "$work/sampled.sql@3" -f "$work/stream.sql@2" -f "$work/q8.sql@2" -f "$work/batch.sql@2" -f "$work/loss.sql@1" \
 	>"$work/pgbench.out" 2>&1 &
 bench_pid=$!
 # Sample every second while pgbench runs, keeping the first full sample taken

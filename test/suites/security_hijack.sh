@@ -102,6 +102,10 @@ CREATE SCHEMA vict AUTHORIZATION victim;
 SET ROLE victim;
 CREATE TABLE vict.data AS
   SELECT n, sft_from_pair('Question ' || n, 'Answer ' || n) AS messages FROM generate_series(1, 32) n;
+CREATE TABLE vict.oasst (message_id text, parent_id text, message_tree_id text, role text, text text,
+                         rank int, deleted boolean, review_result boolean);
+INSERT INTO vict.oasst VALUES ('r', NULL, 't', 'prompter', 'Q', NULL, false, true),
+                              ('a', 'r', 't', 'assistant', 'A', 0, false, true);
 SELECT sft_model_create('vbase', 'tok', :'cfg', 2);
 SELECT sft_train('vict.data', 'vbase', 'vout', $SHORT);
 RESET ROLE;
@@ -117,6 +121,8 @@ as_mallory_safe -v cfg="$CFG" <<SQL >"$SFT_TMP/setup-mallory.log"
 CREATE SCHEMA evil;
 CREATE TABLE evil.data AS
   SELECT n, sft_from_pair('Question ' || n, 'Answer ' || n) AS messages FROM generate_series(1, 256) n;
+CREATE TABLE evil.oasst AS SELECT * FROM (VALUES ('r', NULL, 't', 'prompter', 'Q', NULL::int, false, true),
+  ('a', 'r', 't', 'assistant', 'A', 0, false, true)) v(message_id, parent_id, message_tree_id, role, text, rank, deleted, review_result);
 SELECT sft_model_create('mbase', 'tok', :'cfg', 3);
 SELECT sft_train('evil.data', 'mbase', 'mout0', $SHORT);
 SELECT sft_train('evil.data', 'mbase', 'mout_drop', $SHORT);
@@ -267,6 +273,20 @@ calls_anytime() {
 	call "sft_truncate_turns(jsonb, integer)" "SELECT sft_truncate_turns($CONV, 1)"
 	call "sft_from_sharegpt(jsonb)" "SELECT sft_from_sharegpt('[{\"from\": \"human\", \"value\": \"hi\"}, {\"from\": \"gpt\", \"value\": \"yo\"}]')"
 	call "sft_from_pair(text, text, text)" "SELECT sft_from_pair('hi', 'yo', 'sys')"
+	# message trees: her own table, and the victim's (permission denied: read as the caller)
+	call "sft_from_oasst(regclass, text, text, text, text, text, text, text, text, text)" \
+		"SELECT count(*) FROM sft_from_oasst('evil.oasst', 'top1')"
+	call "sft_from_oasst(regclass, text, text, text, text, text, text, text, text, text)" \
+		"SELECT count(*) FROM sft_from_oasst('vict.oasst')"
+	call "sft_from_oasst_tree(jsonb, text)" \
+		"SELECT sft_from_oasst_tree('{\"prompt\": {\"role\": \"prompter\", \"text\": \"Q\", \"replies\": [{\"role\": \"assistant\", \"text\": \"A\"}]}}', 'top1')"
+	call "sft_from_turns(jsonb, text, text)" "SELECT sft_from_turns('[\"hi\", \"yo\"]'::jsonb, 'user', 'sys')"
+	call "sft_from_turns(text[], text, text)" "SELECT sft_from_turns(ARRAY['hi', 'yo'])"
+	call "sft_fill(jsonb, jsonb)" "SELECT sft_fill($CONV, '{\"Question\": \"Q\"}')"
+	call "sft_placeholders(jsonb)" "SELECT sft_placeholders($CONV)"
+	call "sft_add_system(jsonb, text)" "SELECT sft_add_system($ASK, 'You are evil.')"
+	call "sft_from_prompt_completion(jsonb, jsonb)" "SELECT sft_from_prompt_completion('\"hi\"', '\"yo\"')"
+	call "sft_from_alpaca(text, text, text, text, jsonb, text)" "SELECT sft_from_alpaca('hi', 'there', 'yo')"
 	# tokenizers: the superuser's, and one of mallory's own
 	call "sft_tokenizer_load(text, text, text)" "SELECT * FROM sft_tokenizer_load('mtok_$tag', $TOKSRC)"
 	call "sft_tokenizer_import(text, text)" "SELECT * FROM sft_tokenizer_import('mimp_$tag', '/tmp')"

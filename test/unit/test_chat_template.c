@@ -72,6 +72,7 @@ conv_make(Conv *cv, const char *const *pairs)
 
 	for (; pairs[2 * n]; n++)
 	{
+		memset(&cv->m[n], 0, sizeof(cv->m[n]));
 		cv->m[n].role = (SftRole) sft_role_parse(pairs[2 * n], strlen(pairs[2 * n]));
 		cv->m[n].content = pairs[2 * n + 1];
 		cv->m[n].len = strlen(pairs[2 * n + 1]);

@@ -3,6 +3,7 @@
  * against a brute-force restatement of the rules on every role sequence of up
  * to 7 messages.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "conversation.h"
@@ -15,11 +16,22 @@ make(const char *roles, SftMessage *buf)
 
 	for (int i = 0; i < c.n; i++)
 	{
+		memset(&buf[i], 0, sizeof(buf[i]));
 		buf[i].role = roles[i] == 's' ? SFT_ROLE_SYSTEM : roles[i] == 'u' ? SFT_ROLE_USER : SFT_ROLE_ASSISTANT;
 		buf[i].content = roles[i] == 's' ? "sys" : roles[i] == 'u' ? "question" : "answer";
 		buf[i].len = strlen(buf[i].content);
 	}
 	return c;
+}
+
+static SftStatus
+collect_span(void *arg, const char *span, size_t len)
+{
+	char	   *out = arg;
+	size_t		used = strlen(out);
+
+	snprintf(out + used, 256 - used, "[%.*s]", (int) len, span);
+	return SFT_OK;
 }
 
 /* The rules restated as a pattern: s* u (a u)* a? */
@@ -131,5 +143,27 @@ main(void)
 	TAP_OK(sft_utf8_invalid_offset("ab\xc3", 3) == 2, "truncated sequence found at its offset");
 	TAP_OK(sft_utf8_invalid_offset("\xed\xa0\x80", 3) == 0, "surrogates rejected");
 	TAP_OK(sft_utf8_invalid_offset("\xc0\xaf", 2) == 0, "overlong rejected");
+	/* Placeholders: one pass, the longest key, spans of both styles. */
+	{
+		SftReplacement r[] = {{"<|A|>", 5, "x", 1}, {"<|A", 3, "?", 1}, {"a", 1, "b", 1}, {"b", 1, "a", 1}};
+		SftBuf		out;
+		int			n = 0;
+		char		spans[256] = "";
+
+		sft_buf_init(&out);
+		TAP_OK(sft_text_fill("ab<|A|><|A", 10, r, 4, &out, &n, NULL) == SFT_OK &&
+			   out.len == 4 && memcmp(out.data, "bax?", 4) == 0 && n == 4,
+			   "fill: one pass, longest key first (%.*s, %d)", (int) out.len, out.data, n);
+		sft_buf_free(&out);
+		sft_buf_init(&out);
+		TAP_OK(sft_text_fill("", 0, r, 4, &out, &n, NULL) == SFT_OK && out.len == 0 && n == 0,
+			   "fill: empty text");
+		sft_buf_free(&out);
+		sft_placeholder_scan("<|im_end|><|MODEL_NAME|>{{ name }}{{9}}<|A{{x}", 45, collect_span, spans);
+		TAP_OK(strcmp(spans, "[<|MODEL_NAME|>][{{ name }}]") == 0, "placeholder spans: %s", spans);
+		spans[0] = '\0';
+		sft_placeholder_scan("<|AB|", 5, collect_span, spans);
+		TAP_OK(spans[0] == '\0', "an unclosed span at the end is not read past the end");
+	}
 	return tap_done();
 }

@@ -19,7 +19,7 @@ test_batch(SftDType dt, int tied, int threads)
 {
 	SftLlamaConfig cfg = {
 		.hidden_size = 64, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .head_dim = 16,
-		.intermediate_size = 96, .vocab_size = 300, .max_position = 512,
+		.intermediate_size = 96, .vocab_size = 301, .max_position = 512,
 		.rms_norm_eps = 1e-5f, .rope_theta = 10000.0f, .tie_word_embeddings = tied,
 		.bos_token_id = -1, .eos_token_id = -1
 	};
@@ -75,7 +75,7 @@ test_batch(SftDType dt, int tied, int threads)
 	if (dt == SFT_DTYPE_F32 && tied && threads == 1)
 	{
 		int			pos0 = sft_decoder_position(batch[0]);
-		int32_t		bad[NSEQ] = {1, 2, 3, 4, 300};
+		int32_t		bad[NSEQ] = {1, 2, 3, 4, 301};
 		SftDecoder *twice[2] = {batch[0], batch[0]};
 
 		sft_error_clear(&err);

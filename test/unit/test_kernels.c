@@ -175,6 +175,28 @@ test_matvec(void)
 		maxerr = fmax(maxerr, fabs(y[o] - dot_d(w + o * IN, x, IN)) + fabs(y[o] - y2[o]));
 	TAP_OK(maxerr < 1e-5, "matvec_forward = loops = matmul_forward with T = 1 (max err %.2g)", maxerr);
 	free(w), free(x), free(y), free(y2);
+
+	/* several inputs at once: each output bitwise the single product (tiles of 2 rows x 3 inputs and their tails) */
+	for (int in = 37; in <= 80; in += 43)
+	{
+		int			same = 1;
+		float	   *wb = randn(OUT * in, 2),
+				   *xb = randn(7 * in, 3),
+				   *yb = zeros(7 * OUT),
+				   *y1 = zeros(OUT);
+
+		for (int nx = 1; nx <= 7; nx++)
+		{
+			matvec_forward_rows(yb, xb, nx, wb, in, OUT);
+			for (int j = 0; j < nx; j++)
+			{
+				matvec_forward(y1, xb + j * in, wb, in, OUT);
+				same &= memcmp(y1, yb + j * OUT, sizeof(float) * OUT) == 0;
+			}
+		}
+		TAP_OK(same, "matvec_forward_rows, 1..7 inputs of %d: every output bitwise matvec_forward's", in);
+		free(wb), free(xb), free(yb), free(y1);
+	}
 }
 
 /* ---------------------------------------------------------------------------
