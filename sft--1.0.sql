@@ -125,11 +125,10 @@ CREATE TABLE sft_tokenizers (
     kind text NOT NULL,                 -- byte_bpe | sentencepiece_bpe
     vocab_size integer NOT NULL,
     special_tokens text[] NOT NULL,     -- added tokens marked special, in id order
-    chat_template text CHECK (chat_template IN ('chatml', 'llama3', 'llama2', 'qwen3')),
+    chat_template text CHECK (chat_template IN ('chatml', 'llama3', 'llama2', 'qwen3', 'jinja')),
+    chat_template_source text,          -- the Jinja source when chat_template = 'jinja'
     default_system text,                -- inserted when a conversation has no system message
-    end_of_turn_token text GENERATED ALWAYS AS (
-        CASE chat_template WHEN 'chatml' THEN '<|im_end|>' WHEN 'llama3' THEN '<|eot_id|>'
-                           WHEN 'llama2' THEN '</s>' WHEN 'qwen3' THEN '<|im_end|>' END) STORED,
+    end_of_turn_token text,             -- the token that closes an assistant turn
     bos_token text,                     -- as tokenizer_config.json says
     eos_token text,
     owner regrole NOT NULL DEFAULT current_user::regrole,
@@ -137,7 +136,8 @@ CREATE TABLE sft_tokenizers (
     source text NOT NULL,               -- tokenizer.json, or vocab.json when merges is set
     merges text,                        -- merges.txt (GPT-2 style import)
     config jsonb,                       -- tokenizer_config.json
-    CHECK (default_system IS NULL OR chat_template IS NOT NULL)
+    CHECK (default_system IS NULL OR chat_template IS NOT NULL),
+    CHECK ((chat_template = 'jinja') = (chat_template_source IS NOT NULL))
 );
 COMMENT ON TABLE sft_tokenizers IS
   'Tokenizers loaded with sft_tokenizer_load() or sft_tokenizer_import(); change them with sft_tokenizer_set_template() and sft_tokenizer_drop()';
@@ -187,25 +187,27 @@ CREATE FUNCTION sft_tokenizer_set_template(name text, template text, default_sys
 RETURNS void
 AS 'MODULE_PATHNAME', 'sft_tokenizer_set_template' LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION sft_tokenizer_set_template(text, text, text) IS
-  'Chooses the chat template of a tokenizer (chatml, llama3, llama2, qwen3, or NULL for none) and its default system prompt (NULL for none)';
+  'Chooses the chat template of a tokenizer: a built-in name (chatml, llama3, llama2, qwen3), Jinja source (rendered as transformers does), or NULL for none; and the default system prompt of a built-in template (NULL for none)';
 
-CREATE FUNCTION sft_token_count(tokenizer text, messages jsonb) RETURNS integer
-AS 'MODULE_PATHNAME', 'sft_token_count_messages' LANGUAGE C STABLE STRICT PARALLEL SAFE;
-COMMENT ON FUNCTION sft_token_count(text, jsonb) IS
-  'Number of tokens of a conversation rendered with the tokenizer''s chat template, as training sees it';
+CREATE FUNCTION sft_token_count(tokenizer text, messages jsonb, template_kwargs jsonb DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'sft_token_count_messages' LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION sft_token_count(text, jsonb, jsonb) IS
+  'Number of tokens of a conversation rendered with the tokenizer''s chat template (template_kwargs: extra template variables), as training sees it';
 
-CREATE FUNCTION sft_render(tokenizer text, messages jsonb, add_generation_prompt boolean DEFAULT false)
+CREATE FUNCTION sft_render(tokenizer text, messages jsonb, add_generation_prompt boolean DEFAULT false,
+    template_kwargs jsonb DEFAULT NULL)
 RETURNS text
-AS 'MODULE_PATHNAME', 'sft_render' LANGUAGE C STABLE STRICT PARALLEL SAFE;
-COMMENT ON FUNCTION sft_render(text, jsonb, boolean) IS
-  'A conversation rendered with the tokenizer''s chat template';
+AS 'MODULE_PATHNAME', 'sft_render' LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION sft_render(text, jsonb, boolean, jsonb) IS
+  'A conversation rendered with the tokenizer''s chat template (template_kwargs: extra template variables such as {"enable_thinking": false})';
 
 CREATE FUNCTION sft_encode(tokenizer text, messages jsonb, max_length integer DEFAULT NULL,
-    train_on text DEFAULT 'all_assistant',
+    train_on text DEFAULT 'all_assistant', template_kwargs jsonb DEFAULT NULL,
     OUT input_ids integer[], OUT loss_mask integer[], OUT truncated boolean)
 RETURNS record
 AS 'MODULE_PATHNAME', 'sft_encode' LANGUAGE C STABLE PARALLEL SAFE;
-COMMENT ON FUNCTION sft_encode(text, jsonb, integer, text) IS
+COMMENT ON FUNCTION sft_encode(text, jsonb, integer, text, jsonb) IS
   'Token ids and loss mask (1 on assistant replies and their end-of-turn token) of a training conversation; truncated tells whether max_length cut it';
 
 CREATE FUNCTION sft_chat_template_jinja(tokenizer text) RETURNS text

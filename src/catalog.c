@@ -110,9 +110,9 @@ typedef struct CatalogStatement
 {
 	const char *sql;
 	int			nargs;
-	Oid			types[12];
-	Datum		values[12];
-	char		nulls[13];
+	Oid			types[16];
+	Datum		values[16];
+	char		nulls[17];
 } CatalogStatement;
 
 static void
@@ -298,7 +298,8 @@ SftCatalogTokenizerRead(const char *name, SftTokenizerRecord *rec)
 
 	memset(rec, 0, sizeof(*rec));
 	StmtInit(&st, "SELECT xmin, ctid, source, merges, config::pg_catalog.text, chat_template, "
-			 "default_system, owner::pg_catalog.oid FROM " TOKENIZERS " WHERE name" EQ "$1");
+			 "default_system, owner::pg_catalog.oid, chat_template_source FROM " TOKENIZERS
+			 " WHERE name" EQ "$1");
 	StmtText(&st, name);
 	if (CatalogExec(&st, true, SPI_OK_SELECT, &r) == 0)
 		return false;
@@ -309,6 +310,7 @@ SftCatalogTokenizerRead(const char *name, SftTokenizerRecord *rec)
 	rec->chat_template = RowString(&r, 0, 6);
 	rec->default_system = RowString(&r, 0, 7);
 	rec->owner = RowOid(&r, 0, 8);
+	rec->chat_template_source = RowString(&r, 0, 9);
 	return true;
 }
 
@@ -343,8 +345,9 @@ SftCatalogTokenizerInsert(const SftTokenizerNewRow *row, SftTokenizerVersion *ve
 	CatalogRows r;
 
 	StmtInit(&st, "INSERT INTO " TOKENIZERS " (name, kind, vocab_size, special_tokens, "
-			 "chat_template, default_system, bos_token, eos_token, source, merges, config, owner) "
-			 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING xmin, ctid");
+			 "chat_template, default_system, bos_token, eos_token, source, merges, config, owner, "
+			 "chat_template_source, end_of_turn_token) "
+			 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING xmin, ctid");
 	StmtText(&st, row->name);
 	StmtText(&st, row->kind);
 	StmtArg(&st, INT4OID, Int32GetDatum(row->vocab_size), false);
@@ -357,6 +360,8 @@ SftCatalogTokenizerInsert(const SftTokenizerNewRow *row, SftTokenizerVersion *ve
 	StmtArg(&st, TEXTOID, PointerGetDatum(row->merges), row->merges == NULL);
 	StmtArg(&st, JSONBOID, row->config, row->config == (Datum) 0);
 	StmtArg(&st, REGROLEOID, ObjectIdGetDatum(row->owner), false);
+	StmtText(&st, row->chat_template_source);
+	StmtText(&st, row->end_of_turn_token);
 	CatalogExec(&st, false, SPI_OK_INSERT_RETURNING, &r);
 	RowVersion(&r, 0, 1, version);
 }
@@ -373,16 +378,20 @@ SftCatalogTokenizerDelete(const char *name)
 
 void
 SftCatalogTokenizerSetTemplate(const char *name, const char *chat_template,
-							   const char *default_system, SftTokenizerVersion *version)
+							   const char *chat_template_source, const char *default_system,
+							   const char *end_of_turn_token, SftTokenizerVersion *version)
 {
 	CatalogStatement st;
 	CatalogRows r;
 
-	StmtInit(&st, "UPDATE " TOKENIZERS " SET chat_template = $2, default_system = $3 "
+	StmtInit(&st, "UPDATE " TOKENIZERS " SET chat_template = $2, default_system = $3, "
+			 "chat_template_source = $4, end_of_turn_token = $5 "
 			 "WHERE name" EQ "$1 RETURNING xmin, ctid");
 	StmtText(&st, name);
 	StmtText(&st, chat_template);
 	StmtText(&st, default_system);
+	StmtText(&st, chat_template_source);
+	StmtText(&st, end_of_turn_token);
 	if (CatalogExec(&st, false, SPI_OK_UPDATE_RETURNING, &r) != 1)
 		elog(ERROR, "tokenizer \"%s\" vanished while it was locked", name);
 	RowVersion(&r, 0, 1, version);

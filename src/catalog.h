@@ -36,7 +36,8 @@ typedef struct SftTokenizerRecord
 	text	   *source;			/* tokenizer.json, or vocab.json when merges is set */
 	text	   *merges;			/* merges.txt or NULL */
 	char	   *config;			/* tokenizer_config.json text or NULL */
-	char	   *chat_template;	/* built-in template name or NULL */
+	char	   *chat_template;	/* built-in template name, "jinja" or NULL */
+	char	   *chat_template_source;	/* the Jinja source when "jinja" */
 	char	   *default_system; /* or NULL */
 	Oid			owner;
 } SftTokenizerRecord;
@@ -49,6 +50,8 @@ typedef struct SftTokenizerNewRow
 	int32		vocab_size;
 	ArrayType  *special_tokens; /* text[] */
 	const char *chat_template;
+	const char *chat_template_source;
+	const char *end_of_turn_token;
 	const char *default_system;
 	const char *bos_token;
 	const char *eos_token;
@@ -66,7 +69,9 @@ bool		SftCatalogTokenizerLock(const char *name, Oid *owner);
 void		SftCatalogTokenizerInsert(const SftTokenizerNewRow *row, SftTokenizerVersion *version);
 void		SftCatalogTokenizerDelete(const char *name);
 void		SftCatalogTokenizerSetTemplate(const char *name, const char *chat_template,
+										   const char *chat_template_source,
 										   const char *default_system,
+										   const char *end_of_turn_token,
 										   SftTokenizerVersion *version);
 
 /*

@@ -107,7 +107,7 @@ sft_loss(PG_FUNCTION_ARGS)
 	conv = SftConversationFromJsonb(messages, SFT_CONV_TRAINING);
 
 	sft_encoded_init(&enc);
-	st = sft_chat_encode(SftTokenizerRequireTemplate(entry), entry->tok, conv, train_on,
+	st = sft_chat_encode(SftTokenizerCallTemplate(entry, NULL), entry->tok, conv, train_on,
 						 0, 0, &enc, &err);
 	T = (int) enc.ids.len;
 	ids = palloc_extended(sizeof(int32) * Max(T, 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
@@ -274,7 +274,7 @@ sft_eval(PG_FUNCTION_ARGS)
 	b.mask = palloc(sizeof(int32) * max_length);
 
 	rules.entry = SftTokenizerLookup(lease->tokenizer);
-	rules.tpl = SftTokenizerRequireTemplate(rules.entry);
+	rules.tpl = SftTokenizerCallTemplate(rules.entry, NULL);
 	rules.train_on = train_on;
 	rules.max_length = max_length;
 	rules.truncate = truncate;

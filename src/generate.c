@@ -515,7 +515,7 @@ SftEncodePrompt(Datum prompt, SftPromptKind kind, SftGenerator *gen, int *n)
 
 	if (kind == SFT_PROMPT_MESSAGES || kind == SFT_PROMPT_TEXT)
 	{
-		SftChatTemplate tpl = *SftTokenizerRequireTemplate(entry);
+		SftChatTemplate tpl = *SftTokenizerCallTemplate(entry, NULL);
 		SftConversation *conv;
 		SftEncoded	enc;
 		SftStatus	st;

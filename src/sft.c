@@ -10,6 +10,7 @@
 #include "utils/guc.h"
 
 #include "model_cache.h"
+#include "tokenizer.h"
 #include "sft.h"
 #include "train.h"
 
@@ -26,6 +27,9 @@ _PG_init(void)
 
 	/* generation and evaluation: sft.model_cache_size */
 	SftModelCacheInit();
+
+	/* chat templates: sft.template_now */
+	SftTokenizerInit();
 
 	MarkGUCPrefixReserved("sft");
 }

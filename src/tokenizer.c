@@ -134,6 +134,7 @@ typedef struct TokenizerSource
 	size_t		merges_len;
 	const char *config;			/* tokenizer_config.json or NULL */
 	size_t		config_len;
+	const char *chat_template;	/* chat_template.jinja beside it, or NULL */
 } TokenizerSource;
 
 /* Build the core tokenizer; ERROR (nothing left allocated) when it fails. */
@@ -168,8 +169,12 @@ EntryReset(SftTokenizerEntry *entry)
 	if (entry->tok)
 		sft_tokenizer_free(entry->tok);
 	sft_free(entry->default_system);
+	sft_jinja_free(entry->jinja);
+	sft_free(entry->jinja_source);
 	entry->tok = NULL;
 	entry->default_system = NULL;
+	entry->jinja = NULL;
+	entry->jinja_source = NULL;
 	entry->has_template = false;
 	memset(&entry->template, 0, sizeof(entry->template));
 	entry->bos_id = entry->eos_id = entry->end_of_turn_id = -1;
@@ -204,6 +209,8 @@ CacheEntry(const char *name, bool create)
 	{
 		entry->tok = NULL;
 		entry->default_system = NULL;
+		entry->jinja = NULL;
+		entry->jinja_source = NULL;
 		EntryReset(entry);
 	}
 	return entry;
@@ -238,24 +245,59 @@ TokenId(const SftTokenizer *tok, const char *text)
 	return text ? sft_tokenizer_token_to_id(tok, text, strlen(text)) : -1;
 }
 
+/* The chat template's interrupt check: stop rendering when the query is cancelled. */
+static int
+TemplateInterrupt(void *arg)
+{
+	return InterruptPending;
+}
+
+/* Parse Jinja source; ERROR naming the tokenizer when the engine refuses it. */
+static SftJinjaTemplate *
+ParseJinja(const char *source, const char *tokname)
+{
+	SftJinjaTemplate *jinja = NULL;
+	SftError	err;
+
+	sft_error_clear(&err);
+	if (sft_jinja_parse(source, strlen(source), &jinja, &err) != SFT_OK)
+		SftReportCoreError(&err, psprintf("tokenizer \"%s\"", tokname));
+	return jinja;
+}
+
 /*
- * Set the entry's template.  default_system is copied (malloc); nothing here
- * raises an error between allocation and assignment.
+ * Set the entry's template: a built-in kind, or the Jinja source (parsed
+ * here).  default_system is copied (malloc); nothing raises an error between
+ * allocation and assignment, except parsing, which happens first.
  */
 static void
 EntrySetTemplate(SftTokenizerEntry *entry, bool has_template, SftTemplateKind kind,
-				 const char *default_system)
+				 const char *default_system, const char *jinja_source)
 {
 	char	   *copy = NULL;
+	char	   *source_copy = NULL;
+	SftJinjaTemplate *jinja = NULL;
 
-	if (has_template && default_system)
+	if (has_template && kind == SFT_TEMPLATE_JINJA)
 	{
+		jinja = ParseJinja(jinja_source, entry->name);
+		source_copy = sft_strndup(jinja_source, strlen(jinja_source));
+	}
+	if (has_template && default_system)
 		copy = sft_strndup(default_system, strlen(default_system));
-		if (copy == NULL)
-			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	if ((has_template && default_system && copy == NULL) || (jinja && source_copy == NULL))
+	{
+		sft_jinja_free(jinja);
+		sft_free(copy);
+		sft_free(source_copy);
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 	}
 	sft_free(entry->default_system);
+	sft_jinja_free(entry->jinja);
+	sft_free(entry->jinja_source);
 	entry->default_system = copy;
+	entry->jinja = jinja;
+	entry->jinja_source = source_copy;
 	entry->has_template = has_template;
 	memset(&entry->template, 0, sizeof(entry->template));
 	entry->end_of_turn_id = -1;
@@ -264,8 +306,36 @@ EntrySetTemplate(SftTokenizerEntry *entry, bool has_template, SftTemplateKind ki
 		entry->template.kind = kind;
 		entry->template.default_system = copy;
 		entry->template.default_system_len = copy ? strlen(copy) : 0;
-		entry->end_of_turn_id = sft_template_end_of_turn_id(kind, entry->tok);
+		entry->template.jinja = jinja;
+		entry->template.interrupt = TemplateInterrupt;
+		if (kind == SFT_TEMPLATE_JINJA)
+			entry->end_of_turn_id = sft_template_jinja_end_of_turn_id(&entry->template, entry->tok, NULL);
+		else
+			entry->end_of_turn_id = sft_template_end_of_turn_id(kind, entry->tok);
 	}
+}
+
+/*
+ * The text of the token a template closes replies with (palloc'd), or NULL:
+ * for the catalog's end_of_turn_token column.
+ */
+static char *
+TemplateEndOfTurnText(SftTemplateKind kind, const char *jinja_source, const SftTokenizer *tok,
+					  const char *tokname)
+{
+	SftChatTemplate probe = {0};
+	SftJinjaTemplate *parsed = kind == SFT_TEMPLATE_JINJA ? ParseJinja(jinja_source, tokname) : NULL;
+	int32		eot;
+	size_t		len;
+	const char *text;
+
+	probe.kind = kind;
+	probe.jinja = parsed;
+	eot = kind == SFT_TEMPLATE_JINJA ? sft_template_jinja_end_of_turn_id(&probe, tok, NULL)
+		: sft_template_end_of_turn_id(kind, tok);
+	sft_jinja_free(parsed);
+	text = eot >= 0 ? sft_tokenizer_id_to_token(tok, eot, &len) : NULL;
+	return text ? pnstrdup(text, len) : NULL;
 }
 
 /* Check a template name against a tokenizer; ERROR when unusable. */
@@ -337,7 +407,9 @@ SftTokenizerLookup(const char *name)
 		}
 
 		tok = BuildCoreTokenizer(&src, name);
-		if (rec.chat_template)
+		if (rec.chat_template && strcmp(rec.chat_template, "jinja") == 0)
+			kind = SFT_TEMPLATE_JINJA;
+		else if (rec.chat_template)
 		{
 			SftError	err;
 
@@ -352,10 +424,65 @@ SftTokenizerLookup(const char *name)
 		entry->tok = tok;
 		entry->bos_id = TokenId(tok, sft_tokenizer_bos_token(tok));
 		entry->eos_id = TokenId(tok, sft_tokenizer_eos_token(tok));
-		EntrySetTemplate(entry, rec.chat_template != NULL, kind, rec.default_system);
+		EntrySetTemplate(entry, rec.chat_template != NULL, kind, rec.default_system,
+						 rec.chat_template_source);
 	}
 	EntryMarkChecked(entry, &version);
 	return entry;
+}
+
+/* sft.template_now: strftime_now's clock in chat templates; empty: the server's. */
+static char *sft_template_now = NULL;
+
+void
+SftTokenizerInit(void)
+{
+	DefineCustomStringVariable("sft.template_now",
+							   "The time strftime_now() returns in chat templates.",
+							   "Empty: the server's clock.  A timestamp makes renders (and so "
+							   "training data) reproducible.",
+							   &sft_template_now, "", PGC_USERSET, 0, NULL, NULL, NULL);
+}
+
+static void
+FreeTemplateKwargs(void *arg)
+{
+	sft_template_kwargs_free((struct json_object *) arg);
+}
+
+const SftChatTemplate *
+SftTokenizerCallTemplate(const SftTokenizerEntry *entry, Jsonb *kwargs)
+{
+	SftChatTemplate *tpl = palloc(sizeof(SftChatTemplate));
+
+	*tpl = *SftTokenizerRequireTemplate(entry);
+	if (sft_template_now && sft_template_now[0])
+	{
+		TimestampTz ts = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
+																 CStringGetDatum(sft_template_now),
+																 ObjectIdGetDatum(InvalidOid),
+																 Int32GetDatum(-1)));
+
+		tpl->now_set = 1;
+		tpl->now = timestamptz_to_time_t(ts);
+	}
+	if (kwargs)
+	{
+		char	   *text = JsonbToCString(NULL, &kwargs->root, VARSIZE(kwargs));
+		struct json_object *obj;
+		MemoryContextCallback *cb = palloc(sizeof(MemoryContextCallback));
+		SftError	err;
+
+		sft_error_clear(&err);
+		if (sft_template_kwargs_parse(text, strlen(text), &obj, &err) != SFT_OK)
+			SftReportCoreError(&err, NULL);
+		/* freed with the calling context, also on ERROR */
+		cb->func = FreeTemplateKwargs;
+		cb->arg = obj;
+		MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
+		tpl->kwargs = obj;
+	}
+	return tpl;
 }
 
 const SftChatTemplate *
@@ -395,8 +522,9 @@ CreateTokenizer(const char *name, const TokenizerSource *src, TokenizerSummary *
 	ArrayType  *special_array;
 	const char *jinja;
 	volatile bool has_template = false;
-	SftTemplateKind kind = SFT_TEMPLATE_CHATML;
+	volatile SftTemplateKind kind = SFT_TEMPLATE_CHATML;
 	char	   *volatile default_system = NULL;
+	char	   *volatile jinja_source = NULL;
 	volatile Datum config_jsonb = (Datum) 0;
 
 	CheckTokenizerName(name);
@@ -426,35 +554,44 @@ CreateTokenizer(const char *name, const TokenizerSource *src, TokenizerSummary *
 		}
 		special_array = construct_array(specials, n_special, TEXTOID, -1, false, TYPALIGN_INT);
 
-		/* the chat template named by tokenizer_config.json, when we know it */
-		jinja = sft_tokenizer_chat_template(tok);
+		/*
+		 * The model's own chat template (chat_template.jinja, else
+		 * tokenizer_config.json's): rendered by the Jinja engine, unless it is
+		 * one of the built-in templates, recognised and proven to render
+		 * identically on the probe conversations (the fast path).
+		 */
+		jinja = src->chat_template ? src->chat_template : sft_tokenizer_chat_template(tok);
 		if (jinja)
 		{
-			char	   *detected_system = NULL;
+			SftJinjaTemplate *parsed = NULL;
+			SftError	err;
 
-			if (sft_template_detect(jinja, strlen(jinja), &kind, &detected_system))
+			sft_error_clear(&err);
+			if (sft_jinja_parse(jinja, strlen(jinja), &parsed, &err) != SFT_OK)
+				ereport(NOTICE,
+						(errmsg("tokenizer \"%s\": its chat template cannot be used: %s", name, err.message),
+						 errhint("Choose one with sft_tokenizer_set_template(); built-in "
+								 "templates: %s.", sft_template_name_list())));
+			else
 			{
-				SftError	err;
+				char	   *detected_system = NULL;
+				SftTemplateKind builtin;
 
-				sft_error_clear(&err);
-				if (sft_template_check_tokenizer(kind, tok, &err) == SFT_OK)
+				has_template = true;
+				if (sft_template_detect(jinja, strlen(jinja), &builtin, &detected_system) &&
+					sft_template_check_tokenizer(builtin, tok, &err) == SFT_OK &&
+					sft_template_matches_jinja(builtin, detected_system, parsed, tok))
 				{
-					has_template = true;
+					kind = builtin;
 					default_system = detected_system ? pstrdup(detected_system) : NULL;
 				}
 				else
-					ereport(NOTICE,
-							(errmsg("tokenizer \"%s\": the chat template looks like %s, but %s",
-									name, sft_template_name(kind), err.message),
-							 errhint("Choose a template with sft_tokenizer_set_template().")));
+					kind = SFT_TEMPLATE_JINJA;
 				sft_free(detected_system);
+				sft_jinja_free(parsed);
+				if (kind == SFT_TEMPLATE_JINJA)
+					jinja_source = pstrdup(jinja);
 			}
-			else
-				ereport(NOTICE,
-						(errmsg("tokenizer \"%s\": the chat_template of tokenizer_config.json "
-								"is not one of the built-in templates", name),
-						 errhint("Choose one with sft_tokenizer_set_template(); built-in "
-								 "templates: %s.", sft_template_name_list())));
 		}
 
 		if (SftCatalogTokenizerExists(name))
@@ -468,9 +605,14 @@ CreateTokenizer(const char *name, const TokenizerSource *src, TokenizerSummary *
 		row.vocab_size = summary->vocab_size;
 		row.special_tokens = special_array;
 		row.chat_template = has_template ? sft_template_name(kind) : NULL;
+		row.chat_template_source = jinja_source;
+		row.end_of_turn_token = NULL;
 		row.default_system = default_system;
 		row.bos_token = bos;
 		row.eos_token = eos;
+		/* the end-of-turn token the template closes replies with */
+		if (has_template)
+			row.end_of_turn_token = TemplateEndOfTurnText(kind, jinja_source, tok, name);
 		row.source = cstring_to_text_with_len(src->source, (int) src->source_len);
 		row.merges = src->merges ? cstring_to_text_with_len(src->merges, (int) src->merges_len) : NULL;
 		row.config = src->config ? config_jsonb : (Datum) 0;
@@ -486,7 +628,7 @@ CreateTokenizer(const char *name, const TokenizerSource *src, TokenizerSummary *
 			tok = NULL;			/* owned by the cache from here on */
 			entry->bos_id = TokenId(entry->tok, bos);
 			entry->eos_id = TokenId(entry->tok, eos);
-			EntrySetTemplate(entry, has_template, kind, default_system);
+			EntrySetTemplate(entry, has_template, kind, default_system, jinja_source);
 			EntryMarkChecked(entry, &version);
 		}
 	}
@@ -588,6 +730,18 @@ ImportDirectory(const char *name, const char *directory, TokenizerSummary *summa
 		path = psprintf("%s/tokenizer_config.json", dir);
 		if (SftServerFileExists(path))
 			src.config = SftReadServerTextFile(path, &src.config_len);
+		/* newer checkpoints keep the template in its own file, which wins */
+		path = psprintf("%s/chat_template.jinja", dir);
+		if (SftServerFileExists(path))
+		{
+			size_t		len;
+
+			src.chat_template = SftReadServerTextFile(path, &len);
+			if (strlen(src.chat_template) != len)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("file \"%s\" contains a NUL byte", path)));
+		}
 	}
 	else
 	{
@@ -641,6 +795,8 @@ EntryJinja(const SftTokenizerEntry *entry, bool warn_only)
 
 	if (!entry->has_template)
 		return NULL;
+	if (entry->template.kind == SFT_TEMPLATE_JINJA)
+		return pstrdup(entry->jinja_source);
 	if (stored)
 	{
 		SftTemplateKind kind;
@@ -777,6 +933,8 @@ sft_tokenizer_set_template(PG_FUNCTION_ARGS)
 	SftTokenizerEntry *entry;
 	SftTemplateKind kind = SFT_TEMPLATE_CHATML;
 	SftTokenizerVersion version;
+	const char *source = NULL;
+	char	   *end_of_turn = NULL;
 
 	if (template_name == NULL && default_system != NULL)
 		ereport(ERROR,
@@ -792,11 +950,36 @@ sft_tokenizer_set_template(PG_FUNCTION_ARGS)
 	LockOwnTokenizer(name);
 	entry = (SftTokenizerEntry *) SftTokenizerLookup(name);
 	if (template_name)
-		kind = CheckTemplate(template_name, entry->tok, name);
-	SftCatalogTokenizerSetTemplate(name, template_name ? sft_template_name(kind) : NULL,
-								   default_system, &version);
+	{
+		SftError	err;
+
+		sft_error_clear(&err);
+		if (sft_template_from_name(template_name, &kind, &err) == SFT_OK)
+			kind = CheckTemplate(template_name, entry->tok, name);
+		else if (strstr(template_name, "{{") || strstr(template_name, "{%"))
+		{
+			/* Jinja source: refused here when the engine cannot render it */
+			if (default_system)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("a default system prompt goes with a built-in template"),
+						 errhint("Write the default system prompt into the Jinja template.")));
+			kind = SFT_TEMPLATE_JINJA;
+			source = template_name;
+			if (strlen(template_name) > 1024 * 1024)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("chat template source longer than 1 MB")));
+			sft_jinja_free(ParseJinja(source, name));
+		}
+		else
+			CheckTemplate(template_name, entry->tok, name);
+		end_of_turn = TemplateEndOfTurnText(kind, source, entry->tok, name);
+	}
+	SftCatalogTokenizerSetTemplate(name, template_name ? sft_template_name(kind) : NULL, source,
+								   default_system, end_of_turn, &version);
 	/* same source: keep the tokenizer, move the entry to the new row version */
-	EntrySetTemplate(entry, template_name != NULL, kind, default_system);
+	EntrySetTemplate(entry, template_name != NULL, kind, default_system, source);
 	EntryMarkChecked(entry, &version);
 	PG_RETURN_VOID();
 }
@@ -940,16 +1123,32 @@ sft_detokenize(PG_FUNCTION_ARGS)
  * Conversations through the chat template
  * ------------------------------------------------------------------------- */
 
+/* The template_kwargs argument (jsonb or NULL) at argno. */
+static Jsonb *
+KwargsArg(FunctionCallInfo fcinfo, int argno)
+{
+	return PG_NARGS() > argno && !PG_ARGISNULL(argno) ? PG_GETARG_JSONB_P(argno) : NULL;
+}
+
 Datum
 sft_token_count_messages(PG_FUNCTION_ARGS)
 {
-	const char *name = TokenizerNameArg(fcinfo, 0);
-	Jsonb	   *messages = PG_GETARG_JSONB_P(1);
-	const SftTokenizerEntry *entry = SftTokenizerLookup(name);
-	const SftChatTemplate *tpl = SftTokenizerRequireTemplate(entry);
-	SftConversation *conv = SftConversationFromJsonb(messages, SFT_CONV_ANY);
+	const char *name;
+	Jsonb	   *messages;
+	const SftTokenizerEntry *entry;
+	const SftChatTemplate *tpl;
+	SftConversation *conv;
 	SftError	err;
 	int64		count;
+
+	/* NULL tokenizer or conversation: NULL, as a strict function would */
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	name = TokenizerNameArg(fcinfo, 0);
+	messages = PG_GETARG_JSONB_P(1);
+	entry = SftTokenizerLookup(name);
+	tpl = SftTokenizerCallTemplate(entry, KwargsArg(fcinfo, 2));
+	conv = SftConversationFromJsonb(messages, SFT_CONV_ANY);
 
 	sft_error_clear(&err);
 	if (sft_chat_token_count(tpl, entry->tok, conv, 0, &count, &err) != SFT_OK)
@@ -964,15 +1163,24 @@ sft_token_count_messages(PG_FUNCTION_ARGS)
 Datum
 sft_render(PG_FUNCTION_ARGS)
 {
-	const char *name = TokenizerNameArg(fcinfo, 0);
-	Jsonb	   *messages = PG_GETARG_JSONB_P(1);
-	bool		add_generation_prompt = PG_GETARG_BOOL(2);
-	const SftTokenizerEntry *entry = SftTokenizerLookup(name);
-	const SftChatTemplate *tpl = SftTokenizerRequireTemplate(entry);
-	SftConversation *conv = SftConversationFromJsonb(messages, SFT_CONV_ANY);
+	const char *name;
+	Jsonb	   *messages;
+	bool		add_generation_prompt;
+	const SftTokenizerEntry *entry;
+	const SftChatTemplate *tpl;
+	SftConversation *conv;
 	SftBuf		out;
 	SftError	err;
 	text	   *result = NULL;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		PG_RETURN_NULL();
+	name = TokenizerNameArg(fcinfo, 0);
+	messages = PG_GETARG_JSONB_P(1);
+	add_generation_prompt = PG_GETARG_BOOL(2);
+	entry = SftTokenizerLookup(name);
+	tpl = SftTokenizerCallTemplate(entry, KwargsArg(fcinfo, 3));
+	conv = SftConversationFromJsonb(messages, SFT_CONV_ANY);
 
 	sft_buf_init(&out);
 	sft_error_clear(&err);
@@ -1036,7 +1244,7 @@ sft_encode(PG_FUNCTION_ARGS)
 		elog(ERROR, "return type must be a row type");
 
 	entry = SftTokenizerLookup(name);
-	tpl = SftTokenizerRequireTemplate(entry);
+	tpl = SftTokenizerCallTemplate(entry, KwargsArg(fcinfo, 4));
 	conv = SftConversationFromJsonb(messages, SFT_CONV_TRAINING);
 
 	sft_encoded_init(&enc);

@@ -25,6 +25,7 @@
 #include "datatype/timestamp.h"
 #include "nodes/pg_list.h"
 #include "storage/itemptr.h"
+#include "utils/jsonb.h"
 
 #include "core/chat_template.h"
 #include "core/tokenizer.h"
@@ -36,6 +37,8 @@ typedef struct SftTokenizerEntry
 	bool		has_template;	/* false: no chat template chosen */
 	SftChatTemplate template;	/* valid when has_template */
 	char	   *default_system; /* malloc'd; template.default_system points here */
+	SftJinjaTemplate *jinja;	/* the parsed Jinja template (kind jinja), owned here */
+	char	   *jinja_source;	/* malloc'd: its source */
 	int32		bos_id;			/* tokenizer_config's bos_token, -1 when none */
 	int32		eos_id;			/* tokenizer_config's eos_token, -1 when none */
 	int32		end_of_turn_id; /* the template's turn-closing token, -1 without template */
@@ -65,6 +68,17 @@ const SftChatTemplate *SftTokenizerRequireTemplate(const SftTokenizerEntry *entr
  * imported source).
  */
 char	   *SftTokenizerChatJinja(const SftTokenizerEntry *entry);
+
+/*
+ * The entry's template for one call (palloc'd copy): template_kwargs (a jsonb
+ * object, or NULL) and the clock of sft.template_now applied.  ERROR without a
+ * template, or when the kwargs are not an object or set messages /
+ * add_generation_prompt.
+ */
+const SftChatTemplate *SftTokenizerCallTemplate(const SftTokenizerEntry *entry, Jsonb *kwargs);
+
+/* Define sft.template_now (from _PG_init). */
+void		SftTokenizerInit(void);
 
 /* For the model catalog: a model directory carries its tokenizer files. */
 bool		SftTokenizerExists(const char *name);

@@ -535,7 +535,7 @@ SftLoadData(SftRun *run)
 			SftReportCoreError(&err, psprintf("tokenizer \"%s\"", run->tokenizer));
 	}
 	else
-		tpl = *SftTokenizerRequireTemplate(entry);
+		tpl = *SftTokenizerCallTemplate(entry, NULL);
 
 	/* As the run's role: its privileges and row-level security decide what it sees. */
 	SftReadRelation(run, run->source, entry, &tpl, &all, &run->counts);

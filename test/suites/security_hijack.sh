@@ -296,9 +296,9 @@ calls_anytime() {
 		call "sft_tokenize(text, text, boolean)" "SELECT sft_tokenize('$t', 'Hello <|im_end|> world', true)"
 		call "sft_detokenize(text, integer[], boolean)" "SELECT sft_detokenize('$t', sft_tokenize('$t', 'Hello world'), true)"
 		call "sft_token_count(text, text)" "SELECT sft_token_count('$t', 'Hello world')"
-		call "sft_token_count(text, jsonb)" "SELECT sft_token_count('$t', $CONV)"
-		call "sft_render(text, jsonb, boolean)" "SELECT sft_render('$t', $CONV, true)"
-		call "sft_encode(text, jsonb, integer, text)" "SELECT * FROM sft_encode('$t', $CONV, 16, 'last_assistant')"
+		call "sft_token_count(text, jsonb, jsonb)" "SELECT sft_token_count('$t', $CONV, '{\"k\": 1}')"
+		call "sft_render(text, jsonb, boolean, jsonb)" "SELECT sft_render('$t', $CONV, true, '{\"k\": 1}')"
+		call "sft_encode(text, jsonb, integer, text, jsonb)" "SELECT * FROM sft_encode('$t', $CONV, 16, 'last_assistant', '{\"k\": 1}')"
 		call "sft_chat_template_jinja(text)" "SELECT sft_chat_template_jinja('$t')"
 	done
 	call "sft_tokenizer_drop(text)" "SELECT sft_tokenizer_drop('mtok_$tag')"

@@ -13,15 +13,15 @@ comparison has to leave out.
 reads <out>/<name>/tokenizer_config.json for every setup directory and writes
 <out>/jinja_cases.jsonl: {"tokenizer", "messages", "gen", "text"} per line.
 """
+import datetime
 import json
 import os
 import sys
 
 import jinja2
 import jinja2.ext
+import jinja2.nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-OUT = sys.argv[1]
 
 POOL = [
     "Hello!", "What is 2+2?", "  spaced out  ", "line one\nline two\n\nline four",
@@ -40,7 +40,33 @@ THINKING = [
 ]
 
 
+class GenerationTag(jinja2.ext.Extension):
+    """{% generation %}...{% endgeneration %}: renders its body and, while a
+    tracker list is set (render_tracked), records the body's (start, end)
+    character offsets in the output, as transformers' AssistantTracker does."""
+    tags = {"generation"}
+
+    def __init__(self, environment):
+        super().__init__(environment)
+        environment.extend(generation_tracker=None)
+
+    def parse(self, parser):
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(["name:endgeneration"], drop_needle=True)
+        return jinja2.nodes.CallBlock(self.call_method("_render_body"), [], [], body).set_lineno(lineno)
+
+    def _render_body(self, caller):
+        text = caller()
+        tracker = self.environment.generation_tracker
+        if tracker is not None:
+            start = len("".join(tracker["blocks"]))
+            tracker["spans"].append((start, start + len(text)))
+        return text
+
+
 def environment():
+    """Jinja2 as transformers' apply_chat_template sets it up; strftime_now's
+    clock is pinned by SFT_JINJA_NOW (seconds since the epoch) when set."""
     def raise_exception(message):
         raise jinja2.exceptions.TemplateError(message)
 
@@ -48,11 +74,30 @@ def environment():
         return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
                           sort_keys=sort_keys)
 
+    def strftime_now(format):
+        pinned = os.environ.get("SFT_JINJA_NOW")
+        now = datetime.datetime.fromtimestamp(int(pinned)) if pinned else datetime.datetime.now()
+        return now.strftime(format)
+
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        extensions=[jinja2.ext.loopcontrols])
+                                        extensions=[GenerationTag, jinja2.ext.loopcontrols])
     env.filters["tojson"] = tojson
     env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = strftime_now
     return env
+
+
+def render_tracked(template, **variables):
+    """(text, generation spans) the way transformers renders with
+    return_assistant_tokens_mask: the output generated chunk by chunk."""
+    tracker = {"blocks": [], "spans": []}
+    template.environment.generation_tracker = tracker
+    try:
+        for chunk in template.generate(**variables):
+            tracker["blocks"].append(chunk)
+    finally:
+        template.environment.generation_tracker = None
+    return "".join(tracker["blocks"]), tracker["spans"]
 
 
 def conversations(thinking):
@@ -89,6 +134,7 @@ def conversations(thinking):
 
 
 def main():
+    OUT = sys.argv[1]
     env = environment()
     lines = []
     # every setup directory: the reference ones, and jx_* with our own Jinja
@@ -99,9 +145,15 @@ def main():
         with open(path, encoding="utf-8") as f:
             config = json.load(f)
         template = env.from_string(config["chat_template"])
-        special = {key: config[key] for key in ("bos_token", "eos_token", "unk_token", "pad_token")
-                   if isinstance(config.get(key), str)}
-        for messages, gen in conversations(name == "ref_qwen3"):
+        # as transformers' special_tokens_map: an AddedToken object gives its content
+        special = {}
+        for key in ("bos_token", "eos_token", "unk_token", "pad_token"):
+            value = config.get(key)
+            if isinstance(value, dict):
+                value = value.get("content")
+            if isinstance(value, str):
+                special[key] = value
+        for messages, gen in conversations(name in ("ref_qwen3", "ref_deepseek_v3")):
             text = template.render(messages=messages, tools=None, documents=None,
                                    add_generation_prompt=gen, **special)
             lines.append(json.dumps({"tokenizer": name, "messages": messages, "gen": gen,

