@@ -125,7 +125,10 @@ StmtInit(CatalogStatement *st, const char *sql)
 static void
 StmtArg(CatalogStatement *st, Oid type, Datum value, bool isnull)
 {
-	Assert(st->nargs < lengthof(st->types));
+	/* a statement with more parameters than fit is a bug: fail, never overflow */
+	if (st->nargs >= lengthof(st->types))
+		elog(ERROR, "catalog statement has more than %d parameters: %s",
+			 (int) lengthof(st->types), st->sql);
 	st->types[st->nargs] = type;
 	st->values[st->nargs] = isnull ? (Datum) 0 : value;
 	st->nulls[st->nargs] = isnull ? 'n' : ' ';
