@@ -64,7 +64,7 @@ CORE_PROG_LIBS = $(DEP_LIBS) -lm -lpthread
 test/unit/test_%: test/unit/test_%.c $(CORE_OBJS) test/unit/tap.h
 	$(CC) $(CORE_PROG_CFLAGS) -o $@ $< $(CORE_OBJS) $(CORE_PROG_LIBS)
 
-test/bench/bench_%: test/bench/bench_%.c $(CORE_OBJS)
+test/bench/bench_%: test/bench/bench_%.c $(CORE_OBJS) test/bench/bench.h
 	$(CC) $(CORE_PROG_CFLAGS) -O3 -o $@ $< $(CORE_OBJS) $(CORE_PROG_LIBS)
 
 .PHONY: deps unit-tests test demo bench fuzz

@@ -115,6 +115,13 @@ typedef struct CatalogStatement
 	char		nulls[17];
 } CatalogStatement;
 
+void
+SftCatalogActAsRunRole(Oid login_role, Oid run_role)
+{
+	if (run_role != login_role)
+		SetUserIdAndSecContext(run_role, SECURITY_LOCAL_USERID_CHANGE);
+}
+
 static void
 StmtInit(CatalogStatement *st, const char *sql)
 {

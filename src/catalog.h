@@ -1,8 +1,9 @@
 /*
  * catalog.h: every read and write of the extension's tables (sft_tokenizers,
  * sft_models, sft_run_table, sft_run_log, sft_run_epochs) and the only code
- * that acts with another role's rights.  See catalog.c for the security
- * rule it keeps.
+ * that changes the current role: to the tables' owner for them, and in the
+ * training worker to the role that called sft_train.  See catalog.c for the
+ * security rule it keeps.
  *
  * The functions take and return plain values: strings are palloc'd in the
  * caller's memory context, "not found" is a false return (the caller words
@@ -17,6 +18,18 @@
 #include "nodes/pg_list.h"
 #include "storage/itemptr.h"
 #include "utils/jsonb.h"
+
+/* ---------------------------------------------------------------------------
+ * The training worker's identity
+ * ------------------------------------------------------------------------- */
+
+/*
+ * The worker connects as login_role (the run's role when it may log in, else
+ * the role the caller authenticated as) and then acts as run_role, so that
+ * its reads of the source see that role's privileges and row-level security.
+ * No rights beyond the caller's: this lowers or keeps them.
+ */
+void		SftCatalogActAsRunRole(Oid login_role, Oid run_role);
 
 /* ---------------------------------------------------------------------------
  * Tokenizers

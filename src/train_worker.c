@@ -996,8 +996,7 @@ SftTrainWorkerMain(Datum main_arg)
 	before_shmem_exit(SftWorkerReleaseSlot, Int32GetDatum(run->args.slot));
 
 	BackgroundWorkerInitializeConnectionByOid(run->args.dboid, run->args.login_role, 0);
-	if (run->args.run_role != run->args.login_role)
-		SetUserIdAndSecContext(run->args.run_role, SECURITY_LOCAL_USERID_CHANGE);
+	SftCatalogActAsRunRole(run->args.login_role, run->args.run_role);
 	pgstat_report_activity(STATE_RUNNING, psprintf("sft training run %lld", (long long) run->id));
 
 	/* The run row becomes visible when the transaction that queued it commits. */

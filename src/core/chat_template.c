@@ -56,17 +56,10 @@
  * (sft_encode raises an error; the training worker counts and skips it).
  */
 #include "chat_template.h"
+#include "chat_template_internal.h"
 
 #include <string.h>
 
-/* The Jinja path (chat_template_jinja.c). */
-SftStatus	sft_chat_jinja_render(const SftChatTemplate *tpl, const SftTokenizer *tok,
-								  const SftConversation *conv, int add_generation_prompt,
-								  SftBuf *out, SftError *err);
-SftStatus	sft_chat_jinja_encode(const SftChatTemplate *tpl, const SftTokenizer *tok,
-								  const SftConversation *conv, SftTrainOn train_on,
-								  int add_generation_prompt, SftIntVec *ids, SftIntVec *mask,
-								  SftError *err);
 
 /* ---------------------------------------------------------------------------
  * Template names and their special tokens

@@ -21,15 +21,8 @@
 #include <json.h>
 
 #include "chat_template.h"
+#include "chat_template_internal.h"
 
-/* Internal entry points for chat_template.c. */
-SftStatus	sft_chat_jinja_render(const SftChatTemplate *tpl, const SftTokenizer *tok,
-								  const SftConversation *conv, int add_generation_prompt,
-								  SftBuf *out, SftError *err);
-SftStatus	sft_chat_jinja_encode(const SftChatTemplate *tpl, const SftTokenizer *tok,
-								  const SftConversation *conv, SftTrainOn train_on,
-								  int add_generation_prompt, SftIntVec *ids, SftIntVec *mask,
-								  SftError *err);
 
 static SftStatus
 nomem(SftError *err)

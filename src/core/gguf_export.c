@@ -20,13 +20,13 @@
  *      pre-tokenizer name of llama.cpp's split rules that equal ours) or
  *      "llama" (SentencePiece: llama.cpp merges the adjacent pair whose
  *      result has the highest score, so a token's score is minus the rank of
- *      the merge that makes it, which replays HF's BPE order; all 256
- *      <0xXX> byte tokens are required because llama.cpp falls back to them
- *      unconditionally).  Token types: special added tokens are CONTROL
+ *      the merge that makes it, which replays HF's BPE order; all 256 byte
+ *      tokens <0x00>..<0xFF> are required because llama.cpp falls back to
+ *      them unconditionally).  Token types: special added tokens are CONTROL
  *      (matched in text only when the caller asks for special tokens, as
  *      our split_special), other added tokens USER_DEFINED (always matched,
- *      as ours), <0xXX> BYTE, the unknown token UNKNOWN, ids the tokenizer
- *      lacks up to the model's vocabulary UNUSED "[PADn]".
+ *      as ours), the byte tokens BYTE, the unknown token UNKNOWN, ids the
+ *      tokenizer lacks up to the model's vocabulary UNUSED "[PADn]".
  *
  *   3. Special ids (bos, eos, eot, unknown), add_bos_token, the chat template.
  *

@@ -31,25 +31,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench.h"
+
 #define ROUNDS 9				/* alternating bandwidth and decode rounds */
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double		x = *(const double *) a,
-				y = *(const double *) b;
-
-	return (x > y) - (x < y);
-}
 
 typedef struct
 {

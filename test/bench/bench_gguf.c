@@ -24,14 +24,7 @@
 #include "model.h"
 #include "weights.h"
 
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "bench.h"
 
 static SftStatus
 file_sink(void *ctx, const void *data, size_t len, SftError *err)
