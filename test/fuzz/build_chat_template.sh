@@ -15,7 +15,8 @@ mkdir -p "$out/seeds/chat_template" "$out/corpus/chat_template"
 dep_cflags=$(pkg-config --cflags json-c libpcre2-8 2>/dev/null || echo "-I/usr/include/json-c")
 dep_libs=$(pkg-config --libs json-c libpcre2-8 2>/dev/null || echo "-ljson-c -lpcre2-8")
 core="src/core/common.c src/core/unicode.c src/core/unicode_tables.c src/core/tokenizer.c \
-src/core/tokenizer_encode.c src/core/tokenizer_decode.c src/core/conversation.c src/core/chat_template.c"
+src/core/tokenizer_encode.c src/core/tokenizer_decode.c src/core/conversation.c src/core/chat_template.c \
+src/core/chat_template_jinja.c src/core/jinja.c src/core/jinja_eval.c"
 flags="-std=gnu11 -g -O1 -fno-omit-frame-pointer -Isrc/core $dep_cflags"
 san="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
 $CC $flags $san -o "$out/fuzz_chat_template" test/fuzz/fuzz_chat_template.c $core $dep_libs -lm
