@@ -117,6 +117,7 @@ def rotate_half(x):
 
 
 def linear(h, p, name):
+    # every projection of a layer goes through here (lora_ref.py wraps it)
     y = h @ p[name + ".weight"].T
     return y + p[name + ".bias"] if name + ".bias" in p else y
 
@@ -154,7 +155,7 @@ def layer_forward(x, p, l, cfg, ropes):
     scores = scores.masked_fill(masked, float("-inf"))
     att = torch.softmax(scores.float(), dim=-1).to(q.dtype) @ v
     att = att.transpose(0, 1).reshape(S, NH * HD)
-    a = att @ p[pre + "self_attn.o_proj.weight"].T
+    a = linear(att, p, pre + "self_attn.o_proj")
     if gemma:
         a = rms_norm(a, p[pre + "post_attention_layernorm.weight"], eps, True)
         x = x + a
@@ -162,10 +163,10 @@ def layer_forward(x, p, l, cfg, ropes):
     else:
         x = x + a
         h = rms_norm(x, p[pre + "post_attention_layernorm.weight"], eps)
-    gate = h @ p[pre + "mlp.gate_proj.weight"].T
-    up = h @ p[pre + "mlp.up_proj.weight"].T
+    gate = linear(h, p, pre + "mlp.gate_proj")
+    up = linear(h, p, pre + "mlp.up_proj")
     act = F.gelu(gate, approximate="tanh") if gemma else F.silu(gate)
-    m = (act * up) @ p[pre + "mlp.down_proj.weight"].T
+    m = linear(act * up, p, pre + "mlp.down_proj")
     if gemma:
         m = rms_norm(m, p[pre + "post_feedforward_layernorm.weight"], eps, True)
     return x + m
