@@ -244,10 +244,12 @@ CREATE TABLE sft_models (
     parameters  bigint NOT NULL,
     size_bytes  bigint NOT NULL,
     weights     oid NOT NULL,
-    system_prompt text CHECK (system_prompt <> '')  -- sft_model_set_system
+    system_prompt text CHECK (system_prompt <> ''),  -- sft_model_set_system
+    -- a LoRA adapter: PEFT's adapter_config.json object; parent is its base
+    adapter     jsonb CHECK (adapter IS NULL OR parent IS NOT NULL)
 );
 COMMENT ON TABLE sft_models IS
-'models: architecture config (HF config.json as jsonb), tokenizer, parent model and producing run; weights in the large object "weights" (sft checkpoint format), owned by "owner"';
+'models: architecture config (HF config.json as jsonb), tokenizer, parent model and producing run; weights in the large object "weights" (sft checkpoint format), owned by "owner"; an adapter (adapter not null: PEFT adapter_config.json) holds only its LoRA tensors (PEFT adapter_model.safetensors bytes) and applies to its parent';
 
 CREATE TABLE sft_run_table (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -102,15 +102,23 @@ SftModelFetch(const char *name, SftModelRow *row, bool missing_ok)
 	row->size_bytes = rec.size_bytes;
 	row->config_json = rec.config_json;
 	row->system_prompt = rec.system_prompt;
+	row->adapter_json = rec.adapter_json;
+	row->is_adapter = rec.adapter_json != NULL;
 	if (sft_llama_config_parse(row->config_json, strlen(row->config_json),
 							   &row->config, &err) != SFT_OK)
 		SftReportCoreError(&err, psprintf("config of model \"%s\"", name));
+	if (row->is_adapter &&
+		sft_lora_config_parse(row->adapter_json, strlen(row->adapter_json), &row->lora, NULL,
+							  &err) != SFT_OK)
+		SftReportCoreError(&err, psprintf("adapter config of model \"%s\"", name));
 	return true;
 }
 
 SftModel *
 SftModelLoadWeights(const SftModelRow *row)
 {
+	if (row->is_adapter)
+		elog(ERROR, "model \"%s\" is an adapter, not a full model", row->name);
 	return SftLoReadCheckpoint(row->weights, psprintf("weights of model \"%s\"", row->name),
 							   NULL, NULL, NULL, NULL);
 }
@@ -195,6 +203,67 @@ SftModelInsert(const char *name, const char *tokenizer, const SftModel *model,
 	rec.size_bytes = size_bytes;
 	rec.weights = weights;
 	SftCatalogModelInsert(&rec);
+}
+
+/* ---------------------------------------------------------------------------
+ * Adapters
+ * ------------------------------------------------------------------------- */
+
+SftLoraAdapter *
+SftModelLoadAdapter(const SftModelRow *row)
+{
+	if (!row->is_adapter)
+		elog(ERROR, "model \"%s\" is not an adapter", row->name);
+	return SftLoReadAdapter(row->weights, &row->lora, &row->config,
+							psprintf("adapter of model \"%s\"", row->name));
+}
+
+/* The base an adapter is created for: a full model the adapter fits. */
+static void
+SftCheckAdapterBase(const SftModelRow *base, const SftLoraAdapter *adapter)
+{
+	SftError	err = {0};
+
+	if (base->is_adapter)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("model \"%s\" is an adapter, not a base model", base->name),
+				 errhint("Merge it first with sft_model_merge('%s', 'new name').", base->name)));
+	if (sft_lora_adapter_check_base(adapter, &base->config, &err) != SFT_OK)
+		SftReportCoreError(&err, psprintf("adapter for base model \"%s\"", base->name));
+}
+
+int64
+SftModelInsertAdapter(const char *name, const char *base, const SftLoraAdapter *adapter,
+					  int64 run_id)
+{
+	SftModelRow base_row;
+	SftModelRecord rec;
+	SftBuf		json;
+	SftError	err = {0};
+
+	SftModelCheckNameFree(name, run_id);
+	SftModelFetch(base, &base_row, false);
+	SftCheckAdapterBase(&base_row, adapter);
+	sft_buf_init(&json);
+	if (sft_lora_config_to_json(&adapter->config, base, &json, &err) != SFT_OK)
+	{
+		sft_buf_free(&json);
+		SftReportCoreError(&err, "adapter config");
+	}
+	memset(&rec, 0, sizeof(rec));
+	rec.adapter_json = pnstrdup(json.data, json.len);
+	sft_buf_free(&json);
+	rec.name = (char *) name;
+	rec.config_json = base_row.config_json;
+	rec.tokenizer = base_row.tokenizer;
+	rec.parent = (char *) base;
+	rec.run_id = run_id;
+	rec.owner = GetUserId();
+	rec.parameters = (int64) adapter->n_params;
+	rec.weights = SftLoWriteAdapter(adapter, &rec.size_bytes);
+	SftCatalogModelInsert(&rec);
+	return rec.parameters;
 }
 
 /* Parameters a model of this config has (the core counts them). */
