@@ -103,6 +103,109 @@ static const char *const SftOptionNames[] = {
 	"checkpoint_activations", NULL
 };
 
+
+static double
+SftOptionNumber(const char *key, const JsonbValue *v)
+{
+	double		d;
+
+	if (v->type != jbvNumeric)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" must be a number, not %s", key, SftDescribeJsonbValue(v))));
+	d = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
+	if (!isfinite(d))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" must be finite", key)));
+	return d;
+}
+
+static double
+SftOptionRange(const char *key, const JsonbValue *v, double lo, bool lo_open,
+			   double hi, bool hi_open)
+{
+	double		d = SftOptionNumber(key, v);
+
+	if ((lo_open ? d <= lo : d < lo) || (hi_open ? d >= hi : d > hi))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" must be in %s%g, %g%s, not %g", key,
+						lo_open ? "(" : "[", lo, hi, hi_open ? ")" : "]", d)));
+	return d;
+}
+
+static int64
+SftOptionInteger(const char *key, const JsonbValue *v, int64 lo, int64 hi)
+{
+	int64		i = 0;
+	bool		ok = true;
+
+	if (v->type != jbvNumeric)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" must be an integer, not %s", key, SftDescribeJsonbValue(v))));
+	if (numeric_is_nan(v->val.numeric) || numeric_is_inf(v->val.numeric))
+		ok = false;
+	else
+	{
+		/* exact: through the decimal text, "12" and "12.000" both being 12 */
+		char	   *text = DatumGetCString(DirectFunctionCall1(numeric_out,
+															   NumericGetDatum(v->val.numeric)));
+		char	   *end;
+
+		errno = 0;
+		i = strtoll(text, &end, 10);
+		if (errno != 0 || end == text)
+			ok = false;
+		else if (*end == '.')
+			while (*++end == '0')
+				;
+		if (*end != '\0')
+			ok = false;
+	}
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" must be an integer", key)));
+	if (i < lo || i > hi)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" must be between %lld and %lld, not %lld", key,
+						(long long) lo, (long long) hi, (long long) i)));
+	return i;
+}
+
+static char *
+SftOptionString(const char *key, const JsonbValue *v)
+{
+	if (v->type != jbvString)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" must be a string, not %s", key, SftDescribeJsonbValue(v))));
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+/* Index of value among choices, or ERROR listing them. */
+static int
+SftOptionChoice(const char *key, const JsonbValue *v, const char *const *choices)
+{
+	char	   *s = SftOptionString(key, v);
+	StringInfoData list;
+
+	for (int i = 0; choices[i]; i++)
+		if (strcmp(s, choices[i]) == 0)
+			return i;
+	initStringInfo(&list);
+	for (int i = 0; choices[i]; i++)
+		appendStringInfo(&list, "%s%s", i ? ", " : "", choices[i]);
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("option \"%s\" has an unknown value \"%s\"", key, s),
+			 errhint("Valid values: %s.", list.data)));
+	return -1;
+}
+
 static bool
 SftOptionBool(const char *key, const JsonbValue *v)
 {
@@ -237,108 +340,6 @@ SftLoraOptionParse(SftLoraConfig *cfg, const JsonbValue *v)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("option \"lora\": %s", err.message)));
-}
-
-static double
-SftOptionNumber(const char *key, const JsonbValue *v)
-{
-	double		d;
-
-	if (v->type != jbvNumeric)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("option \"%s\" must be a number, not %s", key, SftDescribeJsonbValue(v))));
-	d = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
-	if (!isfinite(d))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("option \"%s\" must be finite", key)));
-	return d;
-}
-
-static double
-SftOptionRange(const char *key, const JsonbValue *v, double lo, bool lo_open,
-			   double hi, bool hi_open)
-{
-	double		d = SftOptionNumber(key, v);
-
-	if ((lo_open ? d <= lo : d < lo) || (hi_open ? d >= hi : d > hi))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("option \"%s\" must be in %s%g, %g%s, not %g", key,
-						lo_open ? "(" : "[", lo, hi, hi_open ? ")" : "]", d)));
-	return d;
-}
-
-static int64
-SftOptionInteger(const char *key, const JsonbValue *v, int64 lo, int64 hi)
-{
-	int64		i = 0;
-	bool		ok = true;
-
-	if (v->type != jbvNumeric)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("option \"%s\" must be an integer, not %s", key, SftDescribeJsonbValue(v))));
-	if (numeric_is_nan(v->val.numeric) || numeric_is_inf(v->val.numeric))
-		ok = false;
-	else
-	{
-		/* exact: through the decimal text, "12" and "12.000" both being 12 */
-		char	   *text = DatumGetCString(DirectFunctionCall1(numeric_out,
-															   NumericGetDatum(v->val.numeric)));
-		char	   *end;
-
-		errno = 0;
-		i = strtoll(text, &end, 10);
-		if (errno != 0 || end == text)
-			ok = false;
-		else if (*end == '.')
-			while (*++end == '0')
-				;
-		if (*end != '\0')
-			ok = false;
-	}
-	if (!ok)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("option \"%s\" must be an integer", key)));
-	if (i < lo || i > hi)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("option \"%s\" must be between %lld and %lld, not %lld", key,
-						(long long) lo, (long long) hi, (long long) i)));
-	return i;
-}
-
-static char *
-SftOptionString(const char *key, const JsonbValue *v)
-{
-	if (v->type != jbvString)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("option \"%s\" must be a string, not %s", key, SftDescribeJsonbValue(v))));
-	return pnstrdup(v->val.string.val, v->val.string.len);
-}
-
-/* Index of value among choices, or ERROR listing them. */
-static int
-SftOptionChoice(const char *key, const JsonbValue *v, const char *const *choices)
-{
-	char	   *s = SftOptionString(key, v);
-	StringInfoData list;
-
-	for (int i = 0; choices[i]; i++)
-		if (strcmp(s, choices[i]) == 0)
-			return i;
-	initStringInfo(&list);
-	for (int i = 0; choices[i]; i++)
-		appendStringInfo(&list, "%s%s", i ? ", " : "", choices[i]);
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("option \"%s\" has an unknown value \"%s\"", key, s),
-			 errhint("Valid values: %s.", list.data)));
-	return -1;
 }
 
 static void

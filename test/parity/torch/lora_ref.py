@@ -174,9 +174,14 @@ def check(d, tap):
         (cls, cn), (tls, tn) = c_losses[s], t64["loss"][s]
         rel = abs(cls - tls) / abs(tls)
         rel32 = abs(t32["loss"][s][0] - tls) / abs(tls)
-        tap.ok(cn == tn and rel <= 1e-6,
+        # after step 0 the weights carry AdamW's amplified fp32 noise (entries
+        # with gradients near the noise floor): there torch fp32 itself drifts,
+        # and 3 x its own error is accepted too
+        limit = 1e-6 if s == 0 else max(1e-6, 3 * rel32)
+        tap.ok(cn == tn and rel <= limit,
                "%s step %d masked loss sum %.6f over %d targets: C vs torch fp64 rel %.2e "
-               "(torch fp32 %.2e), tolerance 1e-6" % (label, s, cls, int(cn), rel, rel32))
+               "(torch fp32 %.2e), tolerance 1e-6%s" % (label, s, cls, int(cn), rel, rel32,
+                                                          "" if s == 0 else " or 3 x torch fp32"))
     gscale = float(np.max(np.abs(t64["grads0"])))
     err = maxabs(c_grads, t64["grads0"]) / gscale
     err32 = maxabs(t32["grads0"], t64["grads0"]) / gscale
@@ -190,9 +195,12 @@ def check(d, tap):
            % (label, len(ltensors), "; zero: " + " ".join(zero) if zero else ""))
     for s in range(n_steps):
         cnorm, tnorm = c_steps[s][1], t64["norm"][s]
-        tap.ok(abs(cnorm - tnorm) / tnorm <= 1e-5,
-               "%s step %d gradient norm %.6f (clip %.4f): C vs torch fp64 rel %.2e, tolerance 1e-5"
-               % (label, s, cnorm, c_steps[s][2], abs(cnorm - tnorm) / tnorm))
+        rel32 = abs(t32["norm"][s] - tnorm) / tnorm
+        limit = 1e-5 if s == 0 else max(1e-5, 3 * rel32)
+        tap.ok(abs(cnorm - tnorm) / tnorm <= limit,
+               "%s step %d gradient norm %.6f (clip %.4f): C vs torch fp64 rel %.2e (torch fp32 %.2e), "
+               "tolerance 1e-5%s" % (label, s, cnorm, c_steps[s][2], abs(cnorm - tnorm) / tnorm, rel32,
+                                     "" if s == 0 else " or 3 x torch fp32"))
     g_abs = np.abs(t64["grads0"])
     solid = g_abs >= 1e-3 * g_abs.max()
     for s in range(n_steps):
