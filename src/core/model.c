@@ -859,7 +859,8 @@ sft_trainer_memory_estimate_for(const SftLlamaConfig *cfg, const SftTrainerOptio
 		+ (size_t) cfg->n_layers * (sizeof(LayerActs) + sizeof(SftLayerOffsets)
 									+ 2 * SFT_LORA_N_MODULES * sizeof(size_t))
 		+ (size_t) m.n_tensors * sizeof(SftParamTensor) + sizeof(SftTrainer) + sizeof(SftModel)
-		+ (lora ? (size_t) 2 * cfg->n_layers * SFT_LORA_N_MODULES * sizeof(SftLoraTensor) : 0)
+		+ (lora ? sizeof(SftLoraAdapter) + (size_t) 2 * cfg->n_layers * SFT_LORA_N_MODULES *
+		   sizeof(SftLoraTensor) : 0)
 		+ sft_pool_memory();
 }
 
