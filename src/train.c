@@ -691,6 +691,35 @@ SftStartWorker(int64 run_id, Oid run_role, bool resume)
  * sft_train
  * ------------------------------------------------------------------------- */
 
+/*
+ * Training from an adapter model continues that adapter on its base: the
+ * run is a LoRA run with the adapter's rank, alpha, rslora and targets (a
+ * "lora" option may restate them and may change the dropout, which is a
+ * training setting, but not the shape).
+ */
+static void
+SftTrainFromAdapter(SftTrainOptions *opts, const SftModelRow *adapter)
+{
+	SftLoraConfig have = adapter->lora;
+
+	if (opts->lora)
+	{
+		const SftLoraConfig *want = &opts->lora_config;
+
+		if (want->r != have.r || want->alpha != have.alpha || want->rslora != have.rslora ||
+			want->targets != have.targets)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option \"lora\" does not match adapter \"%s\" (r %d, alpha %g, rslora %s), which this run would continue",
+							adapter->name, have.r, have.alpha, have.rslora ? "true" : "false"),
+					 errhint("Leave \"lora\" out to continue the adapter with its own settings, or train a new adapter from its base \"%s\".",
+							 adapter->parent)));
+		have.dropout = want->dropout;
+	}
+	opts->lora = true;
+	opts->lora_config = have;
+}
+
 Datum
 sft_train(PG_FUNCTION_ARGS)
 {
@@ -731,7 +760,18 @@ sft_train(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("batch_size * max_length is too large")));
 
-	need = sft_trainer_memory_estimate(&base_row.config, opts.batch_size * opts.max_length);
+	if (base_row.is_adapter)
+		SftTrainFromAdapter(&opts, &base_row);
+	{
+		SftTrainerOptions topts = {
+			.max_tokens = opts.batch_size * opts.max_length,
+			.dropout = (float) opts.dropout,
+			.checkpoint_activations = opts.checkpoint_activations
+		};
+
+		need = sft_trainer_memory_estimate_for(&base_row.config, &topts,
+											   opts.lora ? &opts.lora_config : NULL);
+	}
 	need_mb = (double) need / (1024.0 * 1024.0);
 	if (need_mb > (double) sft_max_memory_mb)
 		ereport(ERROR,
