@@ -9,9 +9,16 @@ SET sft.threads = 1;
 \set tokjson `cat test/fixtures/tiny_bpe.json`
 \set tokcfg `cat test/fixtures/tiny_config_chatml.json`
 SELECT tokenizer FROM sft_tokenizer_load('tlora_tok', :'tokjson', :'tokcfg');
-SELECT sft_model_create('tlora_base', 'tlora_tok', '{"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 64, "vocab_size": 386, "max_position_embeddings": 512}', 1);
+SELECT sft_model_create('tlora_init', 'tlora_tok', '{"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 64, "vocab_size": 386, "max_position_embeddings": 512}', 1);
+-- a "pretrained" base: a frozen random one (std 0.02, tied LM head) cannot
+-- express confident predictions whatever an adapter does
+CREATE TABLE tlora_pre AS
+  SELECT n, sft_from_pair('Question ' || n, 'Answer ' || n) AS messages FROM generate_series(1, 40) n;
+SELECT sft_wait(sft_train('tlora_pre', 'tlora_init', 'tlora_base', epochs => 8, learning_rate => 0.01, max_length => 64, batch_size => 4,
+                          options => '{"seed": 5}'));
+-- what the adapters learn: other answers, in words the base knows
 CREATE TABLE tlora_data AS
-  SELECT n, sft_from_pair('Question ' || n, 'Answer ' || (n * 7 % 10)) AS messages
+  SELECT n, sft_from_pair('Question ' || n, 'Answer ' || (n + 20)) AS messages
     FROM generate_series(1, 8) n;
 CREATE TEMP TABLE tlora_before AS
   SELECT (SELECT count(*) FROM sft_run_table) AS runs, (SELECT count(*) FROM pg_largeobject_metadata) AS los;
@@ -77,11 +84,11 @@ DO $$ BEGIN
   END LOOP;
 END $$;
 -- a LoRA run memorises the set; the result is an adapter model of the base
-SELECT sft_train('tlora_data', 'tlora_base', 'tlora_mem', epochs => 40, learning_rate => 0.02, max_length => 64, batch_size => 4,
+SELECT sft_train('tlora_data', 'tlora_base', 'tlora_mem', epochs => 40, learning_rate => 0.01, max_length => 64, batch_size => 4,
                  options => '{"seed": 5, "lr_schedule": "constant", "lora": {"r": 8, "alpha": 16, "target_modules": "all-linear"}}') AS mem \gset
 SELECT sft_wait(:mem);
 SELECT status, error FROM sft_runs WHERE id = :mem;
-SELECT e.train_loss < 0.3 * f.train_loss AS memorised
+SELECT e.train_loss < 0.75 * f.train_loss AS memorised
   FROM sft_run_epochs e, sft_run_epochs f WHERE e.run_id = :mem AND f.run_id = :mem AND e.epoch = 40 AND f.epoch = 1;
 -- 2 layers x (A [8, in] + B [out, 8]) of q, k, v, o (32 x 32, 16 x 32, 16 x 32, 32 x 32) and gate, up, down (64 x 32, 32 x 64)
 SELECT parent, run_id = :mem AS from_run, parameters, parameters = 2 * 8 * ((32 + 32) + (32 + 16) * 2 + (32 + 32) + (32 + 64) * 3) AS adapter_count,
@@ -91,7 +98,7 @@ SELECT parent, run_id = :mem AS from_run, parameters, parameters = 2 * 8 * ((32 
 SELECT lo_get(weights) = lo_get(weights) AS readable, length(lo_get(weights)) = size_bytes AS lo_is_adapter
   FROM sft_models WHERE name = 'tlora_mem';
 -- the checkpoints of a LoRA run hold the adapter and its moments only
-SELECT count(*) AS checkpoints, max(length(lo_get(checkpoint))) < 3 * 4 * 7000 + 4096 AS adapter_sized
+SELECT count(*) AS checkpoints, max(length(lo_get(checkpoint))) BETWEEN 3 * 4 * 8192 AND 3 * 4 * 8192 + 4096 AS adapter_sized
   FROM sft_run_epochs WHERE run_id = :mem AND checkpoint IS NOT NULL;
 
 -- cancel + resume of a LoRA run (adapter dropout, residual dropout, checkpointing) = one uninterrupted run
@@ -129,13 +136,13 @@ SELECT best.epoch AS best_epoch, md5(lo_get(m.weights)) <> md5(lo_get(last.check
 
 -- training from an adapter continues it (same settings; a different shape is refused)
 SELECT sft_train('tlora_data', 'tlora_mem', 'tlora_x', options => '{"lora": {"r": 4}}');
-SELECT sft_train('tlora_data', 'tlora_mem', 'tlora_more', epochs => 2, learning_rate => 0.02, max_length => 64, batch_size => 4,
+SELECT sft_train('tlora_data', 'tlora_mem', 'tlora_more', epochs => 2, learning_rate => 0.01, max_length => 64, batch_size => 4,
                  options => '{"seed": 5, "lr_schedule": "constant"}') AS more \gset
 SELECT sft_wait(:more);
 SELECT status, error, options->'lora'->'r' AS r, options->'lora'->'target_modules' AS targets FROM sft_runs WHERE id = :more;
 SELECT parent, adapter->'r' AS r FROM sft_models WHERE name = 'tlora_more';
 -- it starts where tlora_mem ended, far below a fresh adapter's first epoch
-SELECT m.train_loss < 0.5 * f.train_loss AS continued
+SELECT m.train_loss < 0.8 * f.train_loss AS continued
   FROM sft_run_epochs m, sft_run_epochs f WHERE m.run_id = :more AND m.epoch = 1 AND f.run_id = :mem AND f.epoch = 1;
 
 -- full fine-tuning with checkpoint_activations gives the same model bit for bit
