@@ -14,12 +14,22 @@ SELECT sft_model_create('tlora_init', 'tlora_tok', '{"hidden_size": 32, "num_hid
 -- express confident predictions whatever an adapter does
 CREATE TABLE tlora_pre AS
   SELECT n, sft_from_pair('Question ' || n, 'Answer ' || n) AS messages FROM generate_series(1, 40) n;
-SELECT sft_wait(sft_train('tlora_pre', 'tlora_init', 'tlora_base', epochs => 8, learning_rate => 0.01, max_length => 64, batch_size => 4,
-                          options => '{"seed": 5}'));
+SELECT sft_train('tlora_pre', 'tlora_init', 'tlora_base', epochs => 8, learning_rate => 0.01, max_length => 64, batch_size => 4,
+                 options => '{"seed": 5}') AS pre \gset
+SELECT sft_wait(:pre);
 -- what the adapters learn: other answers, in words the base knows
 CREATE TABLE tlora_data AS
   SELECT n, sft_from_pair('Question ' || n, 'Answer ' || (n + 20)) AS messages
     FROM generate_series(1, 8) n;
+-- the workers of rolled-back runs find no row and leave: wait for that
+CREATE FUNCTION tlora_wait_idle() RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+  FOR i IN 1..3000 LOOP
+    IF NOT EXISTS (SELECT FROM sft_progress) THEN RETURN true; END IF;
+    PERFORM pg_sleep(0.01);
+  END LOOP;
+  RETURN false;
+END $$;
 CREATE TEMP TABLE tlora_before AS
   SELECT (SELECT count(*) FROM sft_run_table) AS runs, (SELECT count(*) FROM pg_largeobject_metadata) AS los;
 
@@ -58,6 +68,7 @@ BEGIN;
 SELECT sft_train('tlora_data', 'tlora_base', 'tlora_x', max_length => 512, batch_size => 8,
                  options => '{"lora": {}, "checkpoint_activations": true}') > 0 AS lora_fits;
 ROLLBACK;
+SELECT tlora_wait_idle();
 RESET sft.max_memory;
 SELECT (SELECT count(*) FROM sft_run_table) = runs AS no_runs, (SELECT count(*) FROM pg_largeobject_metadata) = los AS no_objects
   FROM tlora_before;
@@ -67,22 +78,18 @@ BEGIN;
 SELECT sft_train('tlora_data', 'tlora_base', 'tlora_defaults', options => '{"lora": {}}') AS run \gset
 SELECT options->'lora' AS lora, options->'checkpoint_activations' AS ckpt FROM sft_runs WHERE id = :run;
 ROLLBACK;
+SELECT tlora_wait_idle();
 BEGIN;
 SELECT sft_train('tlora_data', 'tlora_base', 'tlora_some', options => '{"lora": {"r": 4, "alpha": 12, "rslora": true, "dropout": 0.05, "target_modules": ["up_proj", "o_proj", "gate_proj"]}, "checkpoint_activations": true}') AS run \gset
 SELECT options->'lora' AS lora, options->'checkpoint_activations' AS ckpt FROM sft_runs WHERE id = :run;
 ROLLBACK;
+SELECT tlora_wait_idle();
 BEGIN;
 SELECT sft_train('tlora_data', 'tlora_base', 'tlora_all', options => '{"lora": {"target_modules": "all-linear"}, "lora": null}') AS run \gset
 SELECT options->'lora' AS lora FROM sft_runs WHERE id = :run;
 ROLLBACK;
+SELECT tlora_wait_idle();
 
--- the rolled-back runs' workers find no row and leave
-DO $$ BEGIN
-  FOR i IN 1..3000 LOOP
-    EXIT WHEN NOT EXISTS (SELECT FROM sft_progress);
-    PERFORM pg_sleep(0.01);
-  END LOOP;
-END $$;
 -- a LoRA run memorises the set; the result is an adapter model of the base
 SELECT sft_train('tlora_data', 'tlora_base', 'tlora_mem', epochs => 40, learning_rate => 0.01, max_length => 64, batch_size => 4,
                  options => '{"seed": 5, "lr_schedule": "constant", "lora": {"r": 8, "alpha": 16, "target_modules": "all-linear"}}') AS mem \gset
