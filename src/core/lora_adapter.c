@@ -398,9 +398,16 @@ parse_config(json_object *root, SftLoraConfig *cfg, char **base_name, SftError *
 				in_list(it.key, inert_keys, sizeof(inert_keys) / sizeof(inert_keys[0])))
 				continue;
 			if (!is_neutral(it.val))
+			{
+				char		value[48];
+
 				return sft_error(err, SFT_ERR_UNSUPPORTED,
 								 "adapter_config.json: %s = %s is not supported (only null, false or empty)",
-								 shown_key(shown, sizeof(shown), it.key), json_type_label(it.val));
+								 shown_key(shown, sizeof(shown), it.key),
+								 shown_key(value, sizeof(value),
+										   json_object_to_json_string_ext(it.val, JSON_C_TO_STRING_PLAIN |
+																		  JSON_C_TO_STRING_NOSLASHESCAPE)));
+			}
 		}
 	}
 

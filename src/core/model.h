@@ -217,8 +217,21 @@ size_t		sft_decode_weights_bytes(const SftDecodeWeights *weights);
 void		sft_decoder_use_weights(SftDecoder *dec, const SftDecodeWeights *weights);
 
 /*
+ * Run the decoder's model with a LoRA adapter (lora_adapter.h) applied to
+ * the projections it targets: the logits are those of the merged model
+ * (within fp32 rounding) while the model stays shared and unchanged.  NULL
+ * detaches it.  The adapter must fit the model (SFT_ERR_INVALID otherwise)
+ * and outlive the decoder's use of it; the decoder keeps small buffers for
+ * it.  The KV cache is not reset: attach before feeding a sequence.
+ */
+typedef struct SftLoraAdapter SftLoraAdapter;
+
+SftStatus	sft_decoder_use_adapter(SftDecoder *dec, const SftLoraAdapter *adapter,
+									SftError *err);
+
+/*
  * One new token for each of n sequences (n <= 128), each with its own
- * decoder of the same model (and decode weights): token i is appended to
+ * decoder of the same model (and decode weights and adapter): token i is appended to
  * decs[i]'s cache and its logits land in logits[i * V ..].  Every weight is
  * read once for all n; each sequence's logits are bitwise those of
  * sft_decoder_feed of that token alone, so batched generation gives exactly

@@ -673,6 +673,175 @@ test_merge(void)
 }
 
 /* ---------------------------------------------------------------------------
+ * Decoding with an adapter attached
+ * ------------------------------------------------------------------------- */
+
+static int
+argmax(const float *x, int n)
+{
+	int			best = 0;
+
+	for (int i = 1; i < n; i++)
+		if (x[i] > x[best])
+			best = i;
+	return best;
+}
+
+/*
+ * base + adapter decodes like the merged model: prompt logits, then 24
+ * greedy tokens; batched steps bitwise equal to single ones.
+ */
+static void
+decode_case(const char *label, const char *config_json, uint32_t targets)
+{
+	SftLlamaConfig mc = tiny_config(config_json);
+	SftLoraConfig c = lora_config(4, 8, targets);
+	SftLoraAdapter *a;
+	SftModel   *base = NULL, *merged = NULL;
+	SftDecoder *da = NULL, *dm = NULL, *db = NULL, *d2 = NULL;
+	SftError	err = {0};
+	int			V = mc.vocab_size;
+	float	   *la = malloc(sizeof(float) * V * 2), *lm = malloc(sizeof(float) * V),
+			   *lb = malloc(sizeof(float) * V);
+	int32_t		prompt[9] = {1, 5, 9, 2, 7, 3, 3, 8, 0};
+	double		worst = 0, scale = 0;
+	int			same_tokens = 1, bitwise = 1, differs = 0;
+	int32_t		ta, tm;
+
+	a = random_adapter(&c, &mc, 21);
+	for (size_t i = 0; i < a->n_params; i++)
+		a->params[i] *= 0.3f;
+	sft_model_new(&mc, &base, &err);
+	sft_model_init_random(base, 9);
+	sft_model_new(&mc, &merged, &err);
+	memcpy(sft_model_params(merged), sft_model_params(base), sft_model_num_params(base) * sizeof(float));
+	sft_lora_merge(merged, a, &err);
+	sft_decoder_new(base, 64, &da, &err);
+	sft_decoder_new(base, 64, &db, &err);
+	sft_decoder_new(base, 64, &d2, &err);
+	sft_decoder_new(merged, 64, &dm, &err);
+	TAP_OK(sft_decoder_use_adapter(da, a, &err) == SFT_OK &&
+		   sft_decoder_use_adapter(d2, a, &err) == SFT_OK, "%s: adapter attached", label);
+	sft_decoder_feed(da, prompt, 9, la, &err);
+	sft_decoder_feed(dm, prompt, 9, lm, &err);
+	sft_decoder_feed(db, prompt, 9, lb, &err);
+	sft_decoder_feed(d2, prompt, 9, la + V, &err);
+	for (int i = 0; i < V; i++)
+	{
+		worst = fmax(worst, fabs(la[i] - lm[i]));
+		scale = fmax(scale, fabs(lm[i]));
+		differs |= fabs(la[i] - lb[i]) > 1e-3 * (1 + fabs(lb[i]));
+	}
+	ta = argmax(la, V);
+	tm = argmax(lm, V);
+	for (int step = 0; step < 24; step++)
+	{
+		int32_t		two[2];
+		SftDecoder *pair[2] = {da, d2};
+
+		same_tokens &= ta == tm;
+		sft_decoder_feed(dm, &tm, 1, lm, &err);
+		/* da and d2 hold the same sequence: step them as a batch of two */
+		two[0] = two[1] = ta;
+		if (sft_decoder_step_batch(pair, 2, two, la, &err) != SFT_OK)
+			bitwise = 0;
+		{
+			/* a third decoder fed alone gives the reference for the batch rows */
+			static SftDecoder *solo;
+
+			if (step == 0)
+			{
+				sft_decoder_free(solo);
+				solo = NULL;
+				sft_decoder_new(base, 64, &solo, &err);
+				sft_decoder_use_adapter(solo, a, &err);
+				sft_decoder_feed(solo, prompt, 9, NULL, &err);
+			}
+			sft_decoder_feed(solo, &ta, 1, lb, &err);
+			bitwise &= memcmp(la, lb, sizeof(float) * V) == 0 &&
+				memcmp(la + V, lb, sizeof(float) * V) == 0;
+			if (step == 23)
+			{
+				sft_decoder_free(solo);
+				solo = NULL;
+			}
+		}
+		for (int i = 0; i < V; i++)
+		{
+			worst = fmax(worst, fabs(la[i] - lm[i]));
+			scale = fmax(scale, fabs(lm[i]));
+		}
+		ta = argmax(la, V);
+		tm = argmax(lm, V);
+	}
+	TAP_OK(differs, "%s: the adapter changes the logits", label);
+	TAP_OK(worst <= 2e-5 * (1 + scale), "%s: base + adapter logits = merged model's (worst %.2g of %.3g)",
+		   label, worst, scale);
+	TAP_OK(same_tokens, "%s: 24 greedy tokens equal the merged model's", label);
+	TAP_OK(bitwise, "%s: batched steps with the adapter are bitwise single steps", label);
+	{
+		SftDecoder *pair[2] = {da, db};
+		int32_t		two[2] = {1, 1};
+
+		sft_error_clear(&err);
+		TAP_OK(sft_decoder_step_batch(pair, 2, two, la, &err) == SFT_ERR_INVALID &&
+			   strstr(err.message, "adapter") != NULL, "%s: no batch mixes adapters: %s", label,
+			   err.message);
+	}
+	sft_decoder_use_adapter(da, NULL, &err);
+	sft_decoder_reset(da);
+	sft_decoder_reset(db);
+	sft_decoder_feed(da, prompt, 9, la, &err);
+	sft_decoder_feed(db, prompt, 9, lb, &err);
+	TAP_OK(memcmp(la, lb, sizeof(float) * V) == 0, "%s: detached, the base's own logits", label);
+	free(la);
+	free(lm);
+	free(lb);
+	sft_decoder_free(da);
+	sft_decoder_free(db);
+	sft_decoder_free(d2);
+	sft_decoder_free(dm);
+	sft_model_free(base);
+	sft_model_free(merged);
+	sft_lora_adapter_free(a);
+}
+
+static void
+test_decoder(void)
+{
+	decode_case("llama all-linear", TINY, SFT_LORA_TARGET_ALL);
+	decode_case("llama q,v", TINY, SFT_LORA_TARGET(SFT_LORA_Q) | SFT_LORA_TARGET(SFT_LORA_V));
+	decode_case("qwen2 (bias) k,o,down",
+				"{\"model_type\": \"qwen2\", \"hidden_size\": 8, \"num_hidden_layers\": 2,"
+				" \"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"intermediate_size\": 12,"
+				" \"vocab_size\": 16, \"tie_word_embeddings\": true}",
+				SFT_LORA_TARGET(SFT_LORA_K) | SFT_LORA_TARGET(SFT_LORA_O) | SFT_LORA_TARGET(SFT_LORA_DOWN));
+	decode_case("gemma3 all-linear",
+				"{\"model_type\": \"gemma3_text\", \"hidden_size\": 8, \"num_hidden_layers\": 3,"
+				" \"num_attention_heads\": 2, \"num_key_value_heads\": 1, \"head_dim\": 4,"
+				" \"intermediate_size\": 12, \"vocab_size\": 16, \"sliding_window\": 4,"
+				" \"sliding_window_pattern\": 3, \"query_pre_attn_scalar\": 4, \"final_logit_softcapping\": 30.0}",
+				SFT_LORA_TARGET_ALL);
+	{
+		SftLlamaConfig mc = tiny_config(TINY), m3 = tiny_config(TINY3);
+		SftLoraConfig c = lora_config(2, 2, SFT_LORA_TARGET_ALL);
+		SftLoraAdapter *a = random_adapter(&c, &m3, 1);
+		SftModel   *base = NULL;
+		SftDecoder *d = NULL;
+		SftError	err = {0};
+
+		sft_model_new(&mc, &base, &err);
+		sft_decoder_new(base, 16, &d, &err);
+		TAP_OK(sft_decoder_use_adapter(d, a, &err) == SFT_ERR_INVALID &&
+			   strstr(err.message, "3 layers") != NULL, "an adapter of another base is refused: %s",
+			   err.message);
+		sft_decoder_free(d);
+		sft_model_free(base);
+		sft_lora_adapter_free(a);
+	}
+}
+
+/* ---------------------------------------------------------------------------
  * PEFT directories
  * ------------------------------------------------------------------------- */
 
@@ -762,6 +931,7 @@ main(void)
 	test_layout();
 	test_safetensors();
 	test_merge();
+	test_decoder();
 	test_peft_dir();
 	{
 		char		cmd[300];
