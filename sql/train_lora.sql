@@ -104,6 +104,11 @@ SELECT parent, run_id = :mem AS from_run, parameters, parameters = 2 * 8 * ((32 
   FROM sft_models WHERE name = 'tlora_mem';
 SELECT lo_get(weights) = lo_get(weights) AS readable, length(lo_get(weights)) = size_bytes AS lo_is_adapter
   FROM sft_models WHERE name = 'tlora_mem';
+-- sft_loss and sft_eval evaluate the adapter (on its base): lower than the base on what it learnt
+SELECT sft_loss('tlora_mem', messages) < sft_loss('tlora_base', messages) AS adapter_learnt
+  FROM tlora_data WHERE n = 3;
+SELECT a.loss < b.loss AS eval_adapter_lower, a.rows = 8 AS rows
+  FROM sft_eval('tlora_mem', 'tlora_data') a, sft_eval('tlora_base', 'tlora_data') b;
 -- the checkpoints of a LoRA run hold the adapter and its moments only
 SELECT count(*) AS checkpoints, max(length(lo_get(checkpoint))) BETWEEN 3 * 4 * 8192 AND 3 * 4 * 8192 + 4096 AS adapter_sized
   FROM sft_run_epochs WHERE run_id = :mem AND checkpoint IS NOT NULL;

@@ -955,7 +955,7 @@ crossentropy_backward_inplace(float *probs, const int32_t *targets, int N, int V
  * ------------------------------------------------------------------------- */
 
 void
-lora_forward(float *y, int ldy, float *u, const float *x, int ldx, const float *A,
+lora_update_forward(float *y, int ldy, float *u, const float *x, int ldx, const float *A,
 			 const float *B, float scale, int T, int IN, int OUT, int r)
 {
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, r, IN,
@@ -966,7 +966,7 @@ lora_forward(float *y, int ldy, float *u, const float *x, int ldx, const float *
 }
 
 void
-lora_backward(float *dx, int lddx, float *dA, float *dB, float *du, const float *dy, int ldy,
+lora_update_backward(float *dx, int lddx, float *dA, float *dB, float *du, const float *dy, int ldy,
 			  const float *x, int ldx, const float *u, const float *A, const float *B,
 			  float scale, int T, int IN, int OUT, int r)
 {

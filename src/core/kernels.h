@@ -243,7 +243,7 @@ void		crossentropy_backward_inplace(float *probs, const int32_t *targets,
  * ------------------------------------------------------------------------- */
 
 /* y[T, ldy][:, :OUT] += scale * u B^T, u[T, r] = x[T, ldx] A^T */
-void		lora_forward(float *y, int ldy, float *u, const float *x, int ldx,
+void		lora_update_forward(float *y, int ldy, float *u, const float *x, int ldx,
 						 const float *A, const float *B, float scale,
 						 int T, int IN, int OUT, int r);
 /*
@@ -251,7 +251,7 @@ void		lora_forward(float *y, int ldy, float *u, const float *x, int ldx,
  * dB[OUT, r] += scale dy^T u, du = scale dy B (written to du[T, r], scratch),
  * dA[r, IN] += du^T x, and dx[T, ldx] += du A when dx is not NULL.
  */
-void		lora_backward(float *dx, int lddx, float *dA, float *dB, float *du,
+void		lora_update_backward(float *dx, int lddx, float *dA, float *dB, float *du,
 						  const float *dy, int ldy, const float *x, int ldx,
 						  const float *u, const float *A, const float *B, float scale,
 						  int T, int IN, int OUT, int r);

@@ -1579,7 +1579,7 @@ lora_apply(SftTrainer *tr, LayerActs *a, int l, int m, float *y, int ldy, const 
 		dropout_apply(tr->lx, x, a->lora_keep[m], tr->lora_dropout, (size_t) T * in);
 		xin = tr->lx;
 	}
-	lora_forward(y, ldy, a->lora_u[m], xin, in, ad + ao, ad + bo, tr->lora_scale,
+	lora_update_forward(y, ldy, a->lora_u[m], xin, in, ad + ao, ad + bo, tr->lora_scale,
 				 T, in, tr->lora_out[m], tr->adapter->config.r);
 }
 
@@ -1614,7 +1614,7 @@ lora_grad(SftTrainer *tr, LayerActs *a, int l, int m, float *dx, const float *dy
 			dxin = tr->ldx;
 		}
 	}
-	lora_backward(dxin, in, tr->grads + ao, tr->grads + bo, tr->ldu, dy, ldy, xin, in,
+	lora_update_backward(dxin, in, tr->grads + ao, tr->grads + bo, tr->ldu, dy, ldy, xin, in,
 				  a->lora_u[m], ad + ao, ad + bo, tr->lora_scale, T, in, tr->lora_out[m],
 				  tr->adapter->config.r);
 	if (drop && dx)

@@ -718,7 +718,7 @@ lora_probe(void *p)
 	LoraCtx    *c = p;
 
 	memcpy(c->y, c->y0, sizeof(float) * c->T * c->ldy);
-	lora_forward(c->y + 2, c->ldy, c->u, c->x + 1, c->ldx, c->A, c->B, c->s,
+	lora_update_forward(c->y + 2, c->ldy, c->u, c->x + 1, c->ldx, c->A, c->B, c->s,
 				 c->T, c->IN, c->OUT, c->r);
 	return dot_d(c->y, c->R, (size_t) c->T * c->ldy);
 }
@@ -765,22 +765,22 @@ test_lora(void)
 				outside_ok = 0;
 			maxerr = fmax(maxerr, fabs(c.y[t * c.ldy + o] - want));
 		}
-	TAP_OK(maxerr < 1e-5 && outside_ok, "lora_forward = loops on a column block (max err %.2g)", maxerr);
+	TAP_OK(maxerr < 1e-5 && outside_ok, "lora_update_forward = loops on a column block (max err %.2g)", maxerr);
 
 	/* backward accumulates into dA and dB (dx with a stride), FD of every input */
 	for (int i = 0; i < c.r * c.IN; i++)
 		dA[i] = 0.5f;
 	for (int i = 0; i < c.OUT * c.r; i++)
 		dB[i] = -0.25f;
-	lora_backward(dx + 1, c.ldx, dA, dB, du, dy, c.ldy, c.x + 1, c.ldx, c.u, c.A, c.B, c.s,
+	lora_update_backward(dx + 1, c.ldx, dA, dB, du, dy, c.ldy, c.x + 1, c.ldx, c.u, c.A, c.B, c.s,
 				  c.T, c.IN, c.OUT, c.r);
 	for (int i = 0; i < c.r * c.IN; i++)
 		dA[i] -= 0.5f;
 	for (int i = 0; i < c.OUT * c.r; i++)
 		dB[i] += 0.25f;
-	TAP_OK(fd_error(c.x, c.T * c.ldx, dx, lora_probe, &c, 0) < FD_TOL, "lora_backward dx");
-	TAP_OK(fd_error(c.A, c.r * c.IN, dA, lora_probe, &c, 0) < FD_TOL, "lora_backward dA (accumulating)");
-	TAP_OK(fd_error(c.B, c.OUT * c.r, dB, lora_probe, &c, 0) < FD_TOL, "lora_backward dB (accumulating)");
+	TAP_OK(fd_error(c.x, c.T * c.ldx, dx, lora_probe, &c, 0) < FD_TOL, "lora_update_backward dx");
+	TAP_OK(fd_error(c.A, c.r * c.IN, dA, lora_probe, &c, 0) < FD_TOL, "lora_update_backward dA (accumulating)");
+	TAP_OK(fd_error(c.B, c.OUT * c.r, dB, lora_probe, &c, 0) < FD_TOL, "lora_update_backward dB (accumulating)");
 	free(c.x), free(c.A), free(c.B), free(c.R), free(c.y0), free(c.y), free(c.u);
 	free(dx), free(dA), free(dB), free(du);
 }
