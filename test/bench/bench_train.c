@@ -146,6 +146,15 @@ main(int argc, char **argv)
 		printf("model: %s, %s\n", argv[4], sft_family_model_type(cfg.family));
 	}
 	openblas_set_num_threads(threads);
+	if (argc > 7 && strcmp(argv[7], "estimate") == 0)
+	{
+		/* what sft_trainer_memory_estimate_for (sft.max_memory) says, allocating nothing */
+		SftLoraConfig lc = {.r = lora_r, .alpha = 2.0 * lora_r, .targets = SFT_LORA_TARGET_ALL};
+
+		printf("RESULT estimate_gb=%.2f\n",
+			   sft_trainer_memory_estimate_for(&cfg, &topts, lora_r > 0 ? &lc : NULL) / 1073741824.0);
+		return 0;
+	}
 	if (sft_model_new(&cfg, &model, &err) != SFT_OK)
 	{
 		fprintf(stderr, "bench_train: %s\n", err.message);
