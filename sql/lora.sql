@@ -167,8 +167,12 @@ SELECT sft_generate_tokens('lora_a', :ids, 2) IS NOT NULL, sft_generate_tokens('
 SELECT model, parameters, model_bytes FROM sft_model_cache() ORDER BY model;
 SELECT sft_generate_tokens('lora_base', :ids, 2) IS NOT NULL AS base_hit;
 SELECT model, hits FROM sft_model_cache() WHERE model = 'lora_base';
--- sft_loss and sft_eval do not take adapters yet: a clear error
-SELECT sft_loss('lora_a', '[{"role":"user","content":"Hi"},{"role":"assistant","content":"Hello"}]');
+-- sft_loss and sft_eval on an adapter: the training forward path with the
+-- adapter attached, the merged model's figures within fp32 rounding
+SELECT abs(sft_loss('lora_a', '[{"role":"user","content":"Hi"},{"role":"assistant","content":"Hello"}]')
+           - sft_loss('lora_merged', '[{"role":"user","content":"Hi"},{"role":"assistant","content":"Hello"}]')) < 1e-5 AS adapter_loss_is_merged_loss,
+       sft_loss('lora_a', '[{"role":"user","content":"Hi"},{"role":"assistant","content":"Hello"}]')
+           <> sft_loss('lora_base', '[{"role":"user","content":"Hi"},{"role":"assistant","content":"Hello"}]') AS adapter_changes_loss;
 
 -- merge: bad input
 SELECT sft_model_merge('lora_base', 'lora_y');

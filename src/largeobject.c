@@ -194,6 +194,46 @@ SftLoReadCheckpoint(Oid oid, const char *what, float **adam_m, float **adam_v,
 	return model;
 }
 
+/* The training checkpoint of a LoRA run: the adapter and its moments. */
+Oid
+SftLoWriteAdapterCheckpoint(const SftLoraAdapter *adapter, const SftCheckpointState *state,
+							int64 *size_bytes)
+{
+	SftLoStream stream = {0};
+	SftError	err = {0};
+	Oid			oid;
+
+	oid = DatumGetObjectId(DirectFunctionCall1(be_lo_create, ObjectIdGetDatum(InvalidOid)));
+	stream.fd = SftLoOpen(oid, INV_READ | INV_WRITE);
+	stream.cxt = CurrentMemoryContext;
+	if (sft_checkpoint_write_adapter(SftLoStreamWrite, &stream, adapter, state, &err) != SFT_OK)
+		SftLoReportFailure(&stream, &err, "writing checkpoint");
+	SftLoClose(stream.fd);
+	if (size_bytes)
+		*size_bytes = stream.bytes;
+	return oid;
+}
+
+SftLoraAdapter *
+SftLoReadAdapterCheckpoint(Oid oid, const SftLlamaConfig *base, const char *what,
+						   float **adam_m, float **adam_v, int64 *step)
+{
+	SftLoStream stream = {0};
+	SftError	err = {0};
+	SftLoraAdapter *adapter = NULL;
+	int64_t		core_step = 0;
+
+	stream.fd = SftLoOpen(oid, INV_READ);
+	stream.cxt = CurrentMemoryContext;
+	if (sft_checkpoint_read_adapter(SftLoStreamRead, &stream, base, &adapter, adam_m, adam_v,
+									&core_step, NULL, &err) != SFT_OK)
+		SftLoReportFailure(&stream, &err, what ? what : "reading checkpoint");
+	SftLoClose(stream.fd);
+	if (step)
+		*step = core_step;
+	return adapter;
+}
+
 /* ---------------------------------------------------------------------------
  * LoRA adapters: the adapter_model.safetensors bytes
  * ------------------------------------------------------------------------- */

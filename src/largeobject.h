@@ -35,6 +35,15 @@ SftModel   *SftLoReadCheckpoint(Oid oid, const char *what, float **adam_m, float
 								int64 *step, char **meta_json);
 
 /*
+ * The same for the training checkpoints of a LoRA run: the adapter's slab
+ * and moments only (checkpoint.h); reading needs the base's config.
+ */
+Oid			SftLoWriteAdapterCheckpoint(const SftLoraAdapter *adapter,
+										const SftCheckpointState *state, int64 *size_bytes);
+SftLoraAdapter *SftLoReadAdapterCheckpoint(Oid oid, const SftLlamaConfig *base, const char *what,
+										   float **adam_m, float **adam_v, int64 *step);
+
+/*
  * A LoRA adapter's large object holds its adapter_model.safetensors bytes
  * (lora_adapter.h).  Write one into a new large object owned by the current
  * user (OID returned, *size_bytes the bytes written); read one back for a

@@ -138,13 +138,21 @@ SftDecoderBytes(const SftLlamaConfig *c, int max_seq)
 	return sft_decoder_memory_estimate(c, max_seq);
 }
 
-/* Bytes an evaluator adds to its model (sft_trainer_new: everything but the parameters). */
+/*
+ * Bytes an evaluator adds to its entry's model (everything the trainer
+ * allocates but the parameters; an adapter's evaluator runs the base with
+ * the adapter attached, and neither is counted again).
+ */
 static size_t
-SftEvaluatorBytes(const SftLlamaConfig *c, int max_tokens, size_t model_bytes)
+SftEvaluatorBytes(const SftModelCacheEntry *e, int max_tokens)
 {
-	size_t		total = sft_trainer_memory_estimate(c, max_tokens);
+	SftTrainerOptions o = {.max_tokens = max_tokens};
+	const SftLoraConfig *lora = e->adapter ? &e->adapter->config : NULL;
+	size_t		total = sft_trainer_memory_estimate_for(&e->config, &o, lora);
+	size_t		params = (size_t) SftConfigParameterCount(&e->config) * sizeof(float) +
+		(e->adapter ? e->adapter->n_params * sizeof(float) : 0);
 
-	return total > model_bytes ? total - model_bytes : total;
+	return total > params ? total - params : total;
 }
 
 static size_t
@@ -574,15 +582,14 @@ SftLeaseReturnEvaluator(SftModelLease *lease)
 
 	if (lease->evaluator == NULL)
 		return;
-	e->lent_bytes -= SftEvaluatorBytes(&e->config, lease->evaluator_tokens, e->model_bytes);
+	e->lent_bytes -= SftEvaluatorBytes(e, lease->evaluator_tokens);
 	if (e->cached && (e->spare_evaluator == NULL ||
 					  e->spare_evaluator_tokens < lease->evaluator_tokens))
 	{
 		sft_trainer_free(e->spare_evaluator);
 		e->spare_evaluator = lease->evaluator;
 		e->spare_evaluator_tokens = lease->evaluator_tokens;
-		e->spare_evaluator_bytes = SftEvaluatorBytes(&e->config, lease->evaluator_tokens,
-													 e->model_bytes);
+		e->spare_evaluator_bytes = SftEvaluatorBytes(e, lease->evaluator_tokens);
 	}
 	else
 		sft_trainer_free(lease->evaluator);
@@ -697,13 +704,6 @@ SftModelLeaseEvaluator(SftModelLease *lease, int max_tokens)
 	SftError	err = {0};
 
 	Assert(!lease->released);
-	if (e->adapter)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("model \"%s\" is a LoRA adapter, which sft_loss and sft_eval do not evaluate yet",
-						e->name),
-				 errhint("Merge it into a full model with sft_model_merge('%s', 'new name') and evaluate that.",
-						 e->name)));
 	if (lease->evaluator && lease->evaluator_tokens >= max_tokens)
 		return lease->evaluator;
 	SftLeaseReturnEvaluator(lease);
@@ -717,12 +717,15 @@ SftModelLeaseEvaluator(SftModelLease *lease, int max_tokens)
 	}
 	else
 	{
-		if (sft_trainer_new(e->model, max_tokens, 0.0f, 0, &tr, &err) != SFT_OK)
+		/* an adapter's: the training forward path over its base, the adapter attached */
+		SftTrainerOptions o = {.max_tokens = max_tokens, .adapter = e->adapter};
+
+		if (sft_trainer_create(e->model, &o, &tr, &err) != SFT_OK)
 			SftReportCoreError(&err, psprintf("model \"%s\"", e->name));
 		lease->evaluator = tr;
 		lease->evaluator_tokens = max_tokens;
 	}
-	e->lent_bytes += SftEvaluatorBytes(&e->config, lease->evaluator_tokens, e->model_bytes);
+	e->lent_bytes += SftEvaluatorBytes(e, lease->evaluator_tokens);
 	return lease->evaluator;
 }
 
