@@ -7,7 +7,7 @@
 //        per string: llama.cpp's ids as plain text (special tokens not
 //        parsed), with special tokens parsed, and of the NFC form (plain)
 //   node llama_ref.mjs meta MODEL CONVS.json OUT.json
-//        bos/eos/eot ids and texts, whether eot ends generation, vocabulary
+//        bos/eos/eot/pad ids and texts, add_bos_token, whether eot ends generation, vocabulary
 //        size, and each conversation rendered with the chat template as the
 //        GGUF carries it (@huggingface/jinja, add_generation_prompt true), and
 //        the tokens the file marks normal that llama.cpp makes control tokens
@@ -76,6 +76,7 @@ if (cmd === 'tokenize') {
 		eos_is_eog: t.eos == null ? null : model.isEogToken(t.eos),
 		n_vocab: model.fileInfo.metadata[md.general.architecture].vocab_size,
 		pre: md.tokenizer.ggml.pre, rendered,
+		add_bos: md.tokenizer.ggml.add_bos_token ?? null, pad: md.tokenizer.ggml.padding_token_id ?? null,
 	}));
 } else if (cmd === 'probs' || cmd === 'greedy') {
 	const model = await load(false);
