@@ -623,16 +623,16 @@ lora_forward(SftDecoder *d, float *y, int ldy, const float *x, int n, bool rows,
 	r = a->config.r;
 	IN = (int) a->tensors[ia].shape[1];
 	OUT = (int) a->tensors[ia + 1].shape[0];
-	if (n == 1 || rows)
+	if (!(n == 1 || rows))
 	{
-		matvec_forward_rows(d->lora_a, x, n, A, IN, r);
-		matvec_forward_rows(d->lora_b, d->lora_a, n, B, r, OUT);
-	}
-	else
-	{
+		/* a prompt chunk: y += s (x A^T) B^T, the second product straight into y */
 		matmul_forward(d->lora_a, x, A, n, IN, r);
-		matmul_forward(d->lora_b, d->lora_a, B, n, r, OUT);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, OUT, r, s, d->lora_a, r, B, r,
+					1.0f, y, ldy);
+		return;
 	}
+	matvec_forward_rows(d->lora_a, x, n, A, IN, r);
+	matvec_forward_rows(d->lora_b, d->lora_a, n, B, r, OUT);
 	for (int i = 0; i < n; i++)
 	{
 		float	   *yi = y + (size_t) i * ldy;

@@ -39,7 +39,9 @@ sft_expf(float x)
 	int32_t		ni,
 				bits;
 
-	x = x < -87.0f ? -87.0f : x;
+	/* written so that NaN (from a model whose activations overflow) clamps too:
+	 * converting NaN to an integer below would be undefined behaviour */
+	x = x > -87.0f ? x : -87.0f;
 	x = x > 88.0f ? 88.0f : x;
 	/* round(x / ln2): the operand of the cast is positive, so truncation floors */
 	ni = (int32_t) (x * 1.44269504088896341f + 127.5f) - 127;
