@@ -244,10 +244,12 @@ CREATE TABLE sft_models (
     parameters  bigint NOT NULL,
     size_bytes  bigint NOT NULL,
     weights     oid NOT NULL,
-    system_prompt text CHECK (system_prompt <> '')  -- sft_model_set_system
+    system_prompt text CHECK (system_prompt <> ''),  -- sft_model_set_system
+    -- a LoRA adapter: PEFT's adapter_config.json object; parent is its base
+    adapter     jsonb CHECK (adapter IS NULL OR parent IS NOT NULL)
 );
 COMMENT ON TABLE sft_models IS
-'models: architecture config (HF config.json as jsonb), tokenizer, parent model and producing run; weights in the large object "weights" (sft checkpoint format), owned by "owner"';
+'models: architecture config (HF config.json as jsonb), tokenizer, parent model and producing run; weights in the large object "weights" (sft checkpoint format), owned by "owner"; an adapter (adapter not null: PEFT adapter_config.json) holds only its LoRA tensors (PEFT adapter_model.safetensors bytes) and applies to its parent';
 
 CREATE TABLE sft_run_table (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -391,18 +393,19 @@ CREATE FUNCTION sft_model_create(name text, tokenizer text, config jsonb,
 COMMENT ON FUNCTION sft_model_create(text, text, jsonb, bigint) IS
 'a freshly initialised model (HF initialisation, seeded) from an HF-style config; vocab_size must cover the tokenizer; returns the parameter count';
 
-CREATE FUNCTION sft_model_import(name text, directory text) RETURNS bigint
+CREATE FUNCTION sft_model_import(name text, directory text, base text DEFAULT NULL)
+    RETURNS bigint
     AS 'MODULE_PATHNAME', 'sft_model_import'
     LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION sft_model_import(text, text) IS
-'imports an HF model directory on the server (config.json, *.safetensors, sharded too, tokenizer files); the tokenizer is imported under the model''s name unless one of that name exists; superusers and pg_read_server_files only; returns the parameter count';
+COMMENT ON FUNCTION sft_model_import(text, text, text) IS
+'imports an HF model directory on the server (config.json, *.safetensors, sharded too, tokenizer files; the tokenizer is imported under the model''s name unless one of that name exists), or a PEFT LoRA adapter directory (adapter_config.json, adapter_model.safetensors) as an adapter of the model named by base (owner of the base only; shapes checked against it); superusers and pg_read_server_files only; returns the parameter count';
 
 CREATE FUNCTION sft_model_export(name text, directory text, format text DEFAULT 'hf',
                                  dtype text DEFAULT NULL) RETURNS text[]
     AS 'MODULE_PATHNAME', 'sft_model_export'
     LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION sft_model_export(text, text, text, text) IS
-'writes the model into a server directory (created if missing): format ''hf'' (default) model.safetensors (fp32), config.json and the tokenizer files; format ''gguf'' NAME.gguf for llama.cpp (dtype f16 by default, or f32, bf16, q8_0) and an Ollama Modelfile; owner or superuser, and superusers and pg_write_server_files only; returns the files written';
+'writes the model into a server directory (created if missing): format ''hf'' (default) model.safetensors (fp32), config.json and the tokenizer files (an adapter: adapter_config.json and adapter_model.safetensors, as PEFT); format ''gguf'' NAME.gguf for llama.cpp (dtype f16 by default, or f32, bf16, q8_0) and an Ollama Modelfile; owner or superuser, and superusers and pg_write_server_files only; returns the files written';
 
 CREATE FUNCTION sft_model_set_system(name text, system_prompt text) RETURNS void
     AS 'MODULE_PATHNAME', 'sft_model_set_system'
@@ -410,11 +413,17 @@ CREATE FUNCTION sft_model_set_system(name text, system_prompt text) RETURNS void
 COMMENT ON FUNCTION sft_model_set_system(text, text) IS
 'the system prompt sft_generate uses for this model when a conversation has none (before the tokenizer''s default_system); NULL removes it; only the model''s owner may set it';
 
+CREATE FUNCTION sft_model_merge(adapter text, output text) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'sft_model_merge'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION sft_model_merge(text, text) IS
+'a full model output computing what the LoRA adapter and its base compute (W += scale B A), with the base''s tokenizer and parent = the adapter; owner of both (or superuser); returns the parameter count';
+
 CREATE FUNCTION sft_model_drop(name text) RETURNS boolean
     AS 'MODULE_PATHNAME', 'sft_model_drop'
     LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION sft_model_drop(text) IS
-'removes a model, its weights large object and the checkpoints of the run that produced it; owner or superuser';
+'removes a model, its weights large object and the checkpoints of the run that produced it; refused for the base of adapters; owner or superuser';
 
 CREATE FUNCTION sft_train(source text, base text, output text,
                           epochs integer DEFAULT 2,

@@ -441,7 +441,8 @@ SftCatalogModelRead(const char *name, SftModelRecord *rec)
 
 	memset(rec, 0, sizeof(*rec));
 	StmtInit(&st, "SELECT name, tokenizer, dtype, parent, run_id, owner::pg_catalog.oid, weights, "
-			 "parameters, size_bytes, config::pg_catalog.text, system_prompt FROM " MODELS
+			 "parameters, size_bytes, config::pg_catalog.text, system_prompt, "
+			 "adapter::pg_catalog.text FROM " MODELS
 			 " WHERE name" EQ "$1");
 	StmtText(&st, name);
 	if (CatalogExec(&st, false, SPI_OK_SELECT, &r) == 0)
@@ -457,6 +458,7 @@ SftCatalogModelRead(const char *name, SftModelRecord *rec)
 	rec->size_bytes = RowInt64(&r, 0, 9, 0);
 	rec->config_json = RowString(&r, 0, 10);
 	rec->system_prompt = RowString(&r, 0, 11);
+	rec->adapter_json = RowString(&r, 0, 12);
 	return true;
 }
 
@@ -486,8 +488,8 @@ SftCatalogModelInsert(const SftModelRecord *rec)
 	CatalogStatement st;
 
 	StmtInit(&st, "INSERT INTO " MODELS " (name, config, tokenizer, parent, run_id, owner, "
-			 "parameters, size_bytes, weights) "
-			 "VALUES ($1, $2::pg_catalog.jsonb, $3, $4, $5, $6, $7, $8, $9)");
+			 "parameters, size_bytes, weights, adapter) "
+			 "VALUES ($1, $2::pg_catalog.jsonb, $3, $4, $5, $6, $7, $8, $9, $10::pg_catalog.jsonb)");
 	StmtText(&st, rec->name);
 	StmtText(&st, rec->config_json);
 	StmtText(&st, rec->tokenizer);
@@ -497,7 +499,24 @@ SftCatalogModelInsert(const SftModelRecord *rec)
 	StmtInt8(&st, rec->parameters);
 	StmtInt8(&st, rec->size_bytes);
 	StmtArg(&st, OIDOID, ObjectIdGetDatum(rec->weights), false);
+	StmtText(&st, rec->adapter_json);
 	CatalogExec(&st, false, SPI_OK_INSERT, NULL);
+}
+
+List *
+SftCatalogModelAdapters(const char *base)
+{
+	CatalogStatement st;
+	CatalogRows r;
+	List	   *names = NIL;
+
+	StmtInit(&st, "SELECT name FROM " MODELS " WHERE parent" EQ "$1 AND adapter IS NOT NULL "
+			 "ORDER BY name");
+	StmtText(&st, base);
+	CatalogExec(&st, false, SPI_OK_SELECT, &r);
+	for (uint64 i = 0; i < r.n; i++)
+		names = lappend(names, RowString(&r, i, 1));
+	return names;
 }
 
 bool

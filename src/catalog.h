@@ -113,6 +113,7 @@ typedef struct SftModelRecord
 	int64		size_bytes;
 	char	   *config_json;
 	char	   *system_prompt;	/* sft_model_set_system, or NULL */
+	char	   *adapter_json;	/* adapter_config.json text of an adapter, or NULL */
 } SftModelRecord;
 
 bool		SftCatalogModelRead(const char *name, SftModelRecord *rec);
@@ -121,6 +122,8 @@ bool		SftCatalogModelExists(const char *name);
 bool		SftCatalogModelLock(const char *name);
 /* rec->dtype is not stored (the column default applies). */
 void		SftCatalogModelInsert(const SftModelRecord *rec);
+/* Names of the adapter models whose base (parent) is base, sorted. */
+List	   *SftCatalogModelAdapters(const char *base);
 /* Set (NULL: remove) the model's system prompt; false: no row. */
 bool		SftCatalogModelSetSystem(const char *name, const char *system_prompt);
 /* Delete the row; with run_id, forget the checkpoints of that run too. */

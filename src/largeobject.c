@@ -194,6 +194,115 @@ SftLoReadCheckpoint(Oid oid, const char *what, float **adam_m, float **adam_v,
 	return model;
 }
 
+/* The training checkpoint of a LoRA run: the adapter and its moments. */
+Oid
+SftLoWriteAdapterCheckpoint(const SftLoraAdapter *adapter, const SftCheckpointState *state,
+							int64 *size_bytes)
+{
+	SftLoStream stream = {0};
+	SftError	err = {0};
+	Oid			oid;
+
+	oid = DatumGetObjectId(DirectFunctionCall1(be_lo_create, ObjectIdGetDatum(InvalidOid)));
+	stream.fd = SftLoOpen(oid, INV_READ | INV_WRITE);
+	stream.cxt = CurrentMemoryContext;
+	if (sft_checkpoint_write_adapter(SftLoStreamWrite, &stream, adapter, state, &err) != SFT_OK)
+		SftLoReportFailure(&stream, &err, "writing checkpoint");
+	SftLoClose(stream.fd);
+	if (size_bytes)
+		*size_bytes = stream.bytes;
+	return oid;
+}
+
+SftLoraAdapter *
+SftLoReadAdapterCheckpoint(Oid oid, const SftLlamaConfig *base, const char *what,
+						   float **adam_m, float **adam_v, int64 *step)
+{
+	SftLoStream stream = {0};
+	SftError	err = {0};
+	SftLoraAdapter *adapter = NULL;
+	int64_t		core_step = 0;
+
+	stream.fd = SftLoOpen(oid, INV_READ);
+	stream.cxt = CurrentMemoryContext;
+	if (sft_checkpoint_read_adapter(SftLoStreamRead, &stream, base, &adapter, adam_m, adam_v,
+									&core_step, NULL, &err) != SFT_OK)
+		SftLoReportFailure(&stream, &err, what ? what : "reading checkpoint");
+	SftLoClose(stream.fd);
+	if (step)
+		*step = core_step;
+	return adapter;
+}
+
+/* ---------------------------------------------------------------------------
+ * LoRA adapters: the adapter_model.safetensors bytes
+ * ------------------------------------------------------------------------- */
+
+/* Random access for the safetensors reader: seek, then read exactly len bytes. */
+static SftStatus
+SftLoStreamReadAt(void *ctx, uint64_t offset, void *data, size_t len, SftError *err)
+{
+	SftLoStream *stream = (SftLoStream *) ctx;
+	MemoryContext oldcxt = CurrentMemoryContext;
+	volatile bool complete = false;
+
+	PG_TRY();
+	{
+		DirectFunctionCall3(be_lo_lseek64, Int32GetDatum(stream->fd),
+							Int64GetDatum((int64) offset), Int32GetDatum(SEEK_SET));
+		complete = SftLoReadAll(stream, (char *) data, len);
+	}
+	PG_CATCH();
+	{
+		SftLoStreamCatch(stream, oldcxt);
+	}
+	PG_END_TRY();
+	if (stream->error)
+		return sft_error(err, SFT_ERR_IO, "%s", stream->error->message);
+	if (!complete)
+		return sft_error(err, SFT_ERR_FORMAT, "large object ends before byte %llu",
+						 (unsigned long long) (offset + len));
+	return SFT_OK;
+}
+
+Oid
+SftLoWriteAdapter(const SftLoraAdapter *adapter, int64 *size_bytes)
+{
+	SftLoStream stream = {0};
+	SftError	err = {0};
+	Oid			oid;
+
+	oid = DatumGetObjectId(DirectFunctionCall1(be_lo_create, ObjectIdGetDatum(InvalidOid)));
+	stream.fd = SftLoOpen(oid, INV_READ | INV_WRITE);
+	stream.cxt = CurrentMemoryContext;
+	if (sft_lora_adapter_write(adapter, SftLoStreamWrite, &stream, &err) != SFT_OK)
+		SftLoReportFailure(&stream, &err, "writing adapter");
+	SftLoClose(stream.fd);
+	if (size_bytes)
+		*size_bytes = stream.bytes;
+	return oid;
+}
+
+SftLoraAdapter *
+SftLoReadAdapter(Oid oid, const SftLoraConfig *cfg, const SftLlamaConfig *model_cfg,
+				 const char *what)
+{
+	SftLoStream stream = {0};
+	SftError	err = {0};
+	SftLoraAdapter *adapter = NULL;
+	int64		size;
+
+	stream.fd = SftLoOpen(oid, INV_READ);
+	stream.cxt = CurrentMemoryContext;
+	size = DatumGetInt64(DirectFunctionCall3(be_lo_lseek64, Int32GetDatum(stream.fd),
+											 Int64GetDatum(0), Int32GetDatum(SEEK_END)));
+	if (sft_lora_adapter_read(SftLoStreamReadAt, &stream, (uint64_t) size, cfg, model_cfg,
+							  &adapter, &err) != SFT_OK)
+		SftLoReportFailure(&stream, &err, what ? what : "reading adapter");
+	SftLoClose(stream.fd);
+	return adapter;
+}
+
 void
 SftLoUnlink(Oid oid)
 {

@@ -15,6 +15,7 @@
 
 #include "core/model.h"
 #include "core/checkpoint.h"
+#include "core/lora_adapter.h"
 
 /*
  * Write model (+ optional optimizer state) as a checkpoint into a new large
@@ -32,6 +33,26 @@ Oid			SftLoWriteCheckpoint(const SftModel *model, const SftCheckpointState *stat
  */
 SftModel   *SftLoReadCheckpoint(Oid oid, const char *what, float **adam_m, float **adam_v,
 								int64 *step, char **meta_json);
+
+/*
+ * The same for the training checkpoints of a LoRA run: the adapter's slab
+ * and moments only (checkpoint.h); reading needs the base's config.
+ */
+Oid			SftLoWriteAdapterCheckpoint(const SftLoraAdapter *adapter,
+										const SftCheckpointState *state, int64 *size_bytes);
+SftLoraAdapter *SftLoReadAdapterCheckpoint(Oid oid, const SftLlamaConfig *base, const char *what,
+										   float **adam_m, float **adam_v, int64 *step);
+
+/*
+ * A LoRA adapter's large object holds its adapter_model.safetensors bytes
+ * (lora_adapter.h).  Write one into a new large object owned by the current
+ * user (OID returned, *size_bytes the bytes written); read one back for a
+ * base of model_cfg with the ordinary privilege checks (ERROR on any problem,
+ * naming what).  The adapter is a core allocation (sft_lora_adapter_free).
+ */
+Oid			SftLoWriteAdapter(const SftLoraAdapter *adapter, int64 *size_bytes);
+SftLoraAdapter *SftLoReadAdapter(Oid oid, const SftLoraConfig *cfg,
+								 const SftLlamaConfig *model_cfg, const char *what);
 
 /* Unlink a large object if it exists (no error when it is already gone). */
 void		SftLoUnlink(Oid oid);

@@ -30,6 +30,16 @@
  * larger than the bound still works: it is loaded, used and freed again.
  * A bound of 0 disables caching.
  *
+ * Adapters.  A LoRA adapter's entry holds only the adapter tensors and a
+ * pin on its base's entry, whose model (and decode weights) it shares: any
+ * number of adapters of one base keep one copy of the base.  Its decoders
+ * run the base's model with the adapter attached (sft_decoder_use_adapter).
+ * A lease of an adapter checks both rows and both large objects' privileges;
+ * the base entry is validated like any other, and an adapter entry whose
+ * base entry is not the current one is dropped.  The base stays loaded at
+ * least as long as an adapter entry needs it (the pin), and is evicted like
+ * any unpinned entry after that.
+ *
  * Threads.  Matrix products run on OpenBLAS threads of this backend; every
  * lease applies sft.threads (0: one per core, OpenBLAS's default), so
  * concurrent sessions can be kept from oversubscribing the cores.
@@ -89,8 +99,12 @@ struct SftModelCacheEntry
 	int64		size_bytes;
 
 	SftLlamaConfig config;
-	SftModel   *model;			/* core allocation */
-	size_t		model_bytes;	/* the fp32 model and its decode weights */
+	SftModel   *model;			/* core allocation; an adapter's: the base's */
+	size_t		model_bytes;	/* the fp32 model and its decode weights; an adapter's tensors */
+
+	/* an adapter: its tensors (core allocation) and its base's entry, pinned */
+	SftLoraAdapter *adapter;
+	SftModelCacheEntry *base;
 
 	/* reduced-precision copies for decode steps, made on first use */
 	SftDecodeWeights *decode_weights[SFT_DTYPE_COUNT];
@@ -124,13 +138,21 @@ SftDecoderBytes(const SftLlamaConfig *c, int max_seq)
 	return sft_decoder_memory_estimate(c, max_seq);
 }
 
-/* Bytes an evaluator adds to its model (sft_trainer_new: everything but the parameters). */
+/*
+ * Bytes an evaluator adds to its entry's model (everything the trainer
+ * allocates but the parameters; an adapter's evaluator runs the base with
+ * the adapter attached, and neither is counted again).
+ */
 static size_t
-SftEvaluatorBytes(const SftLlamaConfig *c, int max_tokens, size_t model_bytes)
+SftEvaluatorBytes(const SftModelCacheEntry *e, int max_tokens)
 {
-	size_t		total = sft_trainer_memory_estimate(c, max_tokens);
+	SftTrainerOptions o = {.max_tokens = max_tokens};
+	const SftLoraConfig *lora = e->adapter ? &e->adapter->config : NULL;
+	size_t		total = sft_trainer_memory_estimate_for(&e->config, &o, lora);
+	size_t		params = (size_t) SftConfigParameterCount(&e->config) * sizeof(float) +
+		(e->adapter ? e->adapter->n_params * sizeof(float) : 0);
 
-	return total > model_bytes ? total - model_bytes : total;
+	return total > params ? total - params : total;
 }
 
 static size_t
@@ -176,14 +198,21 @@ SftEntryFreeSpares(SftModelCacheEntry *e)
 static void
 SftEntryFree(SftModelCacheEntry *e)
 {
+	SftModelCacheEntry *base = e->base;
+
 	Assert(e->pins == 0 && !e->cached);
 	SftEntryFreeSpares(e);
 	for (int i = 0; i < SFT_DTYPE_COUNT; i++)
 		sft_decode_weights_free(e->decode_weights[i]);
-	sft_model_free(e->model);
+	if (base == NULL)
+		sft_model_free(e->model);
+	sft_lora_adapter_free(e->adapter);
 	pfree(e->name);
 	pfree(e->tokenizer);
 	pfree(e);
+	/* the adapter's pin on its base */
+	if (base && --base->pins == 0 && !base->cached)
+		SftEntryFree(base);
 }
 
 /* Take the entry out of the cache; it is freed now or when its last lease ends. */
@@ -349,6 +378,42 @@ SftEntryLoad(const SftModelRow *row)
 	return e;
 }
 
+/*
+ * Load an adapter row's tensors into a new entry (not yet in the cache)
+ * sharing base's model; the entry takes over the caller's pin on base.
+ */
+static SftModelCacheEntry *
+SftEntryLoadAdapter(const SftModelRow *row, SftModelCacheEntry *base)
+{
+	SftModelCacheEntry *e;
+
+	e = MemoryContextAllocZero(TopMemoryContext, sizeof(SftModelCacheEntry));
+	PG_TRY();
+	{
+		e->name = MemoryContextStrdup(TopMemoryContext, row->name);
+		e->tokenizer = MemoryContextStrdup(TopMemoryContext, row->tokenizer);
+		e->weights = row->weights;
+		e->size_bytes = row->size_bytes;
+		e->adapter = SftModelLoadAdapter(row);
+	}
+	PG_CATCH();
+	{
+		if (e->name)
+			pfree(e->name);
+		if (e->tokenizer)
+			pfree(e->tokenizer);
+		pfree(e);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	e->base = base;
+	e->model = base->model;
+	e->config = base->config;
+	e->model_bytes = e->adapter->n_params * sizeof(float);
+	e->loaded_at = GetCurrentTimestamp();
+	return e;
+}
+
 /* sft.threads for this backend's BLAS calls (set only when it changed). */
 static void
 SftApplyThreads(void)
@@ -369,40 +434,76 @@ SftLeaseCallback(void *arg)
 	SftModelLeaseRelease((SftModelLease *) arg);
 }
 
-SftModelLease *
-SftModelLeaseAcquire(const char *name, MemoryContext owner)
+/* Give back a pin taken by SftEntryPin when no lease takes it over. */
+static void
+SftEntryUnpin(SftModelCacheEntry *e)
 {
-	SftModelRow row;
-	SftModelCacheEntry *e;
-	SftModelLease *lease;
-	bool		hit;
+	if (--e->pins == 0 && !e->cached)
+		SftEntryFree(e);
+}
 
-	SftApplyThreads();
-	e = SftCacheFind(name);
-	if (!SftModelFetch(name, &row, true))
-	{
-		if (e)
-			SftEntryUncache(e);
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("model \"%s\" does not exist", name)));
-	}
-	if (e && (e->weights != row.weights || e->size_bytes != row.size_bytes))
+/*
+ * The cache entry for the model row, pinned (pins + 1): the cached one when
+ * it still matches the row (and, for an adapter, its base's current entry),
+ * else loaded and cached.  Checks the caller may read the weights (of the
+ * base too), on a hit as well.  Any ERROR leaves the cache as it was.
+ */
+static SftModelCacheEntry *
+SftEntryPin(const SftModelRow *row)
+{
+	SftModelCacheEntry *e = SftCacheFind(row->name);
+	SftModelCacheEntry *volatile base = NULL;
+
+	if (e && (e->weights != row->weights || e->size_bytes != row->size_bytes ||
+			  (e->adapter != NULL) != row->is_adapter))
 	{
 		SftEntryUncache(e);
 		e = NULL;
 	}
-	SftCheckWeightsReadable(&row);
-	lease = MemoryContextAllocZero(owner, sizeof(SftModelLease));
-	lease->system_prompt = row.system_prompt ? MemoryContextStrdup(owner, row.system_prompt) : NULL;
+	SftCheckWeightsReadable(row);
+	if (row->is_adapter)
+	{
+		SftModelRow base_row;
 
-	hit = e != NULL;
-	if (!hit)
+		if (!SftModelFetch(row->parent, &base_row, true) || base_row.is_adapter)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("base model \"%s\" of adapter \"%s\" does not exist",
+							row->parent, row->name)));
+		base = SftEntryPin(&base_row);
+		if (e && e->base != base)
+		{
+			SftEntryUncache(e);
+			e = NULL;
+		}
+		if (e)
+		{
+			/* the entry holds its own pin on the base */
+			SftEntryUnpin(base);
+			base = NULL;
+		}
+	}
+
+	if (e == NULL)
 	{
 		/* make room first, so that old and new never sit in memory together needlessly */
 		SftCacheShrink(SftMegabytes(sft_model_cache_size_mb),
-					   (size_t) row.parameters * sizeof(float));
-		e = SftEntryLoad(&row);
+					   (size_t) row->parameters * sizeof(float));
+		if (base)
+		{
+			PG_TRY();
+			{
+				e = SftEntryLoadAdapter(row, base);
+			}
+			PG_CATCH();
+			{
+				SftEntryUnpin(base);
+				PG_RE_THROW();
+			}
+			PG_END_TRY();
+		}
+		else
+			e = SftEntryLoad(row);
 		dlist_push_head(&cache_list, &e->node);
 		e->cached = true;
 	}
@@ -413,13 +514,40 @@ SftModelLeaseAcquire(const char *name, MemoryContext owner)
 	}
 	e->pins++;
 	e->last_used = GetCurrentTimestamp();
+	return e;
+}
+
+SftModelLease *
+SftModelLeaseAcquire(const char *name, MemoryContext owner)
+{
+	SftModelRow row;
+	SftModelCacheEntry *e;
+	SftModelLease *lease;
+	char	   *system_prompt;
+
+	SftApplyThreads();
+	if (!SftModelFetch(name, &row, true))
+	{
+		e = SftCacheFind(name);
+		if (e)
+			SftEntryUncache(e);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("model \"%s\" does not exist", name)));
+	}
+	/* allocations that may fail come before the pin */
+	lease = MemoryContextAllocZero(owner, sizeof(SftModelLease));
+	system_prompt = row.system_prompt ? MemoryContextStrdup(owner, row.system_prompt) : NULL;
+	e = SftEntryPin(&row);
 
 	/* nothing below raises: the lease is registered for release */
+	lease->system_prompt = system_prompt;
 	lease->entry = e;
 	lease->name = e->name;
 	lease->tokenizer = e->tokenizer;
 	lease->config = &e->config;
 	lease->model = e->model;
+	lease->adapter = e->adapter;
 	lease->callback.func = SftLeaseCallback;
 	lease->callback.arg = lease;
 	MemoryContextRegisterResetCallback(owner, &lease->callback);
@@ -454,15 +582,14 @@ SftLeaseReturnEvaluator(SftModelLease *lease)
 
 	if (lease->evaluator == NULL)
 		return;
-	e->lent_bytes -= SftEvaluatorBytes(&e->config, lease->evaluator_tokens, e->model_bytes);
+	e->lent_bytes -= SftEvaluatorBytes(e, lease->evaluator_tokens);
 	if (e->cached && (e->spare_evaluator == NULL ||
 					  e->spare_evaluator_tokens < lease->evaluator_tokens))
 	{
 		sft_trainer_free(e->spare_evaluator);
 		e->spare_evaluator = lease->evaluator;
 		e->spare_evaluator_tokens = lease->evaluator_tokens;
-		e->spare_evaluator_bytes = SftEvaluatorBytes(&e->config, lease->evaluator_tokens,
-													 e->model_bytes);
+		e->spare_evaluator_bytes = SftEvaluatorBytes(e, lease->evaluator_tokens);
 	}
 	else
 		sft_trainer_free(lease->evaluator);
@@ -495,6 +622,9 @@ SftEntryDecodeWeights(SftModelCacheEntry *e, SftDType dtype)
 {
 	SftError	err = {0};
 
+	/* an adapter's base computes the projections: its copies serve every adapter */
+	if (e->base)
+		e = e->base;
 	if (dtype == SFT_DTYPE_F32)
 		return NULL;
 	if (e->decode_weights[dtype] == NULL)
@@ -545,6 +675,12 @@ SftModelLeaseDecoder(SftModelLease *lease, int min_seq)
 						((int64) min_seq + SFT_DECODER_SEQ_STEP - 1) / SFT_DECODER_SEQ_STEP * SFT_DECODER_SEQ_STEP);
 		if (sft_decoder_new(e->model, seq, &dec, &err) != SFT_OK)
 			SftReportCoreError(&err, psprintf("model \"%s\"", e->name));
+		/* the entry's decoders keep its adapter attached for good */
+		if (sft_decoder_use_adapter(dec, e->adapter, &err) != SFT_OK)
+		{
+			sft_decoder_free(dec);
+			SftReportCoreError(&err, psprintf("model \"%s\"", e->name));
+		}
 		lease->decoder = dec;
 		lease->decoder_seq = seq;
 	}
@@ -581,12 +717,15 @@ SftModelLeaseEvaluator(SftModelLease *lease, int max_tokens)
 	}
 	else
 	{
-		if (sft_trainer_new(e->model, max_tokens, 0.0f, 0, &tr, &err) != SFT_OK)
+		/* an adapter's: the training forward path over its base, the adapter attached */
+		SftTrainerOptions o = {.max_tokens = max_tokens, .adapter = e->adapter};
+
+		if (sft_trainer_create(e->model, &o, &tr, &err) != SFT_OK)
 			SftReportCoreError(&err, psprintf("model \"%s\"", e->name));
 		lease->evaluator = tr;
 		lease->evaluator_tokens = max_tokens;
 	}
-	e->lent_bytes += SftEvaluatorBytes(&e->config, lease->evaluator_tokens, e->model_bytes);
+	e->lent_bytes += SftEvaluatorBytes(e, lease->evaluator_tokens);
 	return lease->evaluator;
 }
 
@@ -609,7 +748,8 @@ sft_model_cache(PG_FUNCTION_ARGS)
 
 		values[0] = CStringGetTextDatum(e->name);
 		values[1] = ObjectIdGetDatum(e->weights);
-		values[2] = Int64GetDatum((int64) sft_model_num_params(e->model));
+		values[2] = Int64GetDatum(e->adapter ? (int64) e->adapter->n_params
+								  : (int64) sft_model_num_params(e->model));
 		values[3] = Int64GetDatum((int64) e->model_bytes);
 		values[4] = Int64GetDatum((int64) (e->spare_decoder_bytes + e->spare_evaluator_bytes
 										   + e->lent_bytes));

@@ -17,6 +17,7 @@
 #include "postgres.h"
 
 #include "core/llama_config.h"
+#include "core/lora_adapter.h"
 #include "core/model.h"
 
 /* GUC sft.model_cache_size, in MB: memory kept between calls, per backend. */
@@ -39,7 +40,9 @@ typedef struct SftModelLease
 	const char *name;			/* the model's name */
 	const char *tokenizer;		/* the name of its tokenizer */
 	const SftLlamaConfig *config;
-	SftModel   *model;			/* core model, shared by every lease of it */
+	SftModel   *model;			/* core model, shared by every lease of it (an
+								 * adapter's: its base's) */
+	const SftLoraAdapter *adapter;	/* a LoRA adapter model's tensors, or NULL */
 	const char *system_prompt;	/* the row's, as of this lease, or NULL */
 
 	/* private */
@@ -64,7 +67,8 @@ SftModelLease *SftModelLeaseAcquire(const char *name, MemoryContext owner);
 
 /*
  * A decoder holding at least min_seq tokens, reset to position 0, owned by
- * the lease until it ends (then kept in the cache for the next call).
+ * the lease until it ends (then kept in the cache for the next call); an
+ * adapter's decoder runs the base with the adapter attached.
  */
 SftDecoder *SftModelLeaseDecoder(SftModelLease *lease, int min_seq);
 

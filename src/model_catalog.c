@@ -1,8 +1,17 @@
 /*
  * model_catalog.c: models as rows of sft_models with their weights in a large
  * object: sft_model_create, sft_model_import, sft_model_export (HF here,
- * GGUF in model_export_gguf.c),
- * sft_model_drop, and the lookup/load functions other glue files use.
+ * GGUF in model_export_gguf.c), sft_model_merge, sft_model_drop, and the
+ * lookup/load functions other glue files use.
+ *
+ * LoRA adapters are models too (lora_adapter.h): parent = their base, the
+ * base's config and tokenizer, the adapter column = adapter_config.json, and
+ * a large object holding only the adapter tensors (PEFT's
+ * adapter_model.safetensors bytes).  They come from sft_model_import of a
+ * PEFT directory (base named) or from a LoRA training run
+ * (SftModelInsertAdapter), export as PEFT directories, and become full
+ * models with sft_model_merge.  A base cannot be dropped while adapters
+ * depend on it.
  *
  * Ownership.  The weights large object is created by, and so owned by, the
  * role that creates the model; that role is recorded as the row's owner.
@@ -51,6 +60,7 @@ PG_FUNCTION_INFO_V1(sft_model_create);
 PG_FUNCTION_INFO_V1(sft_model_import);
 PG_FUNCTION_INFO_V1(sft_model_export);
 PG_FUNCTION_INFO_V1(sft_model_drop);
+PG_FUNCTION_INFO_V1(sft_model_merge);
 PG_FUNCTION_INFO_V1(sft_model_set_system);
 
 /* ---------------------------------------------------------------------------
@@ -102,15 +112,23 @@ SftModelFetch(const char *name, SftModelRow *row, bool missing_ok)
 	row->size_bytes = rec.size_bytes;
 	row->config_json = rec.config_json;
 	row->system_prompt = rec.system_prompt;
+	row->adapter_json = rec.adapter_json;
+	row->is_adapter = rec.adapter_json != NULL;
 	if (sft_llama_config_parse(row->config_json, strlen(row->config_json),
 							   &row->config, &err) != SFT_OK)
 		SftReportCoreError(&err, psprintf("config of model \"%s\"", name));
+	if (row->is_adapter &&
+		sft_lora_config_parse(row->adapter_json, strlen(row->adapter_json), &row->lora, NULL,
+							  &err) != SFT_OK)
+		SftReportCoreError(&err, psprintf("adapter config of model \"%s\"", name));
 	return true;
 }
 
 SftModel *
 SftModelLoadWeights(const SftModelRow *row)
 {
+	if (row->is_adapter)
+		elog(ERROR, "model \"%s\" is an adapter, not a full model", row->name);
 	return SftLoReadCheckpoint(row->weights, psprintf("weights of model \"%s\"", row->name),
 							   NULL, NULL, NULL, NULL);
 }
@@ -197,6 +215,72 @@ SftModelInsert(const char *name, const char *tokenizer, const SftModel *model,
 	SftCatalogModelInsert(&rec);
 }
 
+/* ---------------------------------------------------------------------------
+ * Adapters
+ * ------------------------------------------------------------------------- */
+
+SftLoraAdapter *
+SftModelLoadAdapter(const SftModelRow *row)
+{
+	if (!row->is_adapter)
+		elog(ERROR, "model \"%s\" is not an adapter", row->name);
+	return SftLoReadAdapter(row->weights, &row->lora, &row->config,
+							psprintf("adapter of model \"%s\"", row->name));
+}
+
+/* The base an adapter is created for: a full model the adapter fits. */
+static void
+SftCheckAdapterBase(const SftModelRow *base, const SftLoraAdapter *adapter)
+{
+	SftError	err = {0};
+
+	if (base->is_adapter)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("model \"%s\" is an adapter, not a base model", base->name),
+				 errhint("Merge it first with sft_model_merge('%s', 'new name').", base->name)));
+	if (sft_lora_adapter_check_base(adapter, &base->config, &err) != SFT_OK)
+		SftReportCoreError(&err, psprintf("adapter for base model \"%s\"", base->name));
+}
+
+int64
+SftModelInsertAdapter(const char *name, const char *base, const SftLoraAdapter *adapter,
+					  int64 run_id)
+{
+	SftModelRow base_row;
+	SftModelRecord rec;
+	SftBuf		json;
+	SftError	err = {0};
+
+	SftModelCheckNameFree(name, run_id);
+	SftModelFetch(base, &base_row, false);
+	/* a concurrent sft_model_drop of the base waits for us, then sees the adapter */
+	if (!SftCatalogModelLock(base))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("model \"%s\" does not exist", base)));
+	SftCheckAdapterBase(&base_row, adapter);
+	sft_buf_init(&json);
+	if (sft_lora_config_to_json(&adapter->config, base, &json, &err) != SFT_OK)
+	{
+		sft_buf_free(&json);
+		SftReportCoreError(&err, "adapter config");
+	}
+	memset(&rec, 0, sizeof(rec));
+	rec.adapter_json = pnstrdup(json.data, json.len);
+	sft_buf_free(&json);
+	rec.name = (char *) name;
+	rec.config_json = base_row.config_json;
+	rec.tokenizer = base_row.tokenizer;
+	rec.parent = (char *) base;
+	rec.run_id = run_id;
+	rec.owner = GetUserId();
+	rec.parameters = (int64) adapter->n_params;
+	rec.weights = SftLoWriteAdapter(adapter, &rec.size_bytes);
+	SftCatalogModelInsert(&rec);
+	return rec.parameters;
+}
+
 /* Parameters a model of this config has (the core counts them). */
 int64
 SftConfigParameterCount(const SftLlamaConfig *cfg)
@@ -204,11 +288,11 @@ SftConfigParameterCount(const SftLlamaConfig *cfg)
 	return (int64) sft_llama_config_num_params(cfg);
 }
 
-/* A model's parameters must fit sft.max_memory before we allocate them. */
+/* A model's (or adapter's) parameters must fit sft.max_memory before we allocate them. */
 static void
-SftCheckModelMemory(const SftLlamaConfig *cfg, const char *name)
+SftCheckParameterMemory(int64 parameters, const char *name)
 {
-	double		need_mb = (double) SftConfigParameterCount(cfg) * sizeof(float) / (1024.0 * 1024.0);
+	double		need_mb = (double) parameters * sizeof(float) / (1024.0 * 1024.0);
 
 	if (need_mb > (double) sft_max_memory_mb)
 		ereport(ERROR,
@@ -218,12 +302,12 @@ SftCheckModelMemory(const SftLlamaConfig *cfg, const char *name)
 }
 
 /*
- * A new model's row and weights (a base: no parent, no run), after checking
- * the tokenizer covers its vocabulary.  Frees model on every path; returns
- * its parameter count.
+ * A new model's row and weights (no run; parent NULL for a base), after
+ * checking the tokenizer covers its vocabulary.  Frees model on every path;
+ * returns its parameter count.
  */
 static int64
-SftModelStoreNew(const char *name, const char *tokenizer, SftModel *model)
+SftModelStoreNew(const char *name, const char *tokenizer, SftModel *model, const char *parent)
 {
 	int64		params;
 
@@ -234,7 +318,7 @@ SftModelStoreNew(const char *name, const char *tokenizer, SftModel *model)
 
 		SftCheckVocabCovers(sft_model_config(model), tokenizer);
 		weights = SftLoWriteCheckpoint(model, NULL, &size_bytes);
-		SftModelInsert(name, tokenizer, model, NULL, 0, weights, size_bytes);
+		SftModelInsert(name, tokenizer, model, parent, 0, weights, size_bytes);
 		params = (int64) sft_model_num_params(model);
 	}
 	PG_CATCH();
@@ -284,23 +368,56 @@ sft_model_create(PG_FUNCTION_ARGS)
 	if (sft_llama_config_validate(&cfg, &err) != SFT_OK)
 		SftReportCoreError(&err, NULL);
 	SftCheckVocabCovers(&cfg, tokenizer);
-	SftCheckModelMemory(&cfg, name);
+	SftCheckParameterMemory(SftConfigParameterCount(&cfg), name);
 
 	if (sft_model_new(&cfg, &model, &err) != SFT_OK)
 		SftReportCoreError(&err, "creating model");
 	sft_model_init_random(model, seed);
-	PG_RETURN_INT64(SftModelStoreNew(name, tokenizer, model));
+	PG_RETURN_INT64(SftModelStoreNew(name, tokenizer, model, NULL));
 }
 
 /* ---------------------------------------------------------------------------
- * sft_model_import(name, directory)
+ * sft_model_import(name, directory, base)
  * ------------------------------------------------------------------------- */
+
+/*
+ * A PEFT adapter directory, for the base model named base: the caller must
+ * own the base (adapters are models trained from it, and a base cannot be
+ * dropped while adapters depend on it); the adapter's shapes are checked
+ * against the base's config.  Tokenizer files in the directory are not
+ * read: an adapter uses its base's tokenizer.
+ */
+static int64
+SftModelImportAdapter(const char *name, const char *dir, const char *base)
+{
+	SftModelRow base_row;
+	SftLoraAdapter *adapter = NULL;
+	SftError	err = {0};
+	int64		params;
+
+	SftModelFetch(base, &base_row, false);
+	SftModelCheckOwner(&base_row, "import adapters of");
+	if (sft_peft_load_dir(dir, &base_row.config, &adapter, NULL, &err) != SFT_OK)
+		SftReportCoreError(&err, psprintf("importing \"%s\" for base model \"%s\"", dir, base));
+	PG_TRY();
+	{
+		SftCheckParameterMemory((int64) adapter->n_params, name);
+		params = SftModelInsertAdapter(name, base, adapter, 0);
+	}
+	PG_FINALLY();
+	{
+		sft_lora_adapter_free(adapter);
+	}
+	PG_END_TRY();
+	return params;
+}
 
 Datum
 sft_model_import(PG_FUNCTION_ARGS)
 {
 	char	   *name = SftTextArgNotNull(fcinfo, 0, "name");
 	char	   *dir = SftTextArgNotNull(fcinfo, 1, "directory");
+	char	   *base = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
 	char	   *tokenizer;
 	SftError	err = {0};
 	SftModel   *model = NULL;
@@ -308,6 +425,22 @@ sft_model_import(PG_FUNCTION_ARGS)
 	SftRequireServerFiles(SFT_SERVER_FILES_READ, "import models from server files", NULL);
 	SftModelCheckNameFree(name, 0);
 	dir = SftServerDirectory(dir, false);
+
+	if (sft_peft_dir_detect(dir))
+	{
+		if (base == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("\"%s\" is a PEFT adapter directory: the base model must be named", dir),
+					 errhint("Pass the imported base model: sft_model_import('%s', '%s', base => '...').",
+							 name, dir)));
+		PG_RETURN_INT64(SftModelImportAdapter(name, dir, base));
+	}
+	if (base != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("base is only for PEFT adapter directories, and \"%s\" has no adapter_config.json",
+						dir)));
 
 	/*
 	 * The tokenizer files travel with the model: import them under the
@@ -321,7 +454,7 @@ sft_model_import(PG_FUNCTION_ARGS)
 
 	if (sft_hf_load_dir(dir, &model, &err) != SFT_OK)
 		SftReportCoreError(&err, psprintf("importing \"%s\"", dir));
-	PG_RETURN_INT64(SftModelStoreNew(name, tokenizer, model));
+	PG_RETURN_INT64(SftModelStoreNew(name, tokenizer, model, NULL));
 }
 
 /* ---------------------------------------------------------------------------
@@ -352,6 +485,33 @@ SftModelExportHf(const SftModelRow *row, const char *dir)
 	return list_concat(files, SftTokenizerExportDirectory(row->tokenizer, dir));
 }
 
+/*
+ * A PEFT directory: adapter_config.json (base_model_name_or_path = the
+ * base's name) and adapter_model.safetensors, the large object's bytes
+ * (the writer is deterministic, so reading and writing again reproduces
+ * them exactly).
+ */
+static List *
+SftModelExportAdapter(const SftModelRow *row, const char *dir)
+{
+	SftLoraAdapter *adapter;
+	SftError	err = {0};
+
+	adapter = SftModelLoadAdapter(row);
+	PG_TRY();
+	{
+		if (sft_peft_save_dir(adapter, row->parent, dir, &err) != SFT_OK)
+			SftReportCoreError(&err, psprintf("exporting to \"%s\"", dir));
+	}
+	PG_FINALLY();
+	{
+		sft_lora_adapter_free(adapter);
+	}
+	PG_END_TRY();
+	return list_make2(psprintf("%s/adapter_config.json", dir),
+					  psprintf("%s/adapter_model.safetensors", dir));
+}
+
 Datum
 sft_model_export(PG_FUNCTION_ARGS)
 {
@@ -380,7 +540,16 @@ sft_model_export(PG_FUNCTION_ARGS)
 	SftModelCheckOwner(&row, "export");
 	dir = SftServerDirectory(dir, true);
 
-	if (strcmp(format, "gguf") == 0)
+	if (row.is_adapter && strcmp(format, "hf") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("model \"%s\" is an adapter, which exports as a PEFT directory (format 'hf') only",
+						name),
+				 errhint("Merge it into a full model with sft_model_merge('%s', 'new name') and export that.",
+						 name)));
+	if (row.is_adapter)
+		files = SftModelExportAdapter(&row, dir);
+	else if (strcmp(format, "gguf") == 0)
 		files = SftModelExportGguf(&row, dir, dtype ? dtype : "f16");
 	else
 		files = SftModelExportHf(&row, dir);
@@ -415,6 +584,20 @@ sft_model_drop(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("model \"%s\" does not exist", name)));
 
+	/* Adapters compute with their base's weights. */
+	{
+		List	   *adapters = SftCatalogModelAdapters(name);
+
+		if (adapters != NIL)
+			ereport(ERROR,
+					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+					 errmsg("model \"%s\" is the base of %d adapter%s: %s%s", name,
+							list_length(adapters), list_length(adapters) == 1 ? "" : "s",
+							(char *) linitial(adapters), list_length(adapters) > 1 ? ", ..." : ""),
+					 errhint("Drop the adapters first with sft_model_drop('%s'), or make full models of them with sft_model_merge('%s', 'new name').",
+							 (char *) linitial(adapters), (char *) linitial(adapters))));
+	}
+
 	/* A run still going from this model reads its weights when it (re)starts. */
 	foreach(lc, SftCatalogRunsFromBase(name))
 	{
@@ -444,6 +627,57 @@ sft_model_drop(PG_FUNCTION_ARGS)
 	foreach(lc, checkpoints)
 		SftLoUnlink(lfirst_oid(lc));
 	PG_RETURN_BOOL(true);
+}
+
+/* ---------------------------------------------------------------------------
+ * sft_model_merge(adapter, output)
+ * ------------------------------------------------------------------------- */
+
+/*
+ * A full model computing what base + adapter compute: the base's weights
+ * with W += s B A on every adapted projection, its tokenizer, parent = the
+ * adapter.  The merged weights hold the base's, so the caller must own both
+ * (as for exporting either).
+ */
+Datum
+sft_model_merge(PG_FUNCTION_ARGS)
+{
+	char	   *name = SftTextArgNotNull(fcinfo, 0, "adapter");
+	char	   *output = SftTextArgNotNull(fcinfo, 1, "output");
+	SftModelRow row;
+	SftModelRow base_row;
+	SftLoraAdapter *adapter;
+	SftModel   *model = NULL;
+	SftError	err = {0};
+
+	SftModelFetch(name, &row, false);
+	if (!row.is_adapter)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("model \"%s\" is not an adapter", name),
+				 errdetail("sft_model_merge makes a full model of a LoRA adapter and its base.")));
+	SftModelCheckOwner(&row, "merge");
+	SftModelFetch(row.parent, &base_row, false);
+	SftModelCheckOwner(&base_row, "merge adapters into");
+	SftModelCheckNameFree(output, 0);
+	SftCheckParameterMemory(base_row.parameters + row.parameters, output);
+
+	adapter = SftModelLoadAdapter(&row);
+	PG_TRY();
+	{
+		model = SftModelLoadWeights(&base_row);
+		if (sft_lora_merge(model, adapter, &err) != SFT_OK)
+			SftReportCoreError(&err, psprintf("merging adapter \"%s\"", name));
+	}
+	PG_CATCH();
+	{
+		sft_model_free(model);
+		sft_lora_adapter_free(adapter);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	sft_lora_adapter_free(adapter);
+	PG_RETURN_INT64(SftModelStoreNew(output, base_row.tokenizer, model, name));
 }
 
 /* ---------------------------------------------------------------------------

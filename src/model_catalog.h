@@ -17,6 +17,7 @@
 #include "nodes/pg_list.h"
 
 #include "core/llama_config.h"
+#include "core/lora_adapter.h"
 #include "core/model.h"
 
 typedef struct SftModelRow
@@ -32,7 +33,11 @@ typedef struct SftModelRow
 	int64		size_bytes;
 	char	   *config_json;	/* HF config.json text */
 	char	   *system_prompt;	/* used when a conversation has none, or NULL */
-	SftLlamaConfig config;		/* parsed */
+	SftLlamaConfig config;		/* parsed (an adapter's: its base's) */
+	/* LoRA adapters: weights hold only the adapter tensors; parent is the base */
+	char	   *adapter_json;	/* adapter_config.json text, NULL for full models */
+	bool		is_adapter;
+	SftLoraConfig lora;			/* parsed adapter_json */
 } SftModelRow;
 
 /*
@@ -65,6 +70,26 @@ void		SftModelCheckNameFree(const char *name, int64 except_run);
  */
 void		SftModelInsert(const char *name, const char *tokenizer, const SftModel *model,
 						   const char *parent, int64 run_id, Oid weights, int64 size_bytes);
+
+/*
+ * Store adapter (for a base of the model named base) as a new adapter model
+ * name: its tensors in a new large object owned by the current user, who
+ * becomes the row's owner; parent = base, the base's config and tokenizer,
+ * adapter = adapter_config.json with base_model_name_or_path = base;
+ * run_id 0 when no run produced it (a run may use the name it reserved).
+ * ERROR when the name is taken, the base
+ * does not exist or is itself an adapter, or the adapter does not fit it.
+ * Returns the adapter's parameter count.  The training worker stores LoRA
+ * runs' results with it.
+ */
+int64		SftModelInsertAdapter(const char *name, const char *base,
+								  const SftLoraAdapter *adapter, int64 run_id);
+
+/*
+ * Read an adapter model's tensors as the current user (SELECT on the large
+ * object is checked by the server); a core allocation (sft_lora_adapter_free).
+ */
+SftLoraAdapter *SftModelLoadAdapter(const SftModelRow *row);
 
 /*
  * model_export_gguf.c: write NAME.gguf (dtype f32, f16, bf16 or q8_0) and

@@ -99,8 +99,10 @@ SftTrainInit(void)
 static const char *const SftOptionNames[] = {
 	"grad_accum", "lr_schedule", "warmup_ratio", "min_lr_ratio", "weight_decay",
 	"dropout", "max_grad_norm", "seed", "validation", "validation_fraction",
-	"messages_column", "template", "train_on", "too_long", "keep", "log_every", NULL
+	"messages_column", "template", "train_on", "too_long", "keep", "log_every", "lora",
+	"checkpoint_activations", NULL
 };
+
 
 static double
 SftOptionNumber(const char *key, const JsonbValue *v)
@@ -204,6 +206,142 @@ SftOptionChoice(const char *key, const JsonbValue *v, const char *const *choices
 	return -1;
 }
 
+static bool
+SftOptionBool(const char *key, const JsonbValue *v)
+{
+	if (v->type != jbvBool)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" must be true or false, not %s", key, SftDescribeJsonbValue(v))));
+	return v->val.boolean;
+}
+
+/*
+ * PEFT's default target_modules for the architectures we compute
+ * (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING: llama, qwen2, qwen3,
+ * gemma3_text ... all ["q_proj", "v_proj"]).
+ */
+#define SFT_LORA_DEFAULT_TARGETS (SFT_LORA_TARGET(SFT_LORA_Q) | SFT_LORA_TARGET(SFT_LORA_V))
+
+static uint32
+SftLoraTargetsParse(const JsonbValue *v)
+{
+	uint32		targets = 0;
+
+	if (v->type == jbvString)
+	{
+		if (v->val.string.len == 10 && strncmp(v->val.string.val, "all-linear", 10) == 0)
+			return SFT_LORA_TARGET_ALL;
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"lora\": \"target_modules\" must be \"all-linear\" or an array of module names, not \"%.*s\"",
+						v->val.string.len, v->val.string.val)));
+	}
+	if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"lora\": \"target_modules\" must be \"all-linear\" or an array of module names, not %s",
+						SftDescribeJsonbValue(v))));
+	{
+		JsonbIterator *it = JsonbIteratorInit(v->val.binary.data);
+		JsonbValue	e;
+		JsonbIteratorToken tok;
+		int			i = 0;
+
+		while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+		{
+			char	   *name;
+			int			module;
+
+			if (tok != WJB_ELEM)
+				continue;
+			if (e.type != jbvString)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("option \"lora\": target_modules[%d] must be a string, not %s",
+								i, SftDescribeJsonbValue(&e))));
+			name = pnstrdup(e.val.string.val, e.val.string.len);
+			module = sft_lora_module_from_name(name);
+			if (module < 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("option \"lora\": target_modules[%d] \"%s\" is not a module of the model", i, name),
+						 errhint("Valid modules: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj (or \"all-linear\" for all of them).")));
+			if (targets & SFT_LORA_TARGET(module))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("option \"lora\": target_modules lists \"%s\" twice", name)));
+			targets |= SFT_LORA_TARGET(module);
+			i++;
+		}
+	}
+	if (targets == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"lora\": target_modules must not be empty")));
+	return targets;
+}
+
+/*
+ * "lora": {"r", "alpha", "dropout", "target_modules", "rslora"}, PEFT's
+ * LoraConfig defaults (r 8, lora_alpha 8, lora_dropout 0, use_rslora false)
+ * and its per-architecture target_modules default.
+ */
+static void
+SftLoraOptionParse(SftLoraConfig *cfg, const JsonbValue *v)
+{
+	SftError	err = {0};
+
+	cfg->r = 8;
+	cfg->alpha = 8;
+	cfg->dropout = 0;
+	cfg->rslora = 0;
+	cfg->targets = SFT_LORA_DEFAULT_TARGETS;
+	if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"lora\" must be an object, not %s", SftDescribeJsonbValue(v)),
+				 errhint("For example {\"r\": 16, \"alpha\": 32, \"dropout\": 0.05, \"target_modules\": \"all-linear\"}.")));
+	{
+		JsonbIterator *it = JsonbIteratorInit(v->val.binary.data);
+		JsonbValue	e;
+		JsonbIteratorToken tok;
+		char	   *key = NULL;
+
+		while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+		{
+			if (tok == WJB_KEY)
+			{
+				key = pnstrdup(e.val.string.val, e.val.string.len);
+				if (strcmp(key, "r") != 0 && strcmp(key, "alpha") != 0 &&
+					strcmp(key, "dropout") != 0 && strcmp(key, "target_modules") != 0 &&
+					strcmp(key, "rslora") != 0)
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("option \"lora\" has an unknown key \"%s\"", key),
+							 errhint("Valid keys: r, alpha, dropout, target_modules, rslora.")));
+				continue;
+			}
+			if (tok != WJB_VALUE)
+				continue;
+			if (strcmp(key, "r") == 0)
+				cfg->r = (int) SftOptionInteger("lora.r", &e, 1, SFT_LORA_MAX_RANK);
+			else if (strcmp(key, "alpha") == 0)
+				cfg->alpha = SftOptionRange("lora.alpha", &e, 0, true, 1e6, false);
+			else if (strcmp(key, "dropout") == 0)
+				cfg->dropout = SftOptionRange("lora.dropout", &e, 0, false, 1, true);
+			else if (strcmp(key, "target_modules") == 0)
+				cfg->targets = SftLoraTargetsParse(&e);
+			else if (strcmp(key, "rslora") == 0)
+				cfg->rslora = SftOptionBool("lora.rslora", &e);
+		}
+	}
+	if (sft_lora_config_validate(cfg, &err) != SFT_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"lora\": %s", err.message)));
+}
+
 static void
 SftCheckArgument(bool ok, const char *fmt, double value)
 {
@@ -253,6 +391,8 @@ SftTrainOptionsParse(SftTrainOptions *opts, int epochs, double learning_rate,
 	opts->truncate = false;
 	opts->keep_best = false;
 	opts->log_every = 10;
+	opts->lora = false;
+	opts->checkpoint_activations = false;
 
 	if (options == NULL)
 		return;
@@ -280,14 +420,15 @@ SftTrainOptionsParse(SftTrainOptions *opts, int epochs, double learning_rate,
 					ereport(ERROR,
 							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 							 errmsg("unknown option \"%s\"", key),
-							 errhint("Valid options: grad_accum, lr_schedule, warmup_ratio, min_lr_ratio, weight_decay, dropout, max_grad_norm, seed, validation, validation_fraction, messages_column, template, train_on, too_long, keep, log_every.")));
+							 errhint("Valid options: grad_accum, lr_schedule, warmup_ratio, min_lr_ratio, weight_decay, dropout, max_grad_norm, seed, validation, validation_fraction, messages_column, template, train_on, too_long, keep, log_every, lora, checkpoint_activations.")));
 				continue;
 			}
 			if (tok != WJB_VALUE)
 				continue;
 
-			/* validation and template accept null: "none" / "the tokenizer's". */
-			if (v.type == jbvNull && (strcmp(key, "validation") == 0 || strcmp(key, "template") == 0))
+			/* validation, template and lora accept null: "none" / "the tokenizer's" / "full fine-tuning". */
+			if (v.type == jbvNull && (strcmp(key, "validation") == 0 || strcmp(key, "template") == 0 ||
+									  strcmp(key, "lora") == 0))
 				continue;
 
 			if (strcmp(key, "grad_accum") == 0)
@@ -346,6 +487,13 @@ SftTrainOptionsParse(SftTrainOptions *opts, int epochs, double learning_rate,
 				opts->keep_best = SftOptionChoice(key, &v, keeps) == 1;
 			else if (strcmp(key, "log_every") == 0)
 				opts->log_every = (int) SftOptionInteger(key, &v, 1, INT_MAX);
+			else if (strcmp(key, "lora") == 0)
+			{
+				SftLoraOptionParse(&opts->lora_config, &v);
+				opts->lora = true;
+			}
+			else if (strcmp(key, "checkpoint_activations") == 0)
+				opts->checkpoint_activations = SftOptionBool(key, &v);
 		}
 	}
 	if (opts->validation && have_validation_fraction)
@@ -410,6 +558,44 @@ SftTrainOptionsToJsonb(const SftTrainOptions *opts)
 	SftJsonString(&s, "too_long", opts->truncate ? "truncate" : "drop");
 	SftJsonString(&s, "keep", opts->keep_best ? "best" : "last");
 	SftJsonNumber(&s, "log_every", opts->log_every);
+	SftJsonKey(&s, "lora");
+	if (opts->lora)
+	{
+		const SftLoraConfig *l = &opts->lora_config;
+		bool		first = true;
+
+		appendStringInfo(&s, "{\"r\": %d, \"alpha\": %.17g, \"dropout\": %.17g, \"rslora\": %s, \"target_modules\": [",
+						 l->r, l->alpha, l->dropout, l->rslora ? "true" : "false");
+		/* sorted by name, as PEFT writes target_modules: the i-th has i names below it */
+		for (int i = 0; i < SFT_LORA_N_MODULES; i++)
+		{
+			const char *best = NULL;
+
+			for (int m = 0; m < SFT_LORA_N_MODULES; m++)
+			{
+				const char *name = sft_lora_module_name((SftLoraModule) m);
+				int			below = 0;
+
+				if (!(l->targets & SFT_LORA_TARGET(m)))
+					continue;
+				for (int k = 0; k < SFT_LORA_N_MODULES; k++)
+					if ((l->targets & SFT_LORA_TARGET(k)) &&
+						strcmp(sft_lora_module_name((SftLoraModule) k), name) < 0)
+						below++;
+				if (below == i)
+					best = name;
+			}
+			if (best == NULL)
+				break;
+			appendStringInfo(&s, "%s\"%s\"", first ? "" : ", ", best);
+			first = false;
+		}
+		appendStringInfoString(&s, "]}");
+	}
+	else
+		appendStringInfoString(&s, "null");
+	SftJsonKey(&s, "checkpoint_activations");
+	appendStringInfoString(&s, opts->checkpoint_activations ? "true" : "false");
 	appendStringInfoChar(&s, '}');
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(s.data)));
 }
@@ -505,6 +691,35 @@ SftStartWorker(int64 run_id, Oid run_role, bool resume)
  * sft_train
  * ------------------------------------------------------------------------- */
 
+/*
+ * Training from an adapter model continues that adapter on its base: the
+ * run is a LoRA run with the adapter's rank, alpha, rslora and targets (a
+ * "lora" option may restate them and may change the dropout, which is a
+ * training setting, but not the shape).
+ */
+static void
+SftTrainFromAdapter(SftTrainOptions *opts, const SftModelRow *adapter)
+{
+	SftLoraConfig have = adapter->lora;
+
+	if (opts->lora)
+	{
+		const SftLoraConfig *want = &opts->lora_config;
+
+		if (want->r != have.r || want->alpha != have.alpha || want->rslora != have.rslora ||
+			want->targets != have.targets)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option \"lora\" does not match adapter \"%s\" (r %d, alpha %g, rslora %s), which this run would continue",
+							adapter->name, have.r, have.alpha, have.rslora ? "true" : "false"),
+					 errhint("Leave \"lora\" out to continue the adapter with its own settings, or train a new adapter from its base \"%s\".",
+							 adapter->parent)));
+		have.dropout = want->dropout;
+	}
+	opts->lora = true;
+	opts->lora_config = have;
+}
+
 Datum
 sft_train(PG_FUNCTION_ARGS)
 {
@@ -545,7 +760,18 @@ sft_train(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("batch_size * max_length is too large")));
 
-	need = sft_trainer_memory_estimate(&base_row.config, opts.batch_size * opts.max_length);
+	if (base_row.is_adapter)
+		SftTrainFromAdapter(&opts, &base_row);
+	{
+		SftTrainerOptions topts = {
+			.max_tokens = opts.batch_size * opts.max_length,
+			.dropout = (float) opts.dropout,
+			.checkpoint_activations = opts.checkpoint_activations
+		};
+
+		need = sft_trainer_memory_estimate_for(&base_row.config, &topts,
+											   opts.lora ? &opts.lora_config : NULL);
+	}
 	need_mb = (double) need / (1024.0 * 1024.0);
 	if (need_mb > (double) sft_max_memory_mb)
 		ereport(ERROR,

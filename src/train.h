@@ -12,6 +12,7 @@
 #include "utils/jsonb.h"
 
 #include "core/chat_template.h"
+#include "core/lora_adapter.h"
 #include "core/model.h"
 
 /* GUCs (defined in SftTrainInit). */
@@ -48,6 +49,9 @@ typedef struct SftTrainOptions
 	bool		truncate;		/* too_long = truncate (else drop) */
 	bool		keep_best;		/* keep = best (else last) */
 	int			log_every;		/* optimizer steps between log rows */
+	bool		lora;			/* train an adapter (lora_config) on a frozen base */
+	SftLoraConfig lora_config;
+	bool		checkpoint_activations;
 } SftTrainOptions;
 
 /*

@@ -28,6 +28,11 @@
  *   6. at the end: the output model (the last epoch's weights, or the best
  *      epoch's with keep = best) as a new sft_models row owned by the role.
  *
+ * LoRA runs ("lora" option, or a base that is itself an adapter, which is
+ * then continued) train an adapter on the frozen base: the checkpoints hold
+ * the adapter and its moments only, and the output is an adapter model
+ * (parent = the full base) stored through SftModelInsertAdapter.
+ *
  * Failure.  Any ERROR is caught at the top, copied and logged, the
  * transaction is aborted, and the message is written into the run row in a
  * fresh transaction; the worker then exits normally (it is never
@@ -126,9 +131,12 @@ typedef struct SftRun
 	SftDataset	valid;
 	SftTrainingRowCounts counts;
 
-	SftModel   *model;
+	SftModel   *model;			/* full fine-tuning: trained; LoRA: the frozen base */
+	SftLoraAdapter *adapter;	/* LoRA runs: the adapter trained, else NULL */
+	char	   *base_model;		/* the full model the weights come from (run->base,
+								 * or its parent when run->base is an adapter) */
 	SftTrainer *trainer;
-	float	   *resume_m;		/* [n_params] AdamW moments from the checkpoint */
+	float	   *resume_m;		/* [trained] AdamW moments from the checkpoint */
 	float	   *resume_v;
 
 	SftRunProgress progress;	/* what we publish */
@@ -425,17 +433,43 @@ SftRunClaim(SftRun *run)
 	return true;
 }
 
+/*
+ * The frozen base (LoRA) or the weights to train (full fine-tuning), and for
+ * LoRA runs the adapter: from the checkpoint when resuming, the adapter
+ * model itself when training from one (it is continued), else PEFT's
+ * initialisation from the run's seed.
+ */
 static void
 SftLoadStartingWeights(SftRun *run)
 {
+	SftModelRow row;
+	SftModelRow base_row;
+	MemoryContext old;
+
 	SftBeginTransaction();
+	SftModelFetch(run->base, &row, false);
+	old = MemoryContextSwitchTo(run->cxt);
+	run->base_model = pstrdup(row.is_adapter ? row.parent : row.name);
+	MemoryContextSwitchTo(old);
+	if (row.is_adapter)
+		SftModelFetch(run->base_model, &base_row, false);
+	else
+		base_row = row;
 	if (OidIsValid(run->resume_checkpoint))
 	{
 		int64		step;
+		const char *what = psprintf("checkpoint of training run %lld", (long long) run->id);
 
-		run->model = SftLoReadCheckpoint(run->resume_checkpoint,
-										 psprintf("checkpoint of training run %lld", (long long) run->id),
-										 &run->resume_m, &run->resume_v, &step, NULL);
+		if (run->opts.lora)
+		{
+			run->model = SftModelLoadWeights(&base_row);
+			run->adapter = SftLoReadAdapterCheckpoint(run->resume_checkpoint,
+													  sft_model_config(run->model), what,
+													  &run->resume_m, &run->resume_v, &step);
+		}
+		else
+			run->model = SftLoReadCheckpoint(run->resume_checkpoint, what,
+											 &run->resume_m, &run->resume_v, &step, NULL);
 		if (step != run->start_step || run->resume_m == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
@@ -445,10 +479,26 @@ SftLoadStartingWeights(SftRun *run)
 	}
 	else
 	{
-		SftModelRow row;
+		run->model = SftModelLoadWeights(&base_row);
+		if (row.is_adapter)
+		{
+			SftError	err = {0};
 
-		SftModelFetch(run->base, &row, false);
-		run->model = SftModelLoadWeights(&row);
+			run->adapter = SftModelLoadAdapter(&row);
+			/* the run's settings (dropout may differ) over the adapter's shape */
+			run->adapter->config.dropout = run->opts.lora_config.dropout;
+			if (sft_lora_config_validate(&run->adapter->config, &err) != SFT_OK)
+				SftReportCoreError(&err, psprintf("adapter \"%s\"", run->base));
+		}
+		else if (run->opts.lora)
+		{
+			SftError	err = {0};
+
+			if (sft_lora_adapter_new(&run->opts.lora_config, sft_model_config(run->model),
+									 &run->adapter, &err) != SFT_OK)
+				SftReportCoreError(&err, "creating the adapter");
+			sft_lora_init_peft(run->adapter, (uint64) run->opts.seed);
+		}
 	}
 	SftCommitTransaction();
 }
@@ -739,7 +789,9 @@ SftEndEpoch(SftRun *run, int epoch, int64 step, double train_loss, double valid_
 
 	SftPublish(run, SFT_PHASE_CHECKPOINTING);
 	SftBeginTransaction();
-	checkpoint = SftLoWriteCheckpoint(run->model, &state, &size);
+	/* a LoRA run's checkpoint: the adapter and its moments, not the frozen base */
+	checkpoint = run->adapter ? SftLoWriteAdapterCheckpoint(run->adapter, &state, &size)
+		: SftLoWriteCheckpoint(run->model, &state, &size);
 	SftCatalogRunEpochInsert(run->id, epoch, step, train_loss, valid_loss, checkpoint);
 	if (run->opts.keep_best && !isnan(valid_loss) && valid_loss < run->best_loss)
 	{
@@ -876,24 +928,42 @@ static void
 SftSaveOutput(SftRun *run)
 {
 	SftModel   *volatile best = NULL;
+	SftLoraAdapter *volatile best_adapter = NULL;
 	Oid			weights;
 	int64		size;
 	volatile Oid last_checkpoint = InvalidOid;
+	bool		use_best;
 
 	SftPublish(run, SFT_PHASE_SAVING);
 	SftBeginTransaction();
-	if (run->opts.keep_best && OidIsValid(run->best_checkpoint) && run->best_epoch != run->opts.epochs)
+	use_best = run->opts.keep_best && OidIsValid(run->best_checkpoint) &&
+		run->best_epoch != run->opts.epochs;
+	if (use_best && run->adapter)
+		best_adapter = SftLoReadAdapterCheckpoint(run->best_checkpoint, sft_model_config(run->model),
+												  "best checkpoint", NULL, NULL, NULL);
+	else if (use_best)
 		best = SftLoReadCheckpoint(run->best_checkpoint, "best checkpoint", NULL, NULL, NULL, NULL);
 	PG_TRY();
 	{
-		weights = SftLoWriteCheckpoint(best ? best : run->model, NULL, &size);
-		SftModelInsert(run->output, run->tokenizer, best ? best : run->model, run->base,
-					   run->id, weights, size);
+		if (run->adapter)
+		{
+			/* the training dropout is a setting of the run, stored as PEFT does */
+			SftModelInsertAdapter(run->output, run->base_model,
+								  best_adapter ? best_adapter : run->adapter, run->id);
+		}
+		else
+		{
+			weights = SftLoWriteCheckpoint(best ? best : run->model, NULL, &size);
+			SftModelInsert(run->output, run->tokenizer, best ? best : run->model, run->base,
+						   run->id, weights, size);
+		}
 	}
 	PG_FINALLY();
 	{
 		if (best)
 			sft_model_free(best);
+		if (best_adapter)
+			sft_lora_adapter_free(best_adapter);
 	}
 	PG_END_TRY();
 
@@ -944,13 +1014,21 @@ SftRunMain(SftRun *run)
 	if (SftProgressCancelRequested(SftWorkerSlot))
 		return SFT_RUN_CANCELLED;
 
-	if (sft_trainer_new(run->model, run->opts.batch_size * run->opts.max_length,
-						(float) run->opts.dropout, (uint64) run->opts.seed,
-						&run->trainer, &err) != SFT_OK)
-		SftReportCoreError(&err, "creating the trainer");
+	{
+		SftTrainerOptions topts = {
+			.max_tokens = run->opts.batch_size * run->opts.max_length,
+			.dropout = (float) run->opts.dropout,
+			.seed = (uint64) run->opts.seed,
+			.checkpoint_activations = run->opts.checkpoint_activations,
+			.adapter = run->adapter
+		};
+
+		if (sft_trainer_create(run->model, &topts, &run->trainer, &err) != SFT_OK)
+			SftReportCoreError(&err, "creating the trainer");
+	}
 	if (run->resume_m)
 	{
-		size_t		n = sft_model_num_params(run->model);
+		size_t		n = sft_trainer_num_trained(run->trainer);
 
 		memcpy(sft_trainer_adam_m(run->trainer), run->resume_m, n * sizeof(float));
 		memcpy(sft_trainer_adam_v(run->trainer), run->resume_v, n * sizeof(float));
@@ -1034,6 +1112,8 @@ SftTrainWorkerMain(Datum main_arg)
 
 	if (run->trainer)
 		sft_trainer_free(run->trainer);
+	if (run->adapter)
+		sft_lora_adapter_free(run->adapter);
 	if (run->model)
 		sft_model_free(run->model);
 	pgstat_report_activity(STATE_IDLE, NULL);

@@ -246,19 +246,20 @@ sft_checkpoint_size(const SftModel *model, const SftCheckpointState *state)
 	return size;
 }
 
-SftStatus
-sft_checkpoint_write(SftWriteFn write, void *ctx, const SftModel *model,
-					 const SftCheckpointState *state, SftError *err)
+/*
+ * The format around one slab: config text, params [n], moments when state
+ * has them; extra_flags marks what the slab is (SFT_CKPT_FLAG_ADAPTER).
+ */
+static SftStatus
+write_slab(SftWriteFn write, void *ctx, const SftBuf *config, const float *params,
+		   size_t n_params, uint32_t extra_flags, const SftCheckpointState *state,
+		   SftError *err)
 {
 	static const SftCheckpointState no_state = {NULL, NULL, 0, NULL};
-	/* Only read through this pointer: the accessor is not const-qualified. */
-	const float *params = sft_model_params((SftModel *) model);
-	size_t		n_params = sft_model_num_params(model);
 	CkptWriter	w = {write, ctx, 0};
 	unsigned char fixed[SFT_CKPT_FIXED_HEADER];
 	size_t		meta_len;
 	int			with_adamw;
-	SftBuf		config;
 	SftStatus	st;
 
 	if (state == NULL)
@@ -278,22 +279,16 @@ sft_checkpoint_write(SftWriteFn write, void *ctx, const SftModel *model,
 	if (meta_len > 0 && (st = check_meta_json(state->meta_json, meta_len, err)) != SFT_OK)
 		return st;
 
-	sft_buf_init(&config);
-	if ((st = sft_llama_config_to_json(sft_model_config(model), &config, err)) != SFT_OK)
-		return st;
-
 	memcpy(fixed, SFT_CKPT_MAGIC, 8);
 	put_u32(fixed + 8, SFT_CKPT_VERSION);
-	put_u32(fixed + 12, with_adamw ? SFT_CKPT_FLAG_ADAMW : 0);
-	put_u64(fixed + 16, config.len);
+	put_u32(fixed + 12, (with_adamw ? SFT_CKPT_FLAG_ADAMW : 0) | extra_flags);
+	put_u64(fixed + 16, config->len);
 	put_u64(fixed + 24, meta_len);
 	put_u64(fixed + 32, n_params);
 	put_u64(fixed + 40, (uint64_t) state->step);
-
 	st = emit(&w, fixed, sizeof(fixed), err);
 	if (st == SFT_OK)
-		st = emit(&w, config.data, config.len, err);
-	sft_buf_free(&config);
+		st = emit(&w, config->data, config->len, err);
 	if (st == SFT_OK && meta_len > 0)
 		st = emit(&w, state->meta_json, meta_len, err);
 	if (st == SFT_OK)
@@ -306,6 +301,39 @@ sft_checkpoint_write(SftWriteFn write, void *ctx, const SftModel *model,
 		st = emit_floats(&w, state->adam_v, n_params, err);
 	if (st == SFT_OK)
 		st = emit_crc(&w, err);
+	return st;
+}
+
+SftStatus
+sft_checkpoint_write(SftWriteFn write, void *ctx, const SftModel *model,
+					 const SftCheckpointState *state, SftError *err)
+{
+	SftBuf		config;
+	SftStatus	st;
+
+	sft_buf_init(&config);
+	if ((st = sft_llama_config_to_json(sft_model_config(model), &config, err)) != SFT_OK)
+		return st;
+	/* Only read through this pointer: the accessor is not const-qualified. */
+	st = write_slab(write, ctx, &config, sft_model_params((SftModel *) model),
+					sft_model_num_params(model), 0, state, err);
+	sft_buf_free(&config);
+	return st;
+}
+
+SftStatus
+sft_checkpoint_write_adapter(SftWriteFn write, void *ctx, const SftLoraAdapter *adapter,
+							 const SftCheckpointState *state, SftError *err)
+{
+	SftBuf		config;
+	SftStatus	st;
+
+	sft_buf_init(&config);
+	if ((st = sft_lora_config_to_json(&adapter->config, NULL, &config, err)) != SFT_OK)
+		return st;
+	st = write_slab(write, ctx, &config, adapter->params, adapter->n_params,
+					SFT_CKPT_FLAG_ADAPTER, state, err);
+	sft_buf_free(&config);
 	return st;
 }
 
@@ -383,9 +411,14 @@ check_crc(CkptReader *r, const char *what, SftError *err)
 	return SFT_OK;
 }
 
-SftStatus
-sft_checkpoint_read(SftReadFn read, void *ctx, SftModel **model_out, float **adam_m_out,
-					float **adam_v_out, int64_t *step_out, char **meta_out, SftError *err)
+/*
+ * Either kind: with base NULL a model (model_out), else an adapter for a
+ * base of that config (adapter_out); the other kind is an error.
+ */
+static SftStatus
+read_checkpoint(SftReadFn read, void *ctx, const SftLlamaConfig *base, SftModel **model_out,
+				SftLoraAdapter **adapter_out, float **adam_m_out, float **adam_v_out,
+				int64_t *step_out, char **meta_out, SftError *err)
 {
 	CkptReader	r = {read, ctx, 0, 0};
 	unsigned char fixed[SFT_CKPT_FIXED_HEADER];
@@ -399,12 +432,18 @@ sft_checkpoint_read(SftReadFn read, void *ctx, SftModel **model_out, float **ada
 	char	   *meta = NULL;
 	SftLlamaConfig cfg;
 	SftModel   *model = NULL;
+	SftLoraAdapter *adapter = NULL;
+	float	   *slab = NULL;
+	size_t		n_slab = 0;
 	float	   *m = NULL;
 	float	   *v = NULL;
 	float	   *scratch = NULL;
 	SftStatus	st;
 
-	*model_out = NULL;
+	if (model_out)
+		*model_out = NULL;
+	if (adapter_out)
+		*adapter_out = NULL;
 	if (adam_m_out)
 		*adam_m_out = NULL;
 	if (adam_v_out)
@@ -428,8 +467,14 @@ sft_checkpoint_read(SftReadFn read, void *ctx, SftModel **model_out, float **ada
 		return sft_error(err, SFT_ERR_UNSUPPORTED,
 						 "checkpoint format version %u is not supported (this build reads version %d)",
 						 version, SFT_CKPT_VERSION);
-	if ((flags & ~SFT_CKPT_FLAG_ADAMW) != 0)
+	if ((flags & ~(SFT_CKPT_FLAG_ADAMW | SFT_CKPT_FLAG_ADAPTER)) != 0)
 		return sft_error(err, SFT_ERR_FORMAT, "checkpoint has unknown flags 0x%x", flags);
+	if ((flags & SFT_CKPT_FLAG_ADAPTER) && base == NULL)
+		return sft_error(err, SFT_ERR_FORMAT,
+						 "the checkpoint holds a LoRA adapter, not a model");
+	if (!(flags & SFT_CKPT_FLAG_ADAPTER) && base != NULL)
+		return sft_error(err, SFT_ERR_FORMAT,
+						 "the checkpoint holds a model, not a LoRA adapter");
 	if (config_len == 0 || config_len > SFT_CKPT_MAX_CONFIG)
 		return sft_error(err, SFT_ERR_FORMAT,
 						 "checkpoint config length %llu is out of range [1, %llu]",
@@ -456,18 +501,38 @@ sft_checkpoint_read(SftReadFn read, void *ctx, SftModel **model_out, float **ada
 	meta[meta_len] = '\0';
 	if (meta_len > 0 && (st = check_meta_json(meta, (size_t) meta_len, err)) != SFT_OK)
 		goto done;
-	if ((st = sft_llama_config_parse(config_text, (size_t) config_len, &cfg, err)) != SFT_OK)
+	if (base)
 	{
-		sft_error_prefix(err, "checkpoint: ");
-		goto done;
+		SftLoraConfig lcfg;
+
+		if ((st = sft_lora_config_parse(config_text, (size_t) config_len, &lcfg, NULL,
+										err)) != SFT_OK)
+		{
+			sft_error_prefix(err, "checkpoint: ");
+			goto done;
+		}
+		if ((st = sft_lora_adapter_new(&lcfg, base, &adapter, err)) != SFT_OK)
+			goto done;
+		slab = adapter->params;
+		n_slab = adapter->n_params;
 	}
-	if ((st = sft_model_new(&cfg, &model, err)) != SFT_OK)
-		goto done;
-	if (n_params != sft_model_num_params(model))
+	else
+	{
+		if ((st = sft_llama_config_parse(config_text, (size_t) config_len, &cfg, err)) != SFT_OK)
+		{
+			sft_error_prefix(err, "checkpoint: ");
+			goto done;
+		}
+		if ((st = sft_model_new(&cfg, &model, err)) != SFT_OK)
+			goto done;
+		slab = sft_model_params(model);
+		n_slab = sft_model_num_params(model);
+	}
+	if (n_params != n_slab)
 	{
 		st = sft_error(err, SFT_ERR_FORMAT,
 					   "checkpoint holds %llu parameters but its config implies %zu",
-					   (unsigned long long) n_params, sft_model_num_params(model));
+					   (unsigned long long) n_params, n_slab);
 		goto done;
 	}
 
@@ -492,7 +557,7 @@ sft_checkpoint_read(SftReadFn read, void *ctx, SftModel **model_out, float **ada
 			goto done;
 		}
 	}
-	if ((st = take_floats(&r, sft_model_params(model), NULL, n_params, "the parameters",
+	if ((st = take_floats(&r, slab, NULL, n_params, "the parameters",
 						  err)) != SFT_OK)
 		goto done;
 	if ((flags & SFT_CKPT_FLAG_ADAMW) &&
@@ -502,8 +567,12 @@ sft_checkpoint_read(SftReadFn read, void *ctx, SftModel **model_out, float **ada
 	if ((st = check_crc(&r, "data checksum", err)) != SFT_OK)
 		goto done;
 
-	*model_out = model;
+	if (model_out)
+		*model_out = model;
+	if (adapter_out)
+		*adapter_out = adapter;
 	model = NULL;
+	adapter = NULL;
 	if (adam_m_out && adam_v_out)
 	{
 		*adam_m_out = m;
@@ -520,10 +589,28 @@ sft_checkpoint_read(SftReadFn read, void *ctx, SftModel **model_out, float **ada
 
 done:
 	sft_model_free(model);
+	sft_lora_adapter_free(adapter);
 	sft_free(m);
 	sft_free(v);
 	sft_free(scratch);
 	sft_free(config_text);
 	sft_free(meta);
 	return st;
+}
+
+SftStatus
+sft_checkpoint_read(SftReadFn read, void *ctx, SftModel **model_out, float **adam_m_out,
+					float **adam_v_out, int64_t *step_out, char **meta_out, SftError *err)
+{
+	return read_checkpoint(read, ctx, NULL, model_out, NULL, adam_m_out, adam_v_out, step_out,
+						   meta_out, err);
+}
+
+SftStatus
+sft_checkpoint_read_adapter(SftReadFn read, void *ctx, const SftLlamaConfig *base,
+							SftLoraAdapter **adapter_out, float **adam_m_out, float **adam_v_out,
+							int64_t *step_out, char **meta_out, SftError *err)
+{
+	return read_checkpoint(read, ctx, base, NULL, adapter_out, adam_m_out, adam_v_out,
+						   step_out, meta_out, err);
 }

@@ -39,7 +39,9 @@ sft_expf(float x)
 	int32_t		ni,
 				bits;
 
-	x = x < -87.0f ? -87.0f : x;
+	/* written so that NaN (from a model whose activations overflow) clamps too:
+	 * converting NaN to an integer below would be undefined behaviour */
+	x = x > -87.0f ? x : -87.0f;
 	x = x > 88.0f ? 88.0f : x;
 	/* round(x / ln2): the operand of the cast is positive, so truncation floors */
 	ni = (int32_t) (x * 1.44269504088896341f + 127.5f) - 127;
@@ -346,10 +348,10 @@ rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
 			s += acc[j];
 		coef = s * r * r * r / (float) C;
 		for (i = 0; i < (size_t) C; i++)
-		{
 			dxt[i] += r * (w_offset + w[i]) * dy[i] - xt[i] * coef;
-			dw[i] += dy[i] * xt[i] * r;
-		}
+		if (dw)
+			for (i = 0; i < (size_t) C; i++)
+				dw[i] += dy[i] * xt[i] * r;
 	}
 }
 
@@ -885,12 +887,24 @@ softcap_backward(float *d, const float *th, int n)
 void
 dropout_forward(float *x, uint8_t *keep, float p, SftRng *rng, size_t n)
 {
+	dropout_draw(keep, p, rng, n);
+	dropout_apply(x, x, keep, p, n);
+}
+
+void
+dropout_draw(uint8_t *keep, float p, SftRng *rng, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		keep[i] = sft_rng_uniform(rng) >= p;
+}
+
+void
+dropout_apply(float *out, const float *x, const uint8_t *keep, float p, size_t n)
+{
 	float		scale = 1.0f / (1.0f - p);
 
 	for (size_t i = 0; i < n; i++)
-		keep[i] = sft_rng_uniform(rng) >= p;
-	for (size_t i = 0; i < n; i++)
-		x[i] = keep[i] ? x[i] * scale : 0.0f;
+		out[i] = keep[i] ? x[i] * scale : 0.0f;
 }
 
 void
@@ -936,4 +950,35 @@ crossentropy_backward_inplace(float *probs, const int32_t *targets, int N, int V
 {
 	for (int i = 0; i < N; i++)
 		probs[(size_t) i * V + targets[i]] -= 1.0f;
+}
+
+/* ---------------------------------------------------------------------------
+ * LoRA
+ * ------------------------------------------------------------------------- */
+
+void
+lora_update_forward(float *y, int ldy, float *u, const float *x, int ldx, const float *A,
+			 const float *B, float scale, int T, int IN, int OUT, int r)
+{
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, r, IN,
+				1.0f, x, ldx, A, IN, 0.0f, u, r);
+	/* PEFT: lora_B(lora_A(x)) * scaling, the scale folded into the product */
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, OUT, r,
+				scale, u, r, B, r, 1.0f, y, ldy);
+}
+
+void
+lora_update_backward(float *dx, int lddx, float *dA, float *dB, float *du, const float *dy, int ldy,
+			  const float *x, int ldx, const float *u, const float *A, const float *B,
+			  float scale, int T, int IN, int OUT, int r)
+{
+	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OUT, r, T,
+				scale, dy, ldy, u, r, 1.0f, dB, r);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, r, OUT,
+				scale, dy, ldy, B, r, 0.0f, du, r);
+	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, IN, T,
+				1.0f, du, r, x, ldx, 1.0f, dA, IN);
+	if (dx)
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, IN, r,
+					1.0f, du, r, A, IN, 1.0f, dx, lddx);
 }

@@ -89,7 +89,8 @@ void		embedding_backward(float *dwte, const float *dout, const int32_t *tokens,
 /* out[T, C], rstd[T] (saved for backward) from x[T, C], w[C]; out may be x */
 void		rmsnorm_forward(float *out, float *rstd, const float *x, const float *w,
 							int T, int C, float eps, float w_offset);
-/* dx[T, C] += ..., dw[C] += ... from dout[T, C] and the forward's x, w, rstd */
+/* dx[T, C] += ..., dw[C] += ... (dw may be NULL: a frozen norm) from dout[T, C]
+ * and the forward's x, w, rstd */
 void		rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
 							 const float *w, const float *rstd, int T, int C, float w_offset);
 
@@ -232,5 +233,33 @@ double		crossentropy_forward(float *probs, const int32_t *targets, int N, int V)
  */
 void		crossentropy_backward_inplace(float *probs, const int32_t *targets,
 										  int N, int V);
+
+/* ---------------------------------------------------------------------------
+ * LoRA: the low-rank update of a frozen linear layer (PEFT's lora.Linear)
+ *   y += scale * (x A^T) B^T,  A [r, IN], B [OUT, r]
+ * x is the layer input after the adapter's own dropout (the caller applies
+ * it); u = x A^T [T, r] is kept for backward.  Row strides let y be a column
+ * block of the fused q | k | v (or gate | up) output.
+ * ------------------------------------------------------------------------- */
+
+/* y[T, ldy][:, :OUT] += scale * u B^T, u[T, r] = x[T, ldx] A^T */
+void		lora_update_forward(float *y, int ldy, float *u, const float *x, int ldx,
+						 const float *A, const float *B, float scale,
+						 int T, int IN, int OUT, int r);
+/*
+ * From dy[T, ldy] (the gradient of y's block) and the forward's x, u:
+ * dB[OUT, r] += scale dy^T u, du = scale dy B (written to du[T, r], scratch),
+ * dA[r, IN] += du^T x, and dx[T, ldx] += du A when dx is not NULL.
+ */
+void		lora_update_backward(float *dx, int lddx, float *dA, float *dB, float *du,
+						  const float *dy, int ldy, const float *x, int ldx,
+						  const float *u, const float *A, const float *B, float scale,
+						  int T, int IN, int OUT, int r);
+
+/* out[n] = keep ? x / (1 - p) : 0: dropout_forward's arithmetic on draws made
+ * before (out may be x), for recomputing a forward pass exactly */
+void		dropout_apply(float *out, const float *x, const uint8_t *keep, float p, size_t n);
+/* keep[n] = a fresh draw (1 kept with probability 1 - p): dropout_forward's draws */
+void		dropout_draw(uint8_t *keep, float p, SftRng *rng, size_t n);
 
 #endif							/* SFT_CORE_KERNELS_H */

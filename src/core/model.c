@@ -51,6 +51,7 @@
  * flash attention does), so activation memory is linear in T.
  */
 #include "model_internal.h"
+#include "lora_adapter.h"
 #include "kernels.h"
 #include "optim.h"
 #include "threadpool.h"
@@ -496,6 +497,18 @@ lm_head_rows(int V)
 	return rows < 16 ? 16 : (int) rows;
 }
 
+/* The LoRA modules' inputs and outputs in a layer (lora_adapter.h order). */
+static void
+lora_module_dims(const SftLlamaConfig *c, int module, int *in, int *out)
+{
+	int64_t		o,
+				i;
+
+	sft_lora_module_shape(c, (SftLoraModule) module, &o, &i);
+	*in = (int) i;
+	*out = (int) o;
+}
+
 typedef struct LayerActs
 {
 	float	   *res_in;			/* [T, C] */
@@ -510,9 +523,26 @@ typedef struct LayerActs
 	float	   *rstd_qk;		/* [T, NH + NKV] or NULL */
 	float	   *ao, *mo;		/* [T, C] or NULL */
 	float	   *rstd3, *rstd4;	/* [T] or NULL */
+	float	   *lora_u[SFT_LORA_N_MODULES];	/* [T, r] x A^T of each adapted module, or NULL */
 	uint8_t    *keep_att;		/* [T, C] or NULL */
 	uint8_t    *keep_mlp;		/* [T, C] or NULL */
+	uint8_t    *lora_keep[SFT_LORA_N_MODULES];	/* [T, IN] its dropout draws, or NULL */
 } LayerActs;
+
+/*
+ * What sizes the trainer's buffers beyond the model config: the tokens, the
+ * threads, dropout, the adapter's rank and targets, checkpointing.
+ */
+typedef struct TrainShape
+{
+	int			T;
+	int			P;
+	int			dropout;		/* residual dropout on */
+	int			ckpt;			/* activation checkpointing */
+	int			lora_r;			/* 0: full fine-tuning */
+	uint32_t	lora_targets;
+	int			lora_dropout;	/* adapter dropout on */
+} TrainShape;
 
 struct SftTrainer
 {
@@ -521,15 +551,37 @@ struct SftTrainer
 	float		dropout;
 	SftRng		rng;			/* dropout draws */
 	int64_t		step;			/* optimizer steps taken */
+	TrainShape	shape;
 
-	float	   *grads;			/* [n_params] */
-	float	   *adam_m;			/* [n_params] */
-	float	   *adam_v;			/* [n_params] */
+	/*
+	 * The trained parameters: the model's slab (full fine-tuning) or the
+	 * adapter's (LoRA: the base is frozen and has no gradients or moments).
+	 */
+	float	   *train_params;	/* [n_train] */
+	size_t		n_train;
+	const SftParamTensor *train_tensors;	/* weight-decay table over them */
+	int			n_train_tensors;
+	SftParamTensor adapter_table;	/* LoRA: one entry, the whole slab, decayed */
+	float	   *grads;			/* [n_train] */
+	float	   *adam_m;			/* [n_train] */
+	float	   *adam_v;			/* [n_train] */
+
+	/* LoRA (adapter NULL: full fine-tuning) */
+	SftLoraAdapter *adapter;
+	float		lora_scale;		/* s */
+	float		lora_dropout;	/* p of the adapters' input dropout */
+	size_t	   *lora_off;		/* [L, N_MODULES, 2] A and B offsets, SFT_NO_TENSOR if not adapted */
+	int			lora_in[SFT_LORA_N_MODULES];
+	int			lora_out[SFT_LORA_N_MODULES];
+	float	   *lx;				/* [T, max IN] an adapter's dropped input */
+	float	   *ldx;			/* [T, max IN] its gradient */
+	float	   *ldu;			/* [T, r] gradient of x A^T */
 
 	float	   *acts;			/* the activation slab (see above) */
-	uint8_t    *keep;			/* [L, 2, T, C] or NULL */
+	uint8_t    *keep;			/* dropout draws, or NULL */
 	int32_t    *index;			/* the index slab */
 	LayerActs  *layers;			/* [L] */
+	LayerActs	work;			/* checkpointing: the one layer's activations */
 
 	float	   *res_final, *xg, *rstdf, *xf, *dxf, *logits;
 	float	   *xn, *h, *proj, *dres, *dproj, *dxn, *dh, *dgu, *datt, *dqkv;
@@ -554,23 +606,87 @@ struct SftTrainer
 	double	   *row_loss;		/* [T] cross-entropy loss of each target row */
 };
 
+/* The saved activations of one layer: a layer's own, or with checkpointing
+ * the shared set with that layer's input and dropout draws. */
+static LayerActs *
+layer_acts(SftTrainer *tr, int l)
+{
+	LayerActs  *w = &tr->work;
+
+	if (!tr->shape.ckpt)
+		return &tr->layers[l];
+	w->res_in = tr->layers[l].res_in;
+	w->keep_att = tr->layers[l].keep_att;
+	w->keep_mlp = tr->layers[l].keep_mlp;
+	for (int m = 0; m < SFT_LORA_N_MODULES; m++)
+		w->lora_keep[m] = tr->layers[l].lora_keep[m];
+	return w;
+}
+
+/* One layer's saved activations (everything but res_in), in a LayerActs. */
+static size_t
+layout_layer_saved(const SftLlamaConfig *c, const TrainShape *s, LayerActs *a, float *base,
+				   size_t off)
+{
+	size_t		T = s->T;
+	size_t		C = c->hidden_size, F = c->intermediate_size;
+	size_t		NH = c->n_heads, HD = c->head_dim;
+	size_t		QH = NH * HD, QKV = (NH + 2 * (size_t) c->n_kv_heads) * HD;
+	size_t		QKH = (NH + (size_t) c->n_kv_heads) * HD;
+	int			qkn = c->qk_norm;
+	int			gemma = c->family == SFT_FAMILY_GEMMA3;
+
+#define TAKE(ptr, count) do { \
+		if (base) (ptr) = base + off; \
+		off += (size_t) (count); \
+	} while (0)
+#define TAKE_IF(cond, ptr, count) do { \
+		if (cond) TAKE(ptr, count); \
+		else if (base) (ptr) = NULL; \
+	} while (0)
+	TAKE(a->rstd1, T);
+	TAKE(a->qkv, T * QKV);
+	TAKE(a->lse, T * NH);
+	TAKE(a->att, T * QH);
+	TAKE(a->res_mid, T * C);
+	TAKE(a->rstd2, T);
+	TAKE(a->gu, T * 2 * F);
+	TAKE_IF(qkn, a->qk_raw, T * QKH);
+	TAKE_IF(qkn, a->rstd_qk, T * (NH + c->n_kv_heads));
+	TAKE_IF(gemma, a->ao, T * C);
+	TAKE_IF(gemma, a->mo, T * C);
+	TAKE_IF(gemma, a->rstd3, T);
+	TAKE_IF(gemma, a->rstd4, T);
+	for (int m = 0; m < SFT_LORA_N_MODULES; m++)
+		TAKE_IF(s->lora_r > 0 && (s->lora_targets & SFT_LORA_TARGET(m)), a->lora_u[m],
+				T * (size_t) s->lora_r);
+#undef TAKE_IF
+#undef TAKE
+	return off;
+}
+
 /*
  * Walks the activation slab: with base NULL only counts floats, otherwise
  * also sets the trainer's pointers.  Keeping one function for both is what
- * keeps sft_trainer_memory_estimate honest.
+ * keeps sft_trainer_memory_estimate honest.  With checkpointing a layer
+ * keeps only its input (res_in); the rest exists once, for the layer being
+ * recomputed.
  */
 static size_t
-layout_acts(const SftLlamaConfig *c, int T, int P, SftTrainer *tr, float *base)
+layout_acts(const SftLlamaConfig *c, const TrainShape *s, SftTrainer *tr, float *base)
 {
+	size_t		T = s->T;
+	int			P = s->P;
 	size_t		C = c->hidden_size, F = c->intermediate_size, V = c->vocab_size;
 	size_t		NH = c->n_heads, HD = c->head_dim;
 	size_t		QH = NH * HD, QKV = (NH + 2 * (size_t) c->n_kv_heads) * HD;
-	size_t		n_rope = T < c->max_position ? T : c->max_position;
+	size_t		n_rope = T < (size_t) c->max_position ? T : (size_t) c->max_position;
 	size_t		QKH = (NH + (size_t) c->n_kv_heads) * HD;
 	int			qkn = c->qk_norm;
 	int			gemma = c->family == SFT_FAMILY_GEMMA3;
 	int			local = sft_config_has_local_layers(c);
 	size_t		off = 0;
+	size_t		max_in = 0;
 
 #define TAKE(ptr, count) do { \
 		if (base) (ptr) = base + off; \
@@ -587,20 +703,24 @@ layout_acts(const SftLlamaConfig *c, int T, int P, SftTrainer *tr, float *base)
 				   *a = base ? &tr->layers[l] : &dummy;
 
 		TAKE(a->res_in, T * C);
-		TAKE(a->rstd1, T);
-		TAKE(a->qkv, T * QKV);
-		TAKE(a->lse, T * NH);
-		TAKE(a->att, T * QH);
-		TAKE(a->res_mid, T * C);
-		TAKE(a->rstd2, T);
-		TAKE(a->gu, T * 2 * F);
-		TAKE_IF(qkn, a->qk_raw, T * QKH);
-		TAKE_IF(qkn, a->rstd_qk, T * (NH + c->n_kv_heads));
-		TAKE_IF(gemma, a->ao, T * C);
-		TAKE_IF(gemma, a->mo, T * C);
-		TAKE_IF(gemma, a->rstd3, T);
-		TAKE_IF(gemma, a->rstd4, T);
+		if (!s->ckpt)
+			off = layout_layer_saved(c, s, a, base, off);
 	}
+	if (s->ckpt)
+	{
+		LayerActs	dummy;
+
+		off = layout_layer_saved(c, s, base ? &tr->work : &dummy, base, off);
+	}
+	for (int m = 0; m < SFT_LORA_N_MODULES; m++)
+		if (s->lora_r > 0 && (s->lora_targets & SFT_LORA_TARGET(m)))
+		{
+			int			in,
+						out;
+
+			lora_module_dims(c, m, &in, &out);
+			max_in = (size_t) in > max_in ? (size_t) in : max_in;
+		}
 	{
 		SftTrainer	dummy,
 				   *t = base ? tr : &dummy;
@@ -610,7 +730,7 @@ layout_acts(const SftLlamaConfig *c, int T, int P, SftTrainer *tr, float *base)
 		TAKE(t->rstdf, T);
 		TAKE(t->xf, T * C);
 		TAKE(t->dxf, T * C);
-		TAKE(t->logits, (size_t) (T < lm_head_rows(V) ? T : lm_head_rows(V)) * V);
+		TAKE(t->logits, (size_t) (T < (size_t) lm_head_rows(V) ? T : (size_t) lm_head_rows(V)) * V);
 		TAKE(t->xn, T * C);
 		TAKE(t->h, T * F);
 		TAKE(t->proj, T * C);
@@ -624,16 +744,56 @@ layout_acts(const SftLlamaConfig *c, int T, int P, SftTrainer *tr, float *base)
 		TAKE_IF(qkn, t->dqk, T * QKH);
 		TAKE_IF(gemma, t->dpost, T * C);
 		TAKE_IF(c->final_logit_softcap > 0.0f, t->ce_scratch, (size_t) P * V);
-		TAKE(t->attn_scratch, (size_t) P * attention_scratch_floats(T, c->n_heads / c->n_kv_heads,
+		TAKE(t->attn_scratch, (size_t) P * attention_scratch_floats((int) T, c->n_heads / c->n_kv_heads,
 																	c->head_dim));
 		TAKE(t->dkv_part, (size_t) 2 * T * 2 * c->n_kv_heads * HD);
 		TAKE(t->cos_tab, n_rope * HD / 2);
 		TAKE(t->sin_tab, n_rope * HD / 2);
 		TAKE_IF(local, t->cos_loc, n_rope * HD / 2);
 		TAKE_IF(local, t->sin_loc, n_rope * HD / 2);
+		TAKE_IF(s->lora_r > 0 && s->lora_dropout, t->lx, T * max_in);
+		TAKE_IF(s->lora_r > 0 && s->lora_dropout, t->ldx, T * max_in);
+		TAKE_IF(s->lora_r > 0, t->ldu, T * (size_t) s->lora_r);
 	}
 #undef TAKE_IF
 #undef TAKE
+	return off;
+}
+
+/*
+ * The dropout draws (bytes): residual dropout [L, 2, T, C], then each
+ * layer's adapter dropout [T, IN] per adapted module.  With tr NULL only
+ * counts.
+ */
+static size_t
+layout_keep(const SftLlamaConfig *c, const TrainShape *s, SftTrainer *tr, uint8_t *base)
+{
+	size_t		T = s->T,
+				C = c->hidden_size;
+	size_t		off = 0;
+
+	for (int l = 0; l < c->n_layers; l++)
+	{
+		LayerActs	dummy,
+				   *a = base ? &tr->layers[l] : &dummy;
+
+		a->keep_att = s->dropout && base ? base + off : NULL;
+		off += s->dropout ? T * C : 0;
+		a->keep_mlp = s->dropout && base ? base + off : NULL;
+		off += s->dropout ? T * C : 0;
+		for (int m = 0; m < SFT_LORA_N_MODULES; m++)
+		{
+			int			on = s->lora_r > 0 && s->lora_dropout &&
+				(s->lora_targets & SFT_LORA_TARGET(m));
+			int			in = 0,
+						out;
+
+			if (on)
+				lora_module_dims(c, m, &in, &out);
+			a->lora_keep[m] = on && base ? base + off : NULL;
+			off += on ? T * (size_t) in : 0;
+		}
+	}
 	return off;
 }
 
@@ -652,38 +812,106 @@ index_ints(const SftLlamaConfig *c, int T)
 	return 3 * (size_t) T + 4 * max_attention_tasks(c, T) + 4 * 2 * (size_t) c->n_kv_heads * T;
 }
 
+static TrainShape
+train_shape(const SftLlamaConfig *c, const SftTrainerOptions *o, const SftLoraConfig *lora,
+			int P)
+{
+	TrainShape	s = {0};
+
+	s.T = o->max_tokens;
+	s.P = P;
+	s.dropout = o->dropout > 0.0f;
+	s.ckpt = o->checkpoint_activations != 0;
+	if (lora)
+	{
+		s.lora_r = lora->r;
+		s.lora_targets = lora->targets;
+		s.lora_dropout = lora->dropout > 0.0;
+	}
+	(void) c;
+	return s;
+}
+
 size_t
-sft_trainer_memory_estimate(const SftLlamaConfig *cfg, int max_tokens)
+sft_trainer_memory_estimate_for(const SftLlamaConfig *cfg, const SftTrainerOptions *opts,
+								const SftLoraConfig *lora)
 {
 	SftModel	m;
-	size_t		n_params;
+	size_t		n_params,
+				n_train;
+	TrainShape	s;
 
 	memset(&m, 0, sizeof(m));
 	m.cfg = *cfg;
-	if (sft_model_check_config(cfg, NULL) != SFT_OK || max_tokens <= 0)
+	if (sft_model_check_config(cfg, NULL) != SFT_OK || opts->max_tokens <= 0)
 		return 0;
 	n_params = (size_t) layout_model(&m);
-	/* parameters, gradients, two AdamW moments; activations; dropout draws;
-	 * int32 indexes; small tables */
-	return 4 * n_params * sizeof(float)
-		+ layout_acts(cfg, max_tokens, openblas_get_num_threads(), NULL, NULL) * sizeof(float)
-		+ (size_t) cfg->n_layers * 2 * max_tokens * cfg->hidden_size
-		+ index_ints(cfg, max_tokens) * sizeof(int32_t)
-		+ (size_t) max_tokens * sizeof(double)	/* row_loss */
-		+ (size_t) cfg->n_layers * (sizeof(LayerActs) + sizeof(SftLayerOffsets))
+	n_train = lora ? (size_t) sft_lora_num_params(lora, cfg) : n_params;
+	s = train_shape(cfg, opts, lora, openblas_get_num_threads());
+	/* parameters; trained ones' gradients and two AdamW moments (LoRA: the
+	 * adapter, its slab included); activations; dropout draws; int32
+	 * indexes; small tables */
+	return n_params * sizeof(float) + (lora ? 4 : 3) * n_train * sizeof(float)
+		+ layout_acts(cfg, &s, NULL, NULL) * sizeof(float)
+		+ layout_keep(cfg, &s, NULL, NULL)
+		+ index_ints(cfg, opts->max_tokens) * sizeof(int32_t)
+		+ (size_t) opts->max_tokens * sizeof(double)	/* row_loss */
+		+ (size_t) cfg->n_layers * (sizeof(LayerActs) + sizeof(SftLayerOffsets)
+									+ 2 * SFT_LORA_N_MODULES * sizeof(size_t))
 		+ (size_t) m.n_tensors * sizeof(SftParamTensor) + sizeof(SftTrainer) + sizeof(SftModel)
+		+ (lora ? sizeof(SftLoraAdapter) + (size_t) 2 * cfg->n_layers * SFT_LORA_N_MODULES *
+		   sizeof(SftLoraTensor) : 0)
 		+ sft_pool_memory();
 }
 
+size_t
+sft_trainer_memory_estimate(const SftLlamaConfig *cfg, int max_tokens)
+{
+	SftTrainerOptions o = {.max_tokens = max_tokens, .dropout = 0.1f};
+
+	return sft_trainer_memory_estimate_for(cfg, &o, NULL);
+}
+
+void
+sft_lora_init_peft(SftLoraAdapter *adapter, uint64_t seed)
+{
+	SftRng		rng;
+
+	sft_rng_seed(&rng, seed);
+	for (int i = 0; i < adapter->n_tensors; i++)
+	{
+		const SftLoraTensor *t = &adapter->tensors[i];
+		float	   *p = adapter->params + t->offset;
+
+		/*
+		 * kaiming_uniform_(a = sqrt(5)): gain sqrt(2 / (1 + a^2)) = sqrt(1/3),
+		 * bound = gain * sqrt(3 / fan_in) = 1 / sqrt(fan_in); B starts at 0.
+		 */
+		if (t->is_b)
+			memset(p, 0, sizeof(float) * t->numel);
+		else
+		{
+			double		bound = 1.0 / sqrt((double) t->shape[1]);
+
+			for (size_t j = 0; j < t->numel; j++)
+				p[j] = (float) ((2.0 * sft_rng_uniform(&rng) - 1.0) * bound);
+		}
+	}
+}
+
 SftStatus
-sft_trainer_new(SftModel *model, int max_tokens, float dropout, uint64_t seed,
-				SftTrainer **out, SftError *err)
+sft_trainer_create(SftModel *model, const SftTrainerOptions *opts, SftTrainer **out,
+				   SftError *err)
 {
 	const SftLlamaConfig *c = &model->cfg;
 	SftTrainer *tr;
-	size_t		n_acts;
+	size_t		n_acts,
+				n_keep;
+	int			max_tokens = opts->max_tokens;
 	size_t		T = (size_t) max_tokens;
-	size_t		C = c->hidden_size;
+	float		dropout = opts->dropout;
+	SftLoraAdapter *ad = opts->adapter;
+	SftStatus	st;
 
 	*out = NULL;
 	if (max_tokens <= 0 || max_tokens > (1 << 24))
@@ -691,45 +919,82 @@ sft_trainer_new(SftModel *model, int max_tokens, float dropout, uint64_t seed,
 						 max_tokens, 1 << 24);
 	if (!(dropout >= 0.0f && dropout < 1.0f))
 		return sft_error(err, SFT_ERR_INVALID, "dropout %g must be in [0, 1)", dropout);
+	if (ad)
+	{
+		if ((st = sft_lora_config_validate(&ad->config, err)) != SFT_OK ||
+			(st = sft_lora_adapter_check_base(ad, c, err)) != SFT_OK)
+			return st;
+	}
 	tr = sft_calloc(1, sizeof(SftTrainer));
 	if (tr == NULL)
 		return sft_error(err, SFT_ERR_NOMEM, "out of memory for the trainer");
 	tr->model = model;
 	tr->max_tokens = max_tokens;
 	tr->dropout = dropout;
-	sft_rng_seed(&tr->rng, seed);
+	sft_rng_seed(&tr->rng, opts->seed);
 	tr->n_rope = max_tokens < c->max_position ? max_tokens : c->max_position;
 
 	tr->pool = sft_pool_new(openblas_get_num_threads());
 	tr->n_threads = sft_pool_threads(tr->pool);
-	n_acts = layout_acts(c, max_tokens, tr->n_threads, NULL, NULL);
+	tr->shape = train_shape(c, opts, ad ? &ad->config : NULL, tr->n_threads);
+	if (ad)
+	{
+		tr->adapter = ad;
+		tr->train_params = ad->params;
+		tr->n_train = ad->n_params;
+		set_tensor(&tr->adapter_table, "lora", 1, (int64_t) ad->n_params, 0, 0, 1);
+		tr->train_tensors = &tr->adapter_table;
+		tr->n_train_tensors = 1;
+		tr->lora_scale = sft_lora_scale(&ad->config);
+		tr->lora_dropout = (float) ad->config.dropout;
+		tr->lora_off = sft_calloc((size_t) c->n_layers * SFT_LORA_N_MODULES * 2, sizeof(size_t));
+		for (int m = 0; m < SFT_LORA_N_MODULES; m++)
+			lora_module_dims(c, m, &tr->lora_in[m], &tr->lora_out[m]);
+		if (tr->lora_off)
+			for (int l = 0; l < c->n_layers; l++)
+				for (int m = 0; m < SFT_LORA_N_MODULES; m++)
+					for (int b = 0; b < 2; b++)
+					{
+						int			i = sft_lora_adapter_find(ad, l, (SftLoraModule) m, b);
+
+						tr->lora_off[((size_t) l * SFT_LORA_N_MODULES + m) * 2 + b] =
+							i < 0 ? SFT_NO_TENSOR : ad->tensors[i].offset;
+					}
+	}
+	else
+	{
+		tr->train_params = model->params;
+		tr->n_train = model->n_params;
+		tr->train_tensors = model->tensors;
+		tr->n_train_tensors = model->n_tensors;
+	}
+	n_acts = layout_acts(c, &tr->shape, NULL, NULL);
+	n_keep = layout_keep(c, &tr->shape, NULL, NULL);
 	tr->layers = sft_calloc(c->n_layers, sizeof(LayerActs));
-	tr->grads = sft_calloc(model->n_params, sizeof(float));
-	tr->adam_m = sft_calloc(model->n_params, sizeof(float));
-	tr->adam_v = sft_calloc(model->n_params, sizeof(float));
+	tr->grads = sft_calloc(tr->n_train, sizeof(float));
+	tr->adam_m = sft_calloc(tr->n_train, sizeof(float));
+	tr->adam_v = sft_calloc(tr->n_train, sizeof(float));
 	/* not zeroed: untouched pages of a large block cost no resident memory */
 	tr->acts = n_acts <= SIZE_MAX / sizeof(float) ? sft_alloc(n_acts * sizeof(float)) : NULL;
 	tr->index = sft_calloc(index_ints(c, max_tokens), sizeof(int32_t));
 	tr->row_loss = sft_calloc(T, sizeof(double));
-	if (dropout > 0.0f)
-		tr->keep = sft_calloc((size_t) c->n_layers * 2 * T, C);
+	if (n_keep > 0)
+		tr->keep = sft_calloc(n_keep, 1);
 	if (tr->pool == NULL || tr->layers == NULL || tr->grads == NULL || tr->adam_m == NULL ||
 		tr->adam_v == NULL || tr->acts == NULL || tr->index == NULL || tr->row_loss == NULL ||
-		(dropout > 0.0f && tr->keep == NULL))
+		(n_keep > 0 && tr->keep == NULL) || (ad && tr->lora_off == NULL))
 	{
+		size_t		need = sft_trainer_memory_estimate_for(c, opts, ad ? &ad->config : NULL);
+
 		sft_trainer_free(tr);
 		return sft_error(err, SFT_ERR_NOMEM,
 						 "out of memory for the trainer (about %zu MB for max_tokens %d)",
-						 sft_trainer_memory_estimate(c, max_tokens) >> 20, max_tokens);
+						 need >> 20, max_tokens);
 	}
-	layout_acts(c, max_tokens, tr->n_threads, tr, tr->acts);
+	layout_acts(c, &tr->shape, tr, tr->acts);
+	layout_keep(c, &tr->shape, tr, tr->keep);
 	tr->attn_scratch_size = attention_scratch_floats(max_tokens, c->n_heads / c->n_kv_heads,
 													 c->head_dim);
-	for (int l = 0; l < c->n_layers; l++)
-	{
-		tr->layers[l].keep_att = tr->keep ? tr->keep + ((size_t) l * 2) * T * C : NULL;
-		tr->layers[l].keep_mlp = tr->keep ? tr->keep + ((size_t) l * 2 + 1) * T * C : NULL;
-	}
 	tr->pos = tr->index;
 	tr->tgt_row = tr->index + T;
 	tr->tgt_id = tr->index + 2 * T;
@@ -750,6 +1015,15 @@ sft_trainer_new(SftModel *model, int max_tokens, float dropout, uint64_t seed,
 	return SFT_OK;
 }
 
+SftStatus
+sft_trainer_new(SftModel *model, int max_tokens, float dropout, uint64_t seed,
+				SftTrainer **out, SftError *err)
+{
+	SftTrainerOptions o = {.max_tokens = max_tokens, .dropout = dropout, .seed = seed};
+
+	return sft_trainer_create(model, &o, out, err);
+}
+
 void
 sft_trainer_free(SftTrainer *tr)
 {
@@ -763,6 +1037,7 @@ sft_trainer_free(SftTrainer *tr)
 	sft_free(tr->index);
 	sft_free(tr->row_loss);
 	sft_free(tr->layers);
+	sft_free(tr->lora_off);
 	sft_pool_free(tr->pool);
 	sft_free(tr);
 }
@@ -771,6 +1046,12 @@ void
 sft_trainer_set_dropout_seed(SftTrainer *tr, uint64_t seed)
 {
 	sft_rng_seed(&tr->rng, seed);
+}
+
+size_t
+sft_trainer_num_trained(const SftTrainer *tr)
+{
+	return tr->n_train;
 }
 
 float *
@@ -785,7 +1066,7 @@ sft_trainer_adam_v(SftTrainer *tr)
 	return tr->adam_v;
 }
 
-int64_t *
+int64_t    *
 sft_trainer_step_count(SftTrainer *tr)
 {
 	return &tr->step;
@@ -795,6 +1076,15 @@ float *
 sft_trainer_grads(SftTrainer *tr)
 {
 	return tr->grads;
+}
+
+const uint8_t *
+sft_trainer_lora_dropout_keep(const SftTrainer *tr, int layer, int module)
+{
+	if (layer < 0 || layer >= tr->model->cfg.n_layers || module < 0 ||
+		module >= SFT_LORA_N_MODULES)
+		return NULL;
+	return tr->layers[layer].lora_keep[module];
 }
 
 /* cost of an attention task: rows times visible keys */
@@ -1254,6 +1544,158 @@ run_attention(SftTrainer *tr, LayerActs *a, int T, int backward, int l)
 	}
 }
 
+/* ---------------------------------------------------------------------------
+ * LoRA on the trainer's layers
+ * ------------------------------------------------------------------------- */
+
+static inline size_t
+lora_offset(const SftTrainer *tr, int l, int m, int is_b)
+{
+	return tr->lora_off[((size_t) l * SFT_LORA_N_MODULES + m) * 2 + is_b];
+}
+
+/*
+ * y[T, ldy] (a module's output block) += s B A dropout(x) for module m of
+ * layer l when it is adapted; x [T, IN] is the module's input.  Draws the
+ * adapter's dropout in training unless redo (a recomputation) replays them.
+ */
+static void
+lora_apply(SftTrainer *tr, LayerActs *a, int l, int m, float *y, int ldy, const float *x,
+		   int T, int train, int redo)
+{
+	size_t		ao,
+				bo;
+	int			in = tr->lora_in[m];
+	const float *xin = x;
+	const float *ad = tr->train_params;
+
+	if (tr->adapter == NULL || (ao = lora_offset(tr, l, m, 0)) == SFT_NO_TENSOR)
+		return;
+	bo = lora_offset(tr, l, m, 1);
+	if (train && tr->lora_dropout > 0.0f)
+	{
+		if (!redo)
+			dropout_draw(a->lora_keep[m], tr->lora_dropout, &tr->rng, (size_t) T * in);
+		dropout_apply(tr->lx, x, a->lora_keep[m], tr->lora_dropout, (size_t) T * in);
+		xin = tr->lx;
+	}
+	lora_update_forward(y, ldy, a->lora_u[m], xin, in, ad + ao, ad + bo, tr->lora_scale,
+				 T, in, tr->lora_out[m], tr->adapter->config.r);
+}
+
+/*
+ * The adapter gradients of module m of layer l from dy [T, ldy] (the
+ * module's output gradient) and its input x [T, IN]; dx [T, IN] += the
+ * adapter's share of the input gradient (NULL: not needed).
+ */
+static void
+lora_grad(SftTrainer *tr, LayerActs *a, int l, int m, float *dx, const float *dy, int ldy,
+		  const float *x, int T)
+{
+	size_t		ao,
+				bo;
+	int			in = tr->lora_in[m];
+	size_t		n = (size_t) T * in;
+	const float *xin = x;
+	float	   *dxin = dx;
+	const float *ad = tr->train_params;
+	int			drop = tr->lora_dropout > 0.0f;
+
+	if (tr->adapter == NULL || (ao = lora_offset(tr, l, m, 0)) == SFT_NO_TENSOR)
+		return;
+	bo = lora_offset(tr, l, m, 1);
+	if (drop)
+	{
+		dropout_apply(tr->lx, x, a->lora_keep[m], tr->lora_dropout, n);
+		xin = tr->lx;
+		if (dx)
+		{
+			memset(tr->ldx, 0, sizeof(float) * n);
+			dxin = tr->ldx;
+		}
+	}
+	lora_update_backward(dxin, in, tr->grads + ao, tr->grads + bo, tr->ldu, dy, ldy, xin, in,
+				  a->lora_u[m], ad + ao, ad + bo, tr->lora_scale, T, in, tr->lora_out[m],
+				  tr->adapter->config.r);
+	if (drop && dx)
+		dropout_backward(dx, tr->ldx, a->lora_keep[m], tr->lora_dropout, n);
+}
+
+/* ---------------------------------------------------------------------------
+ * Forward and backward
+ * ------------------------------------------------------------------------- */
+
+/*
+ * Layer l's forward from a->res_in into res_out (NULL: stop before the
+ * final residual add, as a recomputation for backward does).  train turns
+ * dropout on; redo replays the draws saved by the first pass instead of
+ * drawing, so the recomputation is the first pass bit for bit.
+ */
+static void
+layer_forward(SftTrainer *tr, int l, LayerActs *a, float *res_out, int T, int train, int redo)
+{
+	SftModel   *m = tr->model;
+	const SftLlamaConfig *c = &m->cfg;
+	int			C = c->hidden_size, F = c->intermediate_size;
+	int			NH = c->n_heads, NKV = c->n_kv_heads, HD = c->head_dim;
+	int			QH = NH * HD, KVH = NKV * HD, QKV = QH + 2 * KVH;
+	int			drop = train && tr->dropout > 0.0f;
+	size_t		TC = (size_t) T * C;
+	SftLayerPtrs w = sft_layer_ptrs(m, m->params, l);
+
+	/* attention block */
+	rmsnorm_rows(tr, tr->xn, a->rstd1, a->res_in, w.attn_norm, T);
+	matmul_forward(a->qkv, tr->xn, w.wqkv, T, C, QKV);
+	if (w.bqkv)
+		bias_forward(a->qkv, w.bqkv, T, QKV, QKV);
+	lora_apply(tr, a, l, SFT_LORA_Q, a->qkv, QKV, tr->xn, T, train, redo);
+	lora_apply(tr, a, l, SFT_LORA_K, a->qkv + QH, QKV, tr->xn, T, train, redo);
+	lora_apply(tr, a, l, SFT_LORA_V, a->qkv + QH + KVH, QKV, tr->xn, T, train, redo);
+	if (w.q_norm)
+		qk_norm_forward(tr, a->qkv, a->qk_raw, a->rstd_qk, &w, T);
+	rope_rows(tr, a->qkv, T, QKV, 0, l);
+	run_attention(tr, a, T, 0, l);
+	matmul_forward(tr->proj, a->att, w.wo, T, QH, C);
+	lora_apply(tr, a, l, SFT_LORA_O, tr->proj, C, a->att, T, train, redo);
+	if (w.attn_post_norm)
+	{
+		memcpy(a->ao, tr->proj, sizeof(float) * TC);
+		rmsnorm_rows(tr, tr->proj, a->rstd3, a->ao, w.attn_post_norm, T);
+	}
+	if (drop && !redo)
+		dropout_forward(tr->proj, a->keep_att, tr->dropout, &tr->rng, TC);
+	else if (drop)
+		dropout_apply(tr->proj, tr->proj, a->keep_att, tr->dropout, TC);
+	add_rows(tr, a->res_mid, a->res_in, tr->proj, T);
+
+	/* MLP block */
+	rmsnorm_rows(tr, tr->xn, a->rstd2, a->res_mid, w.mlp_norm, T);
+	matmul_forward(a->gu, tr->xn, w.wgu, T, C, 2 * F);
+	lora_apply(tr, a, l, SFT_LORA_GATE, a->gu, 2 * F, tr->xn, T, train, redo);
+	lora_apply(tr, a, l, SFT_LORA_UP, a->gu + F, 2 * F, tr->xn, T, train, redo);
+	/*
+	 * A recomputation stops where backward needs nothing more: after gu,
+	 * unless the post-MLP norm's input or down_proj's adapter (x A^T) is
+	 * needed too.
+	 */
+	if (res_out == NULL && !w.mlp_post_norm &&
+		!(tr->adapter && lora_offset(tr, l, SFT_LORA_DOWN, 0) != SFT_NO_TENSOR))
+		return;
+	swiglu_rows(tr, tr->h, a->gu, T);
+	matmul_forward(tr->proj, tr->h, w.wdown, T, F, C);
+	lora_apply(tr, a, l, SFT_LORA_DOWN, tr->proj, C, tr->h, T, train, redo);
+	if (w.mlp_post_norm)
+	{
+		memcpy(a->mo, tr->proj, sizeof(float) * TC);
+		rmsnorm_rows(tr, tr->proj, a->rstd4, a->mo, w.mlp_post_norm, T);
+	}
+	if (res_out == NULL)
+		return;
+	if (drop)
+		dropout_forward(tr->proj, a->keep_mlp, tr->dropout, &tr->rng, TC);
+	add_rows(tr, res_out, a->res_mid, tr->proj, T);
+}
+
 /*
  * Forward pass; with train, also dropout and the LM-head part of the
  * backward pass (dlogits -> dxf and the LM-head weight gradient), done chunk
@@ -1264,12 +1706,10 @@ forward(SftTrainer *tr, const SftBatch *b, int T, int N, int train)
 {
 	SftModel   *m = tr->model;
 	const SftLlamaConfig *c = &m->cfg;
-	int			C = c->hidden_size, F = c->intermediate_size, V = c->vocab_size;
-	int			NH = c->n_heads, NKV = c->n_kv_heads, HD = c->head_dim;
-	int			QH = NH * HD, KVH = NKV * HD, QKV = QH + 2 * KVH;
-	int			drop = train && tr->dropout > 0.0f;
+	int			C = c->hidden_size, V = c->vocab_size;
 	float	   *x = tr->layers[0].res_in;
 	const float *lm_head = m->params + m->lm_head;
+	float	   *lm_grad = tr->adapter ? NULL : tr->grads + m->lm_head;
 	double		loss = 0.0;
 
 	embedding_forward(x, b->tokens, m->params + m->embed, T, C);
@@ -1277,44 +1717,9 @@ forward(SftTrainer *tr, const SftBatch *b, int T, int N, int train)
 		for (size_t i = 0; i < (size_t) T * C; i++)
 			x[i] *= m->arch.embed_scale;
 	for (int l = 0; l < c->n_layers; l++)
-	{
-		LayerActs  *a = &tr->layers[l];
-		SftLayerPtrs w = sft_layer_ptrs(m, m->params, l);
-		float	   *res_out = l + 1 < c->n_layers ? tr->layers[l + 1].res_in : tr->res_final;
-
-		/* attention block */
-		rmsnorm_rows(tr, tr->xn, a->rstd1, a->res_in, w.attn_norm, T);
-		matmul_forward(a->qkv, tr->xn, w.wqkv, T, C, QKV);
-		if (w.bqkv)
-			bias_forward(a->qkv, w.bqkv, T, QKV, QKV);
-		if (w.q_norm)
-			qk_norm_forward(tr, a->qkv, a->qk_raw, a->rstd_qk, &w, T);
-		rope_rows(tr, a->qkv, T, QKV, 0, l);
-		run_attention(tr, a, T, 0, l);
-		matmul_forward(tr->proj, a->att, w.wo, T, QH, C);
-		if (w.attn_post_norm)
-		{
-			memcpy(a->ao, tr->proj, sizeof(float) * T * C);
-			rmsnorm_rows(tr, tr->proj, a->rstd3, a->ao, w.attn_post_norm, T);
-		}
-		if (drop)
-			dropout_forward(tr->proj, a->keep_att, tr->dropout, &tr->rng, (size_t) T * C);
-		add_rows(tr, a->res_mid, a->res_in, tr->proj, T);
-
-		/* MLP block */
-		rmsnorm_rows(tr, tr->xn, a->rstd2, a->res_mid, w.mlp_norm, T);
-		matmul_forward(a->gu, tr->xn, w.wgu, T, C, 2 * F);
-		swiglu_rows(tr, tr->h, a->gu, T);
-		matmul_forward(tr->proj, tr->h, w.wdown, T, F, C);
-		if (w.mlp_post_norm)
-		{
-			memcpy(a->mo, tr->proj, sizeof(float) * T * C);
-			rmsnorm_rows(tr, tr->proj, a->rstd4, a->mo, w.mlp_post_norm, T);
-		}
-		if (drop)
-			dropout_forward(tr->proj, a->keep_mlp, tr->dropout, &tr->rng, (size_t) T * C);
-		add_rows(tr, res_out, a->res_mid, tr->proj, T);
-	}
+		layer_forward(tr, l, layer_acts(tr, l),
+					  l + 1 < c->n_layers ? tr->layers[l + 1].res_in : tr->res_final,
+					  T, train, 0);
 
 	/* final norm and LM head, only on the rows that predict a target */
 	for (int i = 0; i < N; i++)
@@ -1336,7 +1741,7 @@ forward(SftTrainer *tr, const SftBatch *b, int T, int N, int train)
 		if (train)
 		{
 			memset(tr->dxf + (size_t) r0 * C, 0, sizeof(float) * nr * C);
-			matmul_backward(tr->dxf + (size_t) r0 * C, tr->grads + m->lm_head,
+			matmul_backward(tr->dxf + (size_t) r0 * C, lm_grad,
 							tr->logits, xf, lm_head, nr, C, V);
 		}
 	}
@@ -1352,12 +1757,17 @@ backward(SftTrainer *tr, const SftBatch *b, int T, int N)
 	int			NH = c->n_heads, NKV = c->n_kv_heads, HD = c->head_dim;
 	int			QH = NH * HD, KVH = NKV * HD, QKV = QH + 2 * KVH;
 	int			drop = tr->dropout > 0.0f;
+	int			lora = tr->adapter != NULL;
 	size_t		TC = (size_t) T * C;
 	float		noff = m->arch.norm_offset;
+	SftLayerPtrs frozen;
+
+	/* a frozen base: every weight gradient pointer NULL */
+	memset(&frozen, 0, sizeof(frozen));
 
 	/* final norm: dxf -> gradient of the gathered rows -> scatter into dres */
 	memset(tr->dxn, 0, sizeof(float) * (size_t) N * C);
-	rmsnorm_backward(tr->dxn, tr->grads + m->final_norm, tr->dxf, tr->xg,
+	rmsnorm_backward(tr->dxn, lora ? NULL : tr->grads + m->final_norm, tr->dxf, tr->xg,
 					 m->params + m->final_norm, tr->rstdf, N, C, noff);
 	memset(tr->dres, 0, sizeof(float) * TC);
 	for (int i = 0; i < N; i++)
@@ -1369,10 +1779,16 @@ backward(SftTrainer *tr, const SftBatch *b, int T, int N)
 
 	for (int l = c->n_layers - 1; l >= 0; l--)
 	{
-		LayerActs  *a = &tr->layers[l];
+		LayerActs  *a = layer_acts(tr, l);
 		SftLayerPtrs w = sft_layer_ptrs(m, m->params, l);
-		SftLayerPtrs g = sft_layer_ptrs(m, tr->grads, l);
+		SftLayerPtrs g = lora ? frozen : sft_layer_ptrs(m, tr->grads, l);
 		const float *dproj = tr->dres;
+		/* LoRA: below layer 0's projections no gradient is wanted */
+		int			need_dx = !(lora && l == 0);
+
+		/* checkpointing: the layer's activations again (the last layer's are there) */
+		if (tr->shape.ckpt && l != c->n_layers - 1)
+			layer_forward(tr, l, a, NULL, T, 1, 1);
 
 		/* MLP block: res_out = res_mid + dropout(down(swiglu(gate_up(norm(res_mid))))) */
 		if (drop)
@@ -1392,10 +1808,13 @@ backward(SftTrainer *tr, const SftBatch *b, int T, int N)
 		swiglu_rows(tr, tr->h, a->gu, T);
 		memset(tr->dh, 0, sizeof(float) * (size_t) T * F);
 		matmul_backward(tr->dh, g.wdown, dproj, tr->h, w.wdown, T, F, C);
+		lora_grad(tr, a, l, SFT_LORA_DOWN, tr->dh, dproj, C, tr->h, T);
 		memset(tr->dgu, 0, sizeof(float) * (size_t) T * 2 * F);
 		swiglu_backward_rows(tr, tr->dgu, tr->dh, a->gu, T);
 		memset(tr->dxn, 0, sizeof(float) * TC);
 		matmul_backward(tr->dxn, g.wgu, tr->dgu, tr->xn, w.wgu, T, C, 2 * F);
+		lora_grad(tr, a, l, SFT_LORA_GATE, tr->dxn, tr->dgu, 2 * F, tr->xn, T);
+		lora_grad(tr, a, l, SFT_LORA_UP, tr->dxn, tr->dgu + F, 2 * F, tr->xn, T);
 		rmsnorm_backward(tr->dres, g.mlp_norm, tr->dxn, a->res_mid, w.mlp_norm, a->rstd2, T, C,
 						 noff);
 
@@ -1416,19 +1835,28 @@ backward(SftTrainer *tr, const SftBatch *b, int T, int N)
 		}
 		memset(tr->datt, 0, sizeof(float) * (size_t) T * QH);
 		matmul_backward(tr->datt, g.wo, dproj, a->att, w.wo, T, QH, C);
+		lora_grad(tr, a, l, SFT_LORA_O, tr->datt, dproj, C, a->att, T);
 		memset(tr->dqkv, 0, sizeof(float) * (size_t) T * QKV);
 		run_attention(tr, a, T, 1, l);
 		rope_rows(tr, tr->dqkv, T, QKV, 1, l);
 		if (w.q_norm)
 			qk_norm_backward(tr, tr->dqkv, a->qk_raw, a->rstd_qk, &w, &g, T);
-		if (w.bqkv)
+		if (g.bqkv)
 			bias_backward(g.bqkv, tr->dqkv, T, QKV, QKV);
 		rmsnorm_rows(tr, tr->xn, a->rstd1, a->res_in, w.attn_norm, T);
 		memset(tr->dxn, 0, sizeof(float) * TC);
-		matmul_backward(tr->dxn, g.wqkv, tr->dqkv, tr->xn, w.wqkv, T, C, QKV);
-		rmsnorm_backward(tr->dres, g.attn_norm, tr->dxn, a->res_in, w.attn_norm, a->rstd1, T, C,
-						 noff);
+		if (need_dx)
+			matmul_backward(tr->dxn, g.wqkv, tr->dqkv, tr->xn, w.wqkv, T, C, QKV);
+		lora_grad(tr, a, l, SFT_LORA_Q, need_dx ? tr->dxn : NULL, tr->dqkv, QKV, tr->xn, T);
+		lora_grad(tr, a, l, SFT_LORA_K, need_dx ? tr->dxn : NULL, tr->dqkv + QH, QKV, tr->xn, T);
+		lora_grad(tr, a, l, SFT_LORA_V, need_dx ? tr->dxn : NULL, tr->dqkv + QH + KVH, QKV,
+				  tr->xn, T);
+		if (need_dx)
+			rmsnorm_backward(tr->dres, g.attn_norm, tr->dxn, a->res_in, w.attn_norm, a->rstd1,
+							 T, C, noff);
 	}
+	if (lora)
+		return;					/* the embeddings are frozen */
 	if (m->arch.embed_scale != 1.0f)
 		for (size_t i = 0; i < TC; i++)
 			tr->dres[i] *= m->arch.embed_scale;
@@ -1471,7 +1899,6 @@ SftStatus
 sft_trainer_step(SftTrainer *tr, int64_t n_targets, const SftAdamWConfig *adamw,
 				 double lr, double *grad_norm, SftError *err)
 {
-	SftModel   *m = tr->model;
 	double		scale,
 				norm,
 				clip = 1.0;
@@ -1486,12 +1913,12 @@ sft_trainer_step(SftTrainer *tr, int64_t n_targets, const SftAdamWConfig *adamw,
 		return sft_error(err, SFT_ERR_INVALID,
 						 "AdamW settings out of range (betas in [0, 1), eps, weight decay and lr >= 0)");
 	scale = 1.0 / (double) n_targets;
-	norm = sqrt(sft_sum_squares_pool(tr->grads, m->n_params, tr->pool)) * scale;
+	norm = sqrt(sft_sum_squares_pool(tr->grads, tr->n_train, tr->pool)) * scale;
 	if (grad_norm)
 		*grad_norm = norm;
 	if (!isfinite(norm))
 	{
-		memset(tr->grads, 0, sizeof(float) * m->n_params);
+		memset(tr->grads, 0, sizeof(float) * tr->n_train);
 		return sft_error(err, SFT_ERR_INVALID,
 						 "the gradient norm is not finite (training diverged; try a lower learning rate)");
 	}
@@ -1503,8 +1930,8 @@ sft_trainer_step(SftTrainer *tr, int64_t n_targets, const SftAdamWConfig *adamw,
 			clip = 1.0;
 	}
 	tr->step++;
-	sft_adamw_update_slab(m->params, tr->grads, tr->adam_m, tr->adam_v, m->n_params,
-						  m->tensors, m->n_tensors, (float) (scale * clip), adamw, lr,
-						  tr->step, tr->pool);
+	sft_adamw_update_slab(tr->train_params, tr->grads, tr->adam_m, tr->adam_v, tr->n_train,
+						  tr->train_tensors, tr->n_train_tensors, (float) (scale * clip), adamw,
+						  lr, tr->step, tr->pool);
 	return SFT_OK;
 }

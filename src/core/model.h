@@ -70,16 +70,54 @@ typedef struct SftBatch
 
 typedef struct SftTrainer SftTrainer;	/* gradients, AdamW moments, activations */
 
-/*
- * max_tokens bounds T of any micro-batch (activations are sized for it once).
- * dropout is the residual dropout probability (0 disables), seeded.
- */
+typedef struct SftLoraConfig SftLoraConfig;	/* lora_adapter.h */
+typedef struct SftLoraAdapter SftLoraAdapter;
+
+typedef struct SftTrainerOptions
+{
+	int			max_tokens;		/* bounds T of any micro-batch (activations are sized once) */
+	float		dropout;		/* residual dropout probability, 0 disables */
+	uint64_t	seed;			/* of the dropout draws (residual and adapter) */
+	/*
+	 * Keep only each layer's input from the forward pass and recompute the
+	 * rest of the layer in backward: activation memory of one layer plus
+	 * [L, T, C], for about one more forward pass; gradients bit for bit
+	 * those without it.
+	 */
+	int			checkpoint_activations;
+	/*
+	 * LoRA: the adapter (lora_adapter.h) trained in place on a frozen base:
+	 * the base gets no weight gradients (activation gradients flow through
+	 * it), AdamW moments cover the adapter only, and its own dropout applies
+	 * to each adapted module's input.  NULL: full fine-tuning.  The adapter
+	 * must outlive the trainer.
+	 */
+	SftLoraAdapter *adapter;
+} SftTrainerOptions;
+
+SftStatus	sft_trainer_create(SftModel *model, const SftTrainerOptions *opts,
+							   SftTrainer **out, SftError *err);
+/* Full fine-tuning with max_tokens, dropout and seed (the other options off). */
 SftStatus	sft_trainer_new(SftModel *model, int max_tokens, float dropout,
 							uint64_t seed, SftTrainer **out, SftError *err);
 void		sft_trainer_free(SftTrainer *trainer);
 
-/* Bytes sft_trainer_new + the model would allocate: for memory limits. */
+/*
+ * Bytes sft_trainer_create + the model (+ the adapter, of config lora when
+ * not NULL; opts->adapter is not read) would allocate: for memory limits.
+ */
+size_t		sft_trainer_memory_estimate_for(const SftLlamaConfig *cfg,
+											const SftTrainerOptions *opts,
+											const SftLoraConfig *lora);
+/* The same for full fine-tuning with dropout (the largest without checkpointing). */
 size_t		sft_trainer_memory_estimate(const SftLlamaConfig *cfg, int max_tokens);
+
+/*
+ * PEFT's initial adapter: every lora_A kaiming_uniform_(a = sqrt(5)), i.e.
+ * uniform in +-1/sqrt(in), from seed; every lora_B zero (so the adapted
+ * model starts as the base).
+ */
+void		sft_lora_init_peft(SftLoraAdapter *adapter, uint64_t seed);
 
 /*
  * Forward + backward of one micro-batch; gradients are SUMMED into the
@@ -112,11 +150,23 @@ SftStatus	sft_trainer_evaluate(SftTrainer *trainer, const SftBatch *batch,
  */
 void		sft_trainer_set_dropout_seed(SftTrainer *trainer, uint64_t seed);
 
-/* AdamW state for checkpoints: moments [n_params] each and steps taken. */
+/*
+ * The trained parameters: the model's (full fine-tuning) or the adapter's
+ * (LoRA), n of them.  AdamW state for checkpoints: moments [n] each and
+ * steps taken; gradients [n] for tests.
+ */
+size_t		sft_trainer_num_trained(const SftTrainer *trainer);
 float	   *sft_trainer_adam_m(SftTrainer *trainer);
 float	   *sft_trainer_adam_v(SftTrainer *trainer);
 int64_t    *sft_trainer_step_count(SftTrainer *trainer);
-float	   *sft_trainer_grads(SftTrainer *trainer);	/* [n_params], for tests */
+float	   *sft_trainer_grads(SftTrainer *trainer);
+
+/*
+ * The adapter dropout draws [T, IN] of (layer, module) of the last training
+ * micro-batch (1 kept), or NULL when that module has no adapter dropout: for
+ * tests that replay them in a reference.
+ */
+const uint8_t *sft_trainer_lora_dropout_keep(const SftTrainer *trainer, int layer, int module);
 
 /* ---------------------------------------------------------------------------
  * Inference: batch 1, KV cache
@@ -167,8 +217,21 @@ size_t		sft_decode_weights_bytes(const SftDecodeWeights *weights);
 void		sft_decoder_use_weights(SftDecoder *dec, const SftDecodeWeights *weights);
 
 /*
+ * Run the decoder's model with a LoRA adapter (lora_adapter.h) applied to
+ * the projections it targets: the logits are those of the merged model
+ * (within fp32 rounding) while the model stays shared and unchanged.  NULL
+ * detaches it.  The adapter must fit the model (SFT_ERR_INVALID otherwise)
+ * and outlive the decoder's use of it; the decoder keeps small buffers for
+ * it.  The KV cache is not reset: attach before feeding a sequence.
+ */
+typedef struct SftLoraAdapter SftLoraAdapter;
+
+SftStatus	sft_decoder_use_adapter(SftDecoder *dec, const SftLoraAdapter *adapter,
+									SftError *err);
+
+/*
  * One new token for each of n sequences (n <= 128), each with its own
- * decoder of the same model (and decode weights): token i is appended to
+ * decoder of the same model (and decode weights and adapter): token i is appended to
  * decs[i]'s cache and its logits land in logits[i * V ..].  Every weight is
  * read once for all n; each sequence's logits are bitwise those of
  * sft_decoder_feed of that token alone, so batched generation gives exactly

@@ -625,6 +625,26 @@ load_one(const SftStHeader *h, const SftStTensor *t, SftReadAtFn read_at, void *
 }
 
 SftStatus
+sft_st_read_f32(const SftStHeader *h, const SftStTensor *t, SftReadAtFn read_at, void *ctx,
+				float *dst, SftError *err)
+{
+	uint16_t   *staging = NULL;
+	SftStatus	st;
+	char		shown[80];
+
+	if (t->dtype != SFT_ST_F32 && t->dtype != SFT_ST_BF16 && t->dtype != SFT_ST_F16)
+		return sft_error(err, SFT_ERR_UNSUPPORTED,
+						 "tensor \"%s\" has dtype %s; only F32, BF16 and F16 weights can be loaded",
+						 SHOWN(t->name), st_dtypes[t->dtype].name);
+	if (t->dtype != SFT_ST_F32 &&
+		(staging = sft_alloc(ST_STAGING_ELEMS * sizeof(uint16_t))) == NULL)
+		return sft_error(err, SFT_ERR_NOMEM, "out of memory loading safetensors");
+	st = load_one(h, t, read_at, ctx, dst, staging, err);
+	sft_free(staging);
+	return st;
+}
+
+SftStatus
 sft_st_load_tensors(const SftStHeader *h, SftReadAtFn read_at, void *ctx, SftModel *model,
 					uint8_t *seen, SftError *err)
 {
@@ -713,16 +733,10 @@ sft_st_check_complete(const SftModel *model, const uint8_t *seen, SftError *err)
  * A buffer as a source
  * ------------------------------------------------------------------------- */
 
-typedef struct BufferSource
+SftStatus
+sft_st_buffer_read_at(void *ctx, uint64_t offset, void *dst, size_t len, SftError *err)
 {
-	const unsigned char *data;
-	size_t		len;
-} BufferSource;
-
-static SftStatus
-buffer_read_at(void *ctx, uint64_t offset, void *dst, size_t len, SftError *err)
-{
-	const BufferSource *src = ctx;
+	const SftStBufferSource *src = ctx;
 
 	if (offset > src->len || len > src->len - offset)
 		return sft_error(err, SFT_ERR_FORMAT,
@@ -735,7 +749,7 @@ buffer_read_at(void *ctx, uint64_t offset, void *dst, size_t len, SftError *err)
 SftStatus
 sft_safetensors_load_buffer(const void *data, size_t len, SftModel *model, SftError *err)
 {
-	BufferSource src = {data, len};
+	SftStBufferSource src = {data, len};
 	SftStHeader header;
 	uint8_t    *seen;
 	SftStatus	st;
@@ -743,10 +757,10 @@ sft_safetensors_load_buffer(const void *data, size_t len, SftModel *model, SftEr
 	seen = sft_calloc((size_t) sft_model_tensor_count(model) + 1, 1);
 	if (seen == NULL)
 		return sft_error(err, SFT_ERR_NOMEM, "out of memory loading safetensors");
-	st = sft_st_read_header(buffer_read_at, &src, len, &header, err);
+	st = sft_st_read_header(sft_st_buffer_read_at, &src, len, &header, err);
 	if (st == SFT_OK)
 	{
-		st = sft_st_load_tensors(&header, buffer_read_at, &src, model, seen, err);
+		st = sft_st_load_tensors(&header, sft_st_buffer_read_at, &src, model, seen, err);
 		if (st == SFT_OK)
 			st = sft_st_check_complete(model, seen, err);
 		sft_st_header_free(&header);
@@ -760,11 +774,9 @@ sft_safetensors_load_buffer(const void *data, size_t len, SftModel *model, SftEr
  * ------------------------------------------------------------------------- */
 
 SftStatus
-sft_safetensors_write(const SftModel *model, SftWriteFn write, void *ctx, SftError *err)
+sft_st_write(const SftStWriteTensor *tensors, int n, SftWriteFn write, void *ctx,
+			 SftError *err)
 {
-	/* Only read through this pointer: the accessor is not const-qualified. */
-	const float *params = sft_model_params((SftModel *) model);
-	int			n = sft_model_tensor_count(model);
 	SftBuf		header;
 	uint64_t	offset = 0;
 	unsigned char prefix[8];
@@ -776,7 +788,7 @@ sft_safetensors_write(const SftModel *model, SftWriteFn write, void *ctx, SftErr
 		st = SFT_ERR_NOMEM;
 	for (int i = 0; i < n && st == SFT_OK; i++)
 	{
-		const SftParamTensor *t = sft_model_tensor(model, i);
+		const SftStWriteTensor *t = &tensors[i];
 		uint64_t	bytes = (uint64_t) t->numel * sizeof(float);
 		int			len;
 
@@ -820,9 +832,8 @@ sft_safetensors_write(const SftModel *model, SftWriteFn write, void *ctx, SftErr
 	sft_buf_free(&header);
 	for (int i = 0; i < n && st == SFT_OK; i++)
 	{
-		const SftParamTensor *t = sft_model_tensor(model, i);
-		const char *data = (const char *) (params + t->offset);
-		size_t		bytes = t->numel * sizeof(float);
+		const char *data = (const char *) tensors[i].data;
+		size_t		bytes = tensors[i].numel * sizeof(float);
 
 		for (size_t done = 0; done < bytes && st == SFT_OK;)
 		{
@@ -832,5 +843,33 @@ sft_safetensors_write(const SftModel *model, SftWriteFn write, void *ctx, SftErr
 			done += chunk;
 		}
 	}
+	return st;
+}
+
+SftStatus
+sft_safetensors_write(const SftModel *model, SftWriteFn write, void *ctx, SftError *err)
+{
+	/* Only read through this pointer: the accessor is not const-qualified. */
+	const float *params = sft_model_params((SftModel *) model);
+	int			n = sft_model_tensor_count(model);
+	SftStWriteTensor *tensors;
+	SftStatus	st;
+
+	tensors = sft_alloc(sizeof(SftStWriteTensor) * (size_t) (n ? n : 1));
+	if (tensors == NULL)
+		return sft_error(err, SFT_ERR_NOMEM, "out of memory writing safetensors");
+	for (int i = 0; i < n; i++)
+	{
+		const SftParamTensor *t = sft_model_tensor(model, i);
+
+		tensors[i].name = t->name;
+		tensors[i].ndim = t->ndim;
+		tensors[i].shape[0] = t->shape[0];
+		tensors[i].shape[1] = t->ndim == 2 ? t->shape[1] : 0;
+		tensors[i].numel = t->numel;
+		tensors[i].data = params + t->offset;
+	}
+	st = sft_st_write(tensors, n, write, ctx, err);
+	sft_free(tensors);
 	return st;
 }

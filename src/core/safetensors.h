@@ -113,10 +113,43 @@ SftStatus	sft_safetensors_load_buffer(const void *data, size_t len, SftModel *mo
 										SftError *err);
 
 /*
- * Write the model as safetensors: fp32, tensors in the model's table order
- * (the slab order), metadata {"format": "pt"} (transformers requires it),
- * header padded with spaces to a multiple of 8 so the data is aligned.
- * Deterministic: the same model gives the same bytes.
+ * Read one tensor of a validated header (F32, BF16 or F16) as fp32 into dst
+ * [t->numel]; non-finite values are an error naming the tensor and element.
+ */
+SftStatus	sft_st_read_f32(const SftStHeader *header, const SftStTensor *t,
+							SftReadAtFn read_at, void *ctx, float *dst, SftError *err);
+
+/* Bytes in memory as a source for the functions above (ctx: SftStBufferSource). */
+typedef struct SftStBufferSource
+{
+	const unsigned char *data;
+	size_t		len;
+} SftStBufferSource;
+
+SftStatus	sft_st_buffer_read_at(void *ctx, uint64_t offset, void *dst, size_t len,
+								  SftError *err);
+
+/* A tensor to write: fp32 data [numel] of shape [shape[0]] or [shape[0], shape[1]]. */
+typedef struct SftStWriteTensor
+{
+	const char *name;
+	int			ndim;			/* 1 or 2 */
+	int64_t		shape[2];
+	size_t		numel;
+	const float *data;
+} SftStWriteTensor;
+
+/*
+ * Write tensors[0..n) in that order as a safetensors file: F32, metadata
+ * {"format": "pt"} (transformers requires it), header padded with spaces to
+ * a multiple of 8 so the data is aligned.  Deterministic.
+ */
+SftStatus	sft_st_write(const SftStWriteTensor *tensors, int n, SftWriteFn write, void *ctx,
+						 SftError *err);
+
+/*
+ * Write the model as safetensors (sft_st_write): tensors in the model's
+ * table order (the slab order).  The same model gives the same bytes.
  */
 SftStatus	sft_safetensors_write(const SftModel *model, SftWriteFn write, void *ctx,
 								  SftError *err);

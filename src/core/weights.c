@@ -11,10 +11,14 @@
  * file that shrinks while we read is an error, not a crash (mmap would turn
  * it into SIGBUS).
  *
+ * PEFT adapter directories (adapter_config.json, adapter_model.safetensors)
+ * are read and written here too, with the same file code.
+ *
  * Saving.  model.safetensors (fp32, slab order) and config.json, each written
  * to a temporary name, synced and renamed, so a crash never leaves a half-
  * written file under the final name.
  */
+#include "lora_adapter.h"
 #include "safetensors.h"
 
 #include <errno.h>
@@ -438,5 +442,101 @@ sft_hf_save_dir(const SftModel *model, const char *dir, SftError *err)
 	st = sft_write_file_atomically(dir, "model.safetensors", produce_safetensors, model, err);
 	if (st == SFT_OK)
 		st = sft_write_file_atomically(dir, "config.json", produce_config, model, err);
+	return st;
+}
+
+/* ---------------------------------------------------------------------------
+ * PEFT adapter directories (declared in lora_adapter.h)
+ * ------------------------------------------------------------------------- */
+
+int
+sft_peft_dir_detect(const char *dir)
+{
+	char		path[PATH_MAX];
+
+	return join_path(path, dir, "adapter_config.json", NULL) == SFT_OK && file_exists(path);
+}
+
+SftStatus
+sft_peft_load_dir(const char *dir, const SftLlamaConfig *model_cfg, SftLoraAdapter **out,
+				  char **base_name, SftError *err)
+{
+	char		path[PATH_MAX];
+	SftBuf		text;
+	SftLoraConfig cfg;
+	FileSource	f;
+	SftStatus	st;
+
+	*out = NULL;
+	if (base_name)
+		*base_name = NULL;
+	if ((st = join_path(path, dir, "adapter_config.json", err)) != SFT_OK ||
+		(st = read_small_file(path, SFT_LORA_MAX_CONFIG_BYTES, &text, err)) != SFT_OK)
+		return st;
+	st = sft_lora_config_parse(text.data, text.len, &cfg, base_name, err);
+	sft_buf_free(&text);
+	if (st != SFT_OK)
+		return st;
+	if ((st = join_path(path, dir, "adapter_model.safetensors", err)) == SFT_OK &&
+		!file_exists(path))
+		st = sft_error(err, SFT_ERR_IO, "%s holds adapter_config.json but no adapter_model.safetensors",
+					   dir);
+	if (st == SFT_OK && (st = file_open(&f, path, err)) == SFT_OK)
+	{
+		st = sft_lora_adapter_read(file_read_at, &f, f.size, &cfg, model_cfg, out, err);
+		close(f.fd);
+		if (st != SFT_OK)
+			sft_error_prefix(err, "adapter_model.safetensors: ");
+	}
+	if (st != SFT_OK && base_name && *base_name)
+	{
+		sft_free(*base_name);
+		*base_name = NULL;
+	}
+	return st;
+}
+
+typedef struct PeftConfigArg
+{
+	const SftLoraAdapter *adapter;
+	const char *base_name;
+} PeftConfigArg;
+
+static SftStatus
+produce_adapter(const void *arg, SftWriteFn write, void *ctx, SftError *err)
+{
+	return sft_lora_adapter_write(arg, write, ctx, err);
+}
+
+static SftStatus
+produce_adapter_config(const void *arg, SftWriteFn write, void *ctx, SftError *err)
+{
+	const PeftConfigArg *a = arg;
+	SftBuf		text;
+	SftStatus	st;
+
+	sft_buf_init(&text);
+	st = sft_lora_config_to_json(&a->adapter->config, a->base_name, &text, err);
+	if (st == SFT_OK)
+		st = write(ctx, text.data, text.len, err);
+	sft_buf_free(&text);
+	return st;
+}
+
+SftStatus
+sft_peft_save_dir(const SftLoraAdapter *adapter, const char *base_name, const char *dir,
+				  SftError *err)
+{
+	PeftConfigArg arg = {adapter, base_name};
+	struct stat sb;
+	SftStatus	st;
+
+	if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+		return sft_error(err, SFT_ERR_IO, "%s is not an existing directory", dir);
+	st = sft_write_file_atomically(dir, "adapter_model.safetensors", produce_adapter, adapter,
+								   err);
+	if (st == SFT_OK)
+		st = sft_write_file_atomically(dir, "adapter_config.json", produce_adapter_config, &arg,
+									   err);
 	return st;
 }

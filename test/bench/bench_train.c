@@ -5,7 +5,11 @@
  * weights, fp32, one 512-token sequence per step with the first third
  * masked out, forward + backward + AdamW.
  *
- *   bench_train [threads=2] [steps=5] [seq_len=512] [CONFIG]
+ *   bench_train [threads=2] [steps=5] [seq_len=512] [CONFIG|-] [LORA_R=0] [CKPT=0]
+ *
+ * LORA_R > 0 trains a LoRA adapter of that rank on every projection
+ * (all-linear, alpha 2 r) of the frozen model instead; CKPT 1 turns
+ * activation checkpointing on.
  *
  * Validates before timing (3 steps on one batch: the loss is finite and
  * falls), then times `steps` more, and reports the median step: tokens/s,
@@ -15,6 +19,8 @@
  */
 #include "model.h"
 #include "llama_config.h"
+#include "lora_adapter.h"
+#include "quant.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -114,13 +120,18 @@ main(int argc, char **argv)
 	int64_t		nt = 0;
 	struct rusage ru;
 	size_t		P_layers;
+	int			lora_r = argc > 5 ? atoi(argv[5]) : 0;
+	double		gnorm = 0;
+	int			ckpt = argc > 6 ? atoi(argv[6]) : 0;
+	SftLoraAdapter *adapter = NULL;
+	SftTrainerOptions topts = {.max_tokens = T, .seed = 1, .checkpoint_activations = ckpt};
 
-	if (threads < 1 || steps < 1 || T < 2)
+	if (threads < 1 || steps < 0 || T < 2)
 	{
-		fprintf(stderr, "usage: bench_train [threads>=1] [steps>=1] [seq_len>=2] [config.json]\n");
+		fprintf(stderr, "usage: bench_train [threads>=1] [steps>=0] [seq_len>=2] [config.json|-] [lora_r] [ckpt]\n");
 		return 2;
 	}
-	if (argc > 4)
+	if (argc > 4 && strcmp(argv[4], "-") != 0)
 	{
 		FILE	   *f = fopen(argv[4], "rb");
 		static char text[1 << 20];
@@ -136,13 +147,43 @@ main(int argc, char **argv)
 		printf("model: %s, %s\n", argv[4], sft_family_model_type(cfg.family));
 	}
 	openblas_set_num_threads(threads);
-	if (sft_model_new(&cfg, &model, &err) != SFT_OK ||
-		sft_trainer_new(model, T, 0.0f, 1, &tr, &err) != SFT_OK)
+	if (argc > 7 && strcmp(argv[7], "estimate") == 0)
+	{
+		/* what sft_trainer_memory_estimate_for (sft.max_memory) says, allocating nothing */
+		SftLoraConfig lc = {.r = lora_r, .alpha = 2.0 * lora_r, .targets = SFT_LORA_TARGET_ALL};
+
+		printf("RESULT estimate_gb=%.2f\n",
+			   sft_trainer_memory_estimate_for(&cfg, &topts, lora_r > 0 ? &lc : NULL) / 1073741824.0);
+		return 0;
+	}
+	if (sft_model_new(&cfg, &model, &err) != SFT_OK)
 	{
 		fprintf(stderr, "bench_train: %s\n", err.message);
 		return 1;
 	}
 	sft_model_init_random(model, 1);
+	if (lora_r > 0)
+	{
+		SftLoraConfig lc = {.r = lora_r, .alpha = 2.0 * lora_r, .targets = SFT_LORA_TARGET_ALL};
+
+		if (sft_lora_adapter_new(&lc, &cfg, &adapter, &err) != SFT_OK)
+		{
+			fprintf(stderr, "bench_train: %s\n", err.message);
+			return 1;
+		}
+		sft_lora_init_peft(adapter, 1);
+		/* B slightly off zero, as after some training: every product runs */
+		for (int i = 0; i < adapter->n_tensors; i++)
+			if (adapter->tensors[i].is_b)
+				for (size_t j = 0; j < adapter->tensors[i].numel; j++)
+					adapter->params[adapter->tensors[i].offset + j] = 1e-3f * (float) ((int) (j % 7) - 3);
+		topts.adapter = adapter;
+	}
+	if (sft_trainer_create(model, &topts, &tr, &err) != SFT_OK)
+	{
+		fprintf(stderr, "bench_train: %s\n", err.message);
+		return 1;
+	}
 	sft_rng_seed(&rng, 2);
 	for (int i = 0; i < T; i++)
 	{
@@ -150,11 +191,35 @@ main(int argc, char **argv)
 		mask[i] = i >= T / 3;	/* the first third is the "prompt" */
 	}
 
+	/*
+	 * steps = 0: memory only (big shapes): one step, then the peak resident
+	 * set and the time it took
+	 */
+	if (steps == 0)
+	{
+		double		t0 = now();
+
+		if (sft_trainer_accumulate(tr, &batch, &loss, &nt, &err) != SFT_OK ||
+			sft_trainer_step(tr, nt, &adam, 1e-3, &gnorm, &err) != SFT_OK || !isfinite(loss))
+		{
+			fprintf(stderr, "bench_train: %s\n", err.message);
+			return 1;
+		}
+		getrusage(RUSAGE_SELF, &ru);
+		printf("sft%s%s: %zu parameters (%zu trained), one %d-token step in %.1f s (loss %.4f, "
+			   "gradient norm %.4g), peak RSS %.2f GB\n",
+			   lora_r ? " LoRA all-linear" : " full fine-tuning", ckpt ? " + checkpointing" : "",
+			   sft_model_num_params(model), sft_trainer_num_trained(tr), T, now() - t0, loss / nt,
+			   gnorm, ru.ru_maxrss / 1048576.0);
+		printf("RESULT step_s=%.3f peak_rss_gb=%.3f\n", now() - t0, ru.ru_maxrss / 1048576.0);
+		return 0;
+	}
+
 	/* validate: the loss on a repeated batch is finite and falls */
 	for (int s = 0; s < 3; s++)
 	{
 		if (sft_trainer_accumulate(tr, &batch, &loss, &nt, &err) != SFT_OK ||
-			sft_trainer_step(tr, nt, &adam, 1e-3, NULL, &err) != SFT_OK)
+			sft_trainer_step(tr, nt, &adam, lora_r ? 1e-2 : 1e-3, &gnorm, &err) != SFT_OK)
 		{
 			fprintf(stderr, "bench_train: %s\n", err.message);
 			return 1;
@@ -163,10 +228,10 @@ main(int argc, char **argv)
 	}
 	if (!isfinite(losses[2]) || !(losses[2] < losses[0]))
 	{
-		fprintf(stderr, "bench_train: validation failed: loss %.4f -> %.4f\n", losses[0], losses[2]);
+		fprintf(stderr, "bench_train: validation failed: loss %.12f -> %.12f\n", losses[0], losses[2]);
 		return 1;
 	}
-	printf("validation: mean loss %.4f -> %.4f -> %.4f over 3 steps (ln V = %.2f)\n",
+	printf("validation: mean loss %.6f -> %.6f -> %.6f over 3 steps (ln V = %.2f)\n",
 		   losses[0], losses[1], losses[2], log(cfg.vocab_size));
 
 	/* sgemm rate before and after the timed steps; the better one is the
@@ -216,12 +281,16 @@ main(int argc, char **argv)
 	 * (QK^T and PV: 4 HD NH per visible pair forward, twice that backward).
 	 */
 	P_layers = sft_model_num_params(model) - (size_t) cfg.vocab_size * cfg.hidden_size;
-	flops = 6.0 * P_layers * T + 6.0 * (double) cfg.vocab_size * cfg.hidden_size * nt
+	/* LoRA: no weight gradients of the base (4 instead of 6), plus the adapter's 6 */
+	flops = (lora_r ? 4.0 : 6.0) * P_layers * T
+		+ (lora_r ? 4.0 : 6.0) * (double) cfg.vocab_size * cfg.hidden_size * nt
+		+ (adapter ? 6.0 * adapter->n_params * T : 0.0)
 		+ 3.0 * 4.0 * cfg.n_heads * cfg.head_dim * (T * (T + 1.0) / 2.0) * cfg.n_layers;
 	gflops = flops / med / 1e9;
 	getrusage(RUSAGE_SELF, &ru);
-	printf("sft: %d threads, %d-token steps (%lld targets), median of %d: %.3f s/step, "
+	printf("sft%s%s: %d threads, %d-token steps (%lld targets), median of %d: %.3f s/step, "
 		   "%.1f tokens/s, %.1f GFLOP/s = %.2f x sgemm (%.1f GFLOP/s), peak RSS %.2f GB\n",
+		   lora_r ? " LoRA all-linear" : " full fine-tuning", ckpt ? " + checkpointing" : "",
 		   threads, T, (long long) nt, steps, med, T / med, gflops, gflops / gemm, gemm,
 		   ru.ru_maxrss / 1048576.0);
 	/*
@@ -230,10 +299,51 @@ main(int argc, char **argv)
 	 */
 	printf("ceiling: %.3f GFLOP per token at %.1f GFLOP/s = %.1f tokens/s\n",
 		   flops / T / 1e9, gemm, gemm * 1e9 / (flops / T));
+	/*
+	 * A bf16 frozen base, measured by its cost: OpenBLAS has no bf16 sgemm,
+	 * so every product would first convert its matrix back to fp32, twice a
+	 * step (forward, backward; three times with checkpointing).  The
+	 * conversion rate of this run over a chunk larger than the caches, times
+	 * the base's matrix floats, against the fp32 step just measured.
+	 */
+	if (lora_r > 0)
+	{
+		size_t		chunk = (size_t) 8 << 20,
+					mat = 0;
+		uint16_t   *src = malloc(chunk * sizeof(uint16_t));
+		float	   *dst = malloc(chunk * sizeof(float));
+		double		rates[3],
+					rate,
+					pass_s;
+		int			passes = ckpt ? 3 : 2;
+
+		for (int i = 0; i < sft_model_tensor_count(model); i++)
+			if (sft_model_tensor(model, i)->ndim == 2)
+				mat += sft_model_tensor(model, i)->numel;
+		for (size_t j = 0; j < chunk; j++)
+			src[j] = sft_f32_to_bf16(0.01f * (float) ((int) (j % 101) - 50));
+		for (int rnd = 0; rnd < 3; rnd++)
+		{
+			double		t0 = now();
+
+			for (int k = 0; k < 8; k++)
+				sft_dequantize_row(SFT_DTYPE_BF16, src, dst, (int64_t) chunk);
+			rates[rnd] = 8.0 * chunk / (now() - t0);
+		}
+		rate = median(rates, 3);
+		pass_s = (double) mat / rate;
+		printf("bf16 base (cost measured, not built): %zu matrix floats, bf16 -> fp32 at %.0f M/s = %.3f s a pass, "
+			   "%d passes a step: %.1f tokens/s (%.0f%% slower), base memory %.2f GB instead of %.2f GB\n",
+			   mat, rate / 1e6, pass_s, passes, T / (med + passes * pass_s),
+			   100.0 * passes * pass_s / (med + passes * pass_s), mat * 2.0 / 1e9, mat * 4.0 / 1e9);
+		free(src);
+		free(dst);
+	}
 	printf("RESULT tokens_per_s=%.2f step_s=%.4f gflops=%.2f sgemm_gflops=%.2f peak_rss_gb=%.3f "
 		   "ceiling_tokens_per_s=%.2f\n",
 		   T / med, med, gflops, gemm, ru.ru_maxrss / 1048576.0, gemm * 1e9 / (flops / T));
 	sft_trainer_free(tr);
+	sft_lora_adapter_free(adapter);
 	sft_model_free(model);
 	free(tokens), free(mask), free(times);
 	return 0;

@@ -5,7 +5,8 @@
 #   test/fuzz/build_weights.sh                      build into $OUT
 #   test/fuzz/build_weights.sh run TARGET SECONDS   build, then fuzz TARGET
 #                                                   (safetensors | config |
-#                                                   checkpoint) under nice
+#                                                   checkpoint | gguf | peft)
+#                                                   under nice
 #
 # OUT (default /tmp/sft-fuzz-weights) holds the binaries, corpora and any
 # crash files; it is outside the repository on purpose (make clean removes
@@ -30,7 +31,7 @@ for src in src/core/*.c; do
 	fi
 	objs+=("$obj")
 done
-for target in safetensors config checkpoint gguf; do
+for target in safetensors config checkpoint gguf peft; do
 	$CC $CFLAGS -fsanitize=fuzzer -o "$OUT/fuzz_$target" "test/fuzz/fuzz_$target.c" "${objs[@]}" $LIBS
 done
 
@@ -47,12 +48,22 @@ for f in test/fixtures/configs/*.json; do cp "$f" "$OUT/corpus_config/family-$(b
 printf '{"hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 4, "vocab_size": 8, "rope_parameters": {"rope_type": "default", "rope_theta": 5e5}, "eos_token_id": [2, 3], "model_type": "mistral", "sliding_window": null}' \
 	>"$OUT/corpus_config/variants.json"
 cp "$fx"/*.ckpt "$OUT/corpus_checkpoint/"
+# LoRA training checkpoints (adapter + moments) for the base the target assumes
+cc -std=gnu11 -O1 -Isrc/core $(pkg-config --cflags json-c libpcre2-8 openblas 2>/dev/null || echo -I/usr/include/json-c) \
+	-o "$OUT/gen_checkpoint_seeds" test/fuzz/gen_checkpoint_seeds.c src/core/*.c $LIBS
+"$OUT/gen_checkpoint_seeds" "$OUT/corpus_checkpoint"
 # GGUF seeds: the fixture tokenizers with tiny models in every dtype, written
 # by our exporter (built without sanitizers: it only produces the corpus).
 mkdir -p "$OUT/corpus_gguf"
 cc -std=gnu11 -O1 -Isrc/core $(pkg-config --cflags json-c libpcre2-8 openblas 2>/dev/null || echo -I/usr/include/json-c) \
 	-o "$OUT/gen_gguf_seeds" test/fuzz/gen_gguf_seeds.c src/core/*.c $LIBS
 "$OUT/gen_gguf_seeds" "$OUT/corpus_gguf"
+
+# PEFT seeds: adapters of the target's tiny bases, written by our writers.
+mkdir -p "$OUT/corpus_peft"
+cc -std=gnu11 -O1 -Isrc/core $(pkg-config --cflags json-c libpcre2-8 openblas 2>/dev/null || echo -I/usr/include/json-c) \
+	-o "$OUT/gen_peft_seeds" test/fuzz/gen_peft_seeds.c src/core/*.c $LIBS
+"$OUT/gen_peft_seeds" "$OUT/corpus_peft"
 
 cat >"$OUT/weights.dict" <<'DICT'
 "{"
@@ -112,8 +123,35 @@ cat >"$OUT/weights.dict" <<'DICT'
 "true"
 "false"
 "SFTCKPT\x00"
+"\"peft_type\""
+"\"LORA\""
+"\"r\""
+"\"lora_alpha\""
+"\"lora_dropout\""
+"\"target_modules\""
+"\"all-linear\""
+"\"use_rslora\""
+"\"use_dora\""
+"\"rank_pattern\""
+"\"layers_to_transform\""
+"\"task_type\""
+"\"CAUSAL_LM\""
+"\"bias\""
+"\"none\""
+"\"q_proj\""
+"\"k_proj\""
+"\"v_proj\""
+"\"o_proj\""
+"\"gate_proj\""
+"\"up_proj\""
+"\"down_proj\""
+"\"self_attn.\""
+"\"mlp.\""
+"base_model.model.model.layers."
+".lora_A.weight"
+".lora_B.weight"
 DICT
-echo "built $OUT/fuzz_{safetensors,config,checkpoint,gguf}"
+echo "built $OUT/fuzz_{safetensors,config,checkpoint,gguf,peft}"
 
 if [ "${1:-}" = run ]; then
 	target=$2

@@ -34,7 +34,7 @@ run jinja "$out/fuzz_jinja" -dict=test/fuzz/jinja.dict -max_len=8192 "$out/corpu
 run message_tree "$out/fuzz_message_tree" -max_len=4096 -dict=test/fuzz/message_tree.dict \
 	"$out/corpus/message_tree" "$out/seeds/message_tree"
 w=/tmp/sft-fuzz-weights
-for t in safetensors config checkpoint gguf; do
+for t in safetensors config checkpoint gguf peft; do
 	run "$t" "$w/fuzz_$t" -max_len=16384 -dict="$w/weights.dict" "$w/corpus_$t"
 done
 echo "fuzzing done: $findings findings"

@@ -688,9 +688,101 @@ test_dropout(void)
 	/* 4000 draws at p = 0.3: kept ~ 2800 +- 29 (1 sigma) */
 	TAP_OK(kept > 2650 && kept < 2950 && scaled_ok,
 		   "dropout_forward keeps %zu of 4000 at p = 0.3, kept values scaled by 1/(1-p)", kept);
+	{
+		float	   *again = zeros(c.n);
+
+		dropout_apply(again, c.x, c.keep, c.p, c.n);
+		TAP_OK(memcmp(again, c.work, sizeof(float) * c.n) == 0,
+			   "dropout_apply on the same draws = dropout_forward, bit for bit");
+		free(again);
+	}
 	dropout_backward(dx, c.R, c.keep, c.p, c.n);
 	TAP_OK(fd_error(c.x, c.n, dx, drop_probe, &c, 200) < FD_TOL, "dropout_backward");
 	free(c.x), free(c.work), free(c.R), free(c.keep), free(dx);
+}
+
+/* ---------------------------------------------------------------------------
+ * LoRA: y[:, block] += s (x A^T) B^T on a column block of a wider output
+ * ------------------------------------------------------------------------- */
+
+typedef struct
+{
+	float	   *y, *y0, *u, *x, *A, *B, *R;
+	int			T, IN, OUT, r, ldx, ldy;
+	float		s;
+} LoraCtx;
+
+static double
+lora_probe(void *p)
+{
+	LoraCtx    *c = p;
+
+	memcpy(c->y, c->y0, sizeof(float) * c->T * c->ldy);
+	lora_update_forward(c->y + 2, c->ldy, c->u, c->x + 1, c->ldx, c->A, c->B, c->s,
+				 c->T, c->IN, c->OUT, c->r);
+	return dot_d(c->y, c->R, (size_t) c->T * c->ldy);
+}
+
+static void
+test_lora(void)
+{
+	LoraCtx		c = {.T = 6, .IN = 7, .OUT = 5, .r = 3, .s = 1.7f};
+	float	   *dx,
+			   *dA,
+			   *dB,
+			   *du,
+			   *dy;
+	double		maxerr = 0.0;
+	int			outside_ok = 1;
+
+	c.ldx = c.IN + 3;			/* x is columns 1 .. IN of a wider matrix */
+	c.ldy = c.OUT + 4;			/* y is columns 2 .. OUT + 1 */
+	c.x = randn(c.T * c.ldx, 1);
+	c.A = randn(c.r * c.IN, 1);
+	c.B = randn(c.OUT * c.r, 1);
+	c.R = randn(c.T * c.ldy, 1);
+	c.y0 = randn(c.T * c.ldy, 1);
+	c.y = zeros(c.T * c.ldy);
+	c.u = zeros(c.T * c.r);
+	dx = zeros(c.T * c.ldx);
+	dA = zeros(c.r * c.IN);
+	dB = zeros(c.OUT * c.r);
+	du = zeros(c.T * c.r);
+	dy = c.R + 2;				/* the gradient of the block */
+
+	/* forward against loops: y0 + s sum_k (sum_i x A) B, nothing outside the block */
+	lora_probe(&c);
+	for (int t = 0; t < c.T; t++)
+		for (int o = 0; o < c.ldy; o++)
+		{
+			double		want = c.y0[t * c.ldy + o];
+
+			if (o >= 2 && o < 2 + c.OUT)
+				for (int k = 0; k < c.r; k++)
+					want += c.s * dot_d(c.x + t * c.ldx + 1, c.A + k * c.IN, c.IN) *
+						c.B[(o - 2) * c.r + k];
+			else if (c.y[t * c.ldy + o] != c.y0[t * c.ldy + o])
+				outside_ok = 0;
+			maxerr = fmax(maxerr, fabs(c.y[t * c.ldy + o] - want));
+		}
+	TAP_OK(maxerr < 1e-5 && outside_ok, "lora_update_forward = loops on a column block (max err %.2g)", maxerr);
+
+	/* backward accumulates into dA and dB (dx with a stride), FD of every input */
+	for (int i = 0; i < c.r * c.IN; i++)
+		dA[i] = 0.5f;
+	for (int i = 0; i < c.OUT * c.r; i++)
+		dB[i] = -0.25f;
+	lora_update_backward(dx + 1, c.ldx, dA, dB, du, dy, c.ldy, c.x + 1, c.ldx, c.u, c.A, c.B, c.s,
+				  c.T, c.IN, c.OUT, c.r);
+	for (int i = 0; i < c.r * c.IN; i++)
+		dA[i] -= 0.5f;
+	for (int i = 0; i < c.OUT * c.r; i++)
+		dB[i] += 0.25f;
+	TAP_OK(fd_error(c.x, c.T * c.ldx, dx, lora_probe, &c, 0) < FD_TOL, "lora_update_backward dx");
+	TAP_OK(fd_error(c.A, c.r * c.IN, dA, lora_probe, &c, 0) < FD_TOL, "lora_update_backward dA (accumulating)");
+	TAP_OK(fd_error(c.B, c.OUT * c.r, dB, lora_probe, &c, 0) < FD_TOL, "lora_update_backward dB (accumulating)");
+	free(c.x), free(c.A), free(c.B), free(c.R), free(c.y0), free(c.y), free(c.u);
+	free(dx), free(dA), free(dB), free(du);
 }
 
 typedef struct
@@ -935,6 +1027,7 @@ main(void)
 	test_geglu();
 	test_bias_softcap();
 	test_dropout();
+	test_lora();
 	test_crossentropy();
 	test_adamw();
 	test_adamw_slab();

@@ -15,6 +15,8 @@
  *   - memory estimate vs what is allocated; allocation failure; bad input.
  */
 #include "model.h"
+#include "checkpoint.h"
+#include "lora_adapter.h"
 #include "tap.h"
 
 #include <cblas.h>
@@ -1092,6 +1094,391 @@ test_family_memory(void)
 	}
 }
 
+/* ---------------------------------------------------------------------------
+ * LoRA and activation checkpointing
+ * ------------------------------------------------------------------------- */
+
+static SftLoraAdapter *
+new_adapter(const SftLlamaConfig *cfg, uint32_t targets, double dropout, uint64_t seed)
+{
+	SftLoraConfig lc = {.r = 3, .alpha = 6, .dropout = dropout, .targets = targets};
+	SftLoraAdapter *ad = NULL;
+	SftError	err = {0};
+
+	if (sft_lora_adapter_new(&lc, cfg, &ad, &err) != SFT_OK)
+	{
+		printf("# sft_lora_adapter_new: %s\n", err.message);
+		exit(1);
+	}
+	sft_lora_init_peft(ad, seed);
+	return ad;
+}
+
+/* Two accumulations and one AdamW step; the gradients of the first kept in g. */
+static int
+train_twice(SftTrainer *tr, float *g, size_t n, double *loss)
+{
+	SftBatch	b = pack_batch();
+	SftAdamWConfig adam = sft_adamw_config(0.1, 1.0);
+	SftError	err = {0};
+	int64_t		nt,
+				nt2;
+	double		l2,
+				norm;
+
+	if (sft_trainer_accumulate(tr, &b, loss, &nt, &err) != SFT_OK)
+		return 0;
+	memcpy(g, sft_trainer_grads(tr), sizeof(float) * n);
+	if (sft_trainer_accumulate(tr, &b, &l2, &nt2, &err) != SFT_OK ||
+		sft_trainer_step(tr, nt + nt2, &adam, 1e-2, &norm, &err) != SFT_OK)
+		return 0;
+	return 1;
+}
+
+static void
+test_lora_trainer(void)
+{
+	SftError	err = {0};
+
+	/* PEFT's initialisation: B zero, A uniform in +-1/sqrt(in); step 0 = the base */
+	{
+		SftLlamaConfig cfg = tiny_config(0);
+		SftModel   *m = new_model(&cfg, 0.3f, 5);
+		SftLoraAdapter *ad = new_adapter(&cfg, SFT_LORA_TARGET_ALL, 0.0, 9);
+		SftTrainerOptions o = {.max_tokens = 16, .seed = 1, .adapter = ad};
+		SftTrainer *tr = NULL,
+				   *full = new_trainer(m, 16, 0.0f, 1);
+		SftBatch	b = pack_batch();
+		int			b_zero = 1,
+					a_ok = 1;
+		double		amax = 0;
+
+		for (int i = 0; i < ad->n_tensors; i++)
+			for (size_t j = 0; j < ad->tensors[i].numel; j++)
+			{
+				float		v = ad->params[ad->tensors[i].offset + j];
+
+				if (ad->tensors[i].is_b)
+					b_zero &= v == 0.0f;
+				else
+				{
+					a_ok &= fabs(v) <= 1.0 / sqrt((double) ad->tensors[i].shape[1]);
+					amax = fmax(amax, fabs(v) * sqrt((double) ad->tensors[i].shape[1]));
+				}
+			}
+		TAP_OK(b_zero && a_ok && amax > 0.9,
+			   "sft_lora_init_peft: lora_B zero, lora_A within +-1/sqrt(in) (max |A| sqrt(in) %.3f)", amax);
+		TAP_OK(sft_trainer_create(m, &o, &tr, &err) == SFT_OK &&
+			   sft_trainer_num_trained(tr) == ad->n_params,
+			   "LoRA trainer trains the %zu adapter parameters only (base %zu)", ad->n_params,
+			   sft_model_num_params(m));
+		TAP_OK(eval_loss(tr, &b) == eval_loss(full, &b),
+			   "with B = 0 the adapted model's loss is the base's, bit for bit (%.9f)", eval_loss(tr, &b));
+		sft_trainer_free(tr);
+		sft_trainer_free(full);
+		sft_lora_adapter_free(ad);
+		sft_model_free(m);
+	}
+
+	/*
+	 * Activation checkpointing on and off: the same gradients and the same
+	 * step, bit for bit, full fine-tuning and LoRA, with residual and
+	 * adapter dropout, for every family.
+	 */
+	for (int f = SFT_FAMILY_LLAMA; f <= SFT_FAMILY_GEMMA3; f++)
+		for (int lora = 0; lora < 2; lora++)
+		{
+			SftLlamaConfig cfg = family_config((SftFamily) f, f % 2);
+			SftModel   *m[2];
+			SftLoraAdapter *ad[2] = {NULL, NULL};
+			SftTrainer *tr[2] = {NULL, NULL};
+			float	   *g[2];
+			double		loss[2];
+			size_t		n = 0;
+			int			ok = 1;
+
+			for (int k = 0; k < 2; k++)
+			{
+				SftTrainerOptions o = {.max_tokens = 16, .dropout = 0.1f, .seed = 3,
+				.checkpoint_activations = k};
+
+				m[k] = new_model(&cfg, 0.3f, 11);
+				if (lora)
+				{
+					ad[k] = new_adapter(&cfg, SFT_LORA_TARGET_ALL, 0.2, 4);
+					/* B non-zero, or A's gradients would all be zero */
+					for (size_t j = 0; j < ad[k]->n_params; j++)
+						ad[k]->params[j] += 0.05f * (float) ((j * 7919) % 13) - 0.3f;
+					o.adapter = ad[k];
+				}
+				ok &= sft_trainer_create(m[k], &o, &tr[k], &err) == SFT_OK;
+				n = ok ? sft_trainer_num_trained(tr[k]) : 0;
+				g[k] = malloc(sizeof(float) * (n ? n : 1));
+				ok &= ok && train_twice(tr[k], g[k], n, &loss[k]);
+			}
+			ok &= loss[0] == loss[1] && memcmp(g[0], g[1], sizeof(float) * n) == 0 &&
+				memcmp(lora ? ad[0]->params : sft_model_params(m[0]),
+					   lora ? ad[1]->params : sft_model_params(m[1]),
+					   sizeof(float) * n) == 0 && max_abs(g[0], n) > 0;
+			if (lora)
+				ok &= memcmp(sft_model_params(m[0]), sft_model_params(m[1]),
+							 sizeof(float) * sft_model_num_params(m[0])) == 0;
+			TAP_OK(ok, "family %d %s, dropout: checkpoint_activations gives the same loss, %zu gradients and step bit for bit %s",
+				   f, lora ? "LoRA all-linear" : "full fine-tuning", n, err.message);
+			for (int k = 0; k < 2; k++)
+			{
+				sft_trainer_free(tr[k]);
+				sft_lora_adapter_free(ad[k]);
+				sft_model_free(m[k]);
+				free(g[k]);
+			}
+		}
+
+	/* the frozen base stays byte for byte; only the adapter moves */
+	{
+		SftLlamaConfig cfg = family_config(SFT_FAMILY_QWEN2, 0);
+		SftModel   *m = new_model(&cfg, 0.3f, 2);
+		SftLoraAdapter *ad = new_adapter(&cfg, SFT_LORA_TARGET(SFT_LORA_V) | SFT_LORA_TARGET(SFT_LORA_DOWN), 0.0, 1);
+		SftTrainerOptions o = {.max_tokens = 16, .seed = 1, .adapter = ad};
+		SftTrainer *tr = NULL;
+		size_t		n = sft_model_num_params(m);
+		float	   *before = malloc(sizeof(float) * n),
+				   *before_ad = malloc(sizeof(float) * ad->n_params),
+				   *g = malloc(sizeof(float) * ad->n_params);
+		double		loss;
+		int			ok;
+
+		memcpy(before, sft_model_params(m), sizeof(float) * n);
+		memcpy(before_ad, ad->params, sizeof(float) * ad->n_params);
+		ok = sft_trainer_create(m, &o, &tr, &err) == SFT_OK && train_twice(tr, g, ad->n_params, &loss);
+		TAP_OK(ok && memcmp(before, sft_model_params(m), sizeof(float) * n) == 0 &&
+			   memcmp(before_ad, ad->params, sizeof(float) * ad->n_params) != 0,
+			   "qwen2 LoRA on v_proj and down_proj: the base is bit-identical after a step, the adapter moved");
+		sft_trainer_free(tr);
+		sft_lora_adapter_free(ad);
+		sft_model_free(m);
+		free(before), free(before_ad), free(g);
+	}
+
+	/*
+	 * LoRA memorises: random sequences behind distinct first tokens, on a
+	 * frozen base whose embeddings (the tied LM head) are large enough to
+	 * express confident predictions (an HF-initialised base at std 0.02
+	 * cannot: its logits stay within about +-0.6 whatever the adapter does).
+	 */
+	{
+		SftLlamaConfig cfg = {
+			.hidden_size = 32, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .head_dim = 8,
+			.intermediate_size = 64, .vocab_size = 24, .max_position = 300,
+			.rms_norm_eps = 1e-5f, .rope_theta = 10000.0f, .tie_word_embeddings = 1
+		};
+		SftModel   *m = new_model(&cfg, 0.3f, 3);
+		SftLoraConfig lc = {.r = 8, .alpha = 16, .targets = SFT_LORA_TARGET_ALL};
+		SftLoraAdapter *ad = NULL;
+		SftTrainerOptions o = {.max_tokens = 8 * 12, .seed = 1};
+		SftTrainer *tr = NULL;
+		SftAdamWConfig adam = {0.9, 0.99, 1e-8, 0.0, 1.0};
+		int32_t		toks[8 * 12],
+					mask[8 * 12];
+		int			lens[8];
+		double		loss = 0,
+					first = 0,
+					mean = 0;
+		int64_t		nt = 0;
+		int			steps;
+		SftRng		r;
+
+		sft_lora_adapter_new(&lc, &cfg, &ad, &err);
+		sft_lora_init_peft(ad, 1);
+		o.adapter = ad;
+		sft_trainer_create(m, &o, &tr, &err);
+		sft_rng_seed(&r, 42);
+		for (int s = 0; s < 8; s++)
+		{
+			lens[s] = 12;
+			for (int i = 0; i < 12; i++)
+			{
+				toks[s * 12 + i] = i == 0 ? s : (int32_t) (sft_rng_next(&r) % 24);
+				mask[s * 12 + i] = 1;
+			}
+		}
+		{
+			SftBatch	b = {8, lens, toks, mask};
+
+			for (steps = 0; steps < 400; steps++)
+			{
+				sft_trainer_accumulate(tr, &b, &loss, &nt, NULL);
+				mean = loss / nt;
+				if (steps == 0)
+					first = mean;
+				if (mean < 0.05)
+					break;
+				sft_trainer_step(tr, nt, &adam, 1e-2, NULL, NULL);
+			}
+		}
+		TAP_OK(mean < 0.05, "LoRA all-linear r=8 memorises 8 random sequences on a frozen base: mean loss %.4f -> %.4f in %d AdamW steps",
+			   first, mean, steps);
+		sft_trainer_free(tr);
+		sft_lora_adapter_free(ad);
+		sft_model_free(m);
+	}
+
+	/* LoRA training checkpoints: adapter + moments round trip; each reader refuses the other kind */
+	{
+		SftLlamaConfig cfg = tiny_config(1),
+					other = tiny_config(1);
+		SftModel   *m = new_model(&cfg, 0.3f, 2),
+				   *mback = NULL;
+		SftLoraAdapter *ad = new_adapter(&cfg, SFT_LORA_TARGET(SFT_LORA_O) | SFT_LORA_TARGET(SFT_LORA_UP), 0.1, 3),
+				   *back = NULL;
+		float	   *mm = malloc(sizeof(float) * ad->n_params),
+				   *vv = malloc(sizeof(float) * ad->n_params),
+				   *m2 = NULL,
+				   *v2 = NULL;
+		int64_t		step = 0;
+		SftCheckpointState st = {mm, vv, 12, NULL};
+		SftBuf		buf,
+					mbuf;
+		SftMemReader r;
+		int			ok;
+
+		for (size_t i = 0; i < ad->n_params; i++)
+			mm[i] = 0.5f * (float) i, vv[i] = 0.25f * (float) i;
+		sft_buf_init(&buf);
+		sft_buf_init(&mbuf);
+		ok = sft_checkpoint_write_adapter(sft_buf_write, &buf, ad, &st, &err) == SFT_OK;
+		r = (SftMemReader) {(const unsigned char *) buf.data, buf.len, 0};
+		ok &= sft_checkpoint_read_adapter(sft_mem_read, &r, &cfg, &back, &m2, &v2, &step, NULL, &err) == SFT_OK;
+		ok &= back && back->n_params == ad->n_params && step == 12 &&
+			back->config.targets == ad->config.targets && back->config.r == ad->config.r &&
+			memcmp(back->params, ad->params, sizeof(float) * ad->n_params) == 0 &&
+			memcmp(m2, mm, sizeof(float) * ad->n_params) == 0 && memcmp(v2, vv, sizeof(float) * ad->n_params) == 0;
+		TAP_OK(ok && buf.len < 3 * 4 * ad->n_params + 1024,
+			   "adapter checkpoint: %zu bytes for %zu adapter parameters and moments, read back bit for bit %s",
+			   buf.len, ad->n_params, err.message);
+		r = (SftMemReader) {(const unsigned char *) buf.data, buf.len, 0};
+		sft_error_clear(&err);
+		TAP_OK(sft_checkpoint_read(sft_mem_read, &r, &mback, NULL, NULL, NULL, NULL, &err) == SFT_ERR_FORMAT &&
+			   mback == NULL, "the model reader refuses an adapter checkpoint: %s", err.message);
+		sft_checkpoint_write(sft_buf_write, &mbuf, m, NULL, &err);
+		sft_lora_adapter_free(back);
+		back = NULL;
+		r = (SftMemReader) {(const unsigned char *) mbuf.data, mbuf.len, 0};
+		sft_error_clear(&err);
+		TAP_OK(sft_checkpoint_read_adapter(sft_mem_read, &r, &cfg, &back, NULL, NULL, NULL, NULL, &err) == SFT_ERR_FORMAT &&
+			   back == NULL, "the adapter reader refuses a model checkpoint: %s", err.message);
+		other.intermediate_size = 24;
+		r = (SftMemReader) {(const unsigned char *) buf.data, buf.len, 0};
+		sft_error_clear(&err);
+		TAP_OK(sft_checkpoint_read_adapter(sft_mem_read, &r, &other, &back, NULL, NULL, NULL, NULL, &err) != SFT_OK &&
+			   back == NULL, "an adapter checkpoint for another base shape is refused: %s", err.message);
+		sft_buf_free(&buf);
+		sft_buf_free(&mbuf);
+		free(mm), free(vv);
+		sft_free(m2), sft_free(v2);
+		sft_lora_adapter_free(ad);
+		sft_model_free(m);
+	}
+
+	/* a bad adapter: one made for another shape */
+	{
+		SftLlamaConfig cfg = tiny_config(0),
+					other = tiny_config(0);
+		SftModel   *m = new_model(&cfg, 0.3f, 2);
+		SftLoraAdapter *ad;
+		SftTrainerOptions o = {.max_tokens = 16};
+		SftTrainer *tr = NULL;
+
+		other.intermediate_size = 24;
+		ad = new_adapter(&other, SFT_LORA_TARGET_ALL, 0.0, 1);
+		o.adapter = ad;
+		sft_error_clear(&err);
+		TAP_OK(sft_trainer_create(m, &o, &tr, &err) != SFT_OK && tr == NULL,
+			   "an adapter of another shape is refused: %s", err.message);
+		sft_lora_adapter_free(ad);
+		sft_model_free(m);
+	}
+
+	/* memory: the estimate covers what LoRA (+ checkpointing) allocates; both save */
+	{
+		SftAllocator a = {count_alloc, count_realloc, count_free};
+		SftLlamaConfig cfg = family_config(SFT_FAMILY_GEMMA3, 0);
+		SftLoraConfig lc = {.r = 3, .alpha = 6, .dropout = 0.1, .targets = SFT_LORA_TARGET_ALL};
+		int			clean = 1;
+
+		cfg.max_position = 400;
+		for (int ckpt = 0; ckpt < 2; ckpt++)
+		{
+			SftModel   *m = NULL;
+			SftLoraAdapter *ad = NULL;
+			SftTrainer *tr = NULL;
+			SftTrainerOptions o = {.max_tokens = 40, .dropout = 0.1f, .checkpoint_activations = ckpt};
+			size_t		est,
+						used;
+
+			sft_set_allocator(&a);
+			sft_model_new(&cfg, &m, &err);
+			sft_lora_adapter_new(&lc, &cfg, &ad, &err);
+			o.adapter = ad;
+			sft_trainer_create(m, &o, &tr, &err);
+			used = alloc_bytes;
+			est = sft_trainer_memory_estimate_for(&cfg, &o, &lc);
+			TAP_OK(tr && est >= used && est < used + used / 20,
+				   "LoRA%s: memory estimate %zu bytes covers the %zu allocated (within 5%%)",
+				   ckpt ? " + checkpointing" : "", est, used);
+			sft_trainer_free(tr);
+			sft_lora_adapter_free(ad);
+			sft_model_free(m);
+			if (alloc_bytes != 0)
+				clean = 0;
+			/* every allocation failing in turn */
+			for (long budget = 0; budget < 24; budget++)
+			{
+				SftStatus	st;
+
+				m = NULL;
+				ad = NULL;
+				tr = NULL;
+				alloc_budget = budget;
+				st = sft_model_new(&cfg, &m, &err);
+				if (st == SFT_OK)
+					st = sft_lora_adapter_new(&lc, &cfg, &ad, &err);
+				o.adapter = ad;
+				if (st == SFT_OK)
+					st = sft_trainer_create(m, &o, &tr, &err);
+				alloc_budget = -1;
+				if (st != SFT_OK && st != SFT_ERR_NOMEM)
+					clean = 0;
+				sft_trainer_free(tr);
+				sft_lora_adapter_free(ad);
+				sft_model_free(m);
+				if (alloc_bytes != 0)
+					clean = 0;
+			}
+			sft_set_allocator(NULL);
+		}
+		TAP_OK(clean, "LoRA trainers free everything; allocation failures give SFT_ERR_NOMEM without leaks");
+	}
+	{
+		SftLlamaConfig smol = {
+			.hidden_size = 576, .n_layers = 30, .n_heads = 9, .n_kv_heads = 3, .head_dim = 64,
+			.intermediate_size = 1536, .vocab_size = 49152, .max_position = 8192,
+			.rms_norm_eps = 1e-5f, .rope_theta = 100000.0f, .tie_word_embeddings = 1
+		};
+		SftLoraConfig lc = {.r = 16, .alpha = 32, .dropout = 0.05, .targets = SFT_LORA_TARGET_ALL};
+		SftTrainerOptions full = {.max_tokens = 512},
+					ck = {.max_tokens = 512, .checkpoint_activations = 1};
+		size_t		ef = sft_trainer_memory_estimate_for(&smol, &full, NULL),
+					el = sft_trainer_memory_estimate_for(&smol, &full, &lc),
+					elc = sft_trainer_memory_estimate_for(&smol, &ck, &lc),
+					efc = sft_trainer_memory_estimate_for(&smol, &ck, NULL);
+
+		TAP_OK(el < ef / 2 && elc < el && efc < ef,
+			   "SmolLM2-135M at 512 tokens: full %.2f GB, +checkpointing %.2f GB, LoRA r=16 all-linear %.2f GB, +checkpointing %.2f GB",
+			   ef / 1e9, efc / 1e9, el / 1e9, elc / 1e9);
+	}
+}
+
 int
 main(void)
 {
@@ -1113,5 +1500,6 @@ main(void)
 	test_family_models();
 	test_windowed_decoder();
 	test_family_memory();
+	test_lora_trainer();
 	return tap_done();
 }

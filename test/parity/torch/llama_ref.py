@@ -13,7 +13,8 @@ features from config.json as transformers' config classes do
 (parity mode) or times the same training step as bench_train (bench mode).
 
   llama_ref.py parity DIR      compare with what parity_driver wrote in DIR
-  llama_ref.py bench [THREADS] [STEPS] [SEQ_LEN] [lean|hf] [TORCH_THREADS] [CONFIG.JSON]
+  llama_ref.py bench [THREADS] [STEPS] [SEQ_LEN] [lean|hf] [TORCH_THREADS] [CONFIG.JSON|-] [LORA_R]
+  (LORA_R > 0: PEFT-style LoRA on every projection, alpha 2 r, frozen base)
   (BLAS threads come from OPENBLAS_NUM_THREADS; TORCH_THREADS defaults to THREADS)
 
 Bench "lean" computes LM-head logits only on the rows that predict a target,
@@ -117,6 +118,7 @@ def rotate_half(x):
 
 
 def linear(h, p, name):
+    # every projection of a layer goes through here (lora_ref.py wraps it)
     y = h @ p[name + ".weight"].T
     return y + p[name + ".bias"] if name + ".bias" in p else y
 
@@ -154,7 +156,7 @@ def layer_forward(x, p, l, cfg, ropes):
     scores = scores.masked_fill(masked, float("-inf"))
     att = torch.softmax(scores.float(), dim=-1).to(q.dtype) @ v
     att = att.transpose(0, 1).reshape(S, NH * HD)
-    a = att @ p[pre + "self_attn.o_proj.weight"].T
+    a = linear(att, p, pre + "self_attn.o_proj")
     if gemma:
         a = rms_norm(a, p[pre + "post_attention_layernorm.weight"], eps, True)
         x = x + a
@@ -162,10 +164,10 @@ def layer_forward(x, p, l, cfg, ropes):
     else:
         x = x + a
         h = rms_norm(x, p[pre + "post_attention_layernorm.weight"], eps)
-    gate = h @ p[pre + "mlp.gate_proj.weight"].T
-    up = h @ p[pre + "mlp.up_proj.weight"].T
+    gate = linear(h, p, pre + "mlp.gate_proj")
+    up = linear(h, p, pre + "mlp.up_proj")
     act = F.gelu(gate, approximate="tanh") if gemma else F.silu(gate)
-    m = (act * up) @ p[pre + "mlp.down_proj.weight"].T
+    m = linear(act * up, p, pre + "mlp.down_proj")
     if gemma:
         m = rms_norm(m, p[pre + "post_feedforward_layernorm.weight"], eps, True)
     return x + m
@@ -450,7 +452,7 @@ def hf_tensors(cj):
     return out, cfg
 
 
-def bench(threads, steps, T, variant, intra, config_path=None):
+def bench(threads, steps, T, variant, intra, config_path=None, lora_r=0):
     # The matrix products run on OpenBLAS's own threads (Debian's torch is
     # built with BLAS_INFO=generic: libblas.so.3 is OpenBLAS), sized by
     # OPENBLAS_NUM_THREADS; torch.set_num_threads sizes torch's OpenMP pool
@@ -485,13 +487,36 @@ def bench(threads, steps, T, variant, intra, config_path=None):
                             ("mlp.gate_proj", (F_, C)), ("mlp.up_proj", (F_, C)),
                             ("mlp.down_proj", (C, F_))):
             p[pre + name + ".weight"] = torch.randn(*shape) * 0.02
-    for t in p.values():
-        t.requires_grad_(True)
-    decay = [t for n, t in p.items() if t.dim() == 2]
-    no_decay = [t for n, t in p.items() if t.dim() == 1]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=1e-3, betas=(0.9, 0.95), eps=1e-8)
+    if lora_r:
+        # PEFT's LoRA on every projection (all-linear), frozen base: the step
+        # lora_ref.py checks, timed; alpha = 2 r, no adapter dropout
+        global linear
+        base_linear = linear
+        adapters = {}
+        for name in list(p):
+            if name.endswith("_proj.weight"):
+                out_dim, in_dim = p[name].shape
+                A = (torch.rand(lora_r, in_dim) * 2 - 1) / math.sqrt(in_dim)
+                B = torch.randn(out_dim, lora_r) * 0.01
+                adapters[name[:-len(".weight")]] = (A.requires_grad_(True), B.requires_grad_(True))
+
+        def lora_linear(h, params, name):
+            y = base_linear(h, params, name)
+            A, B = adapters[name]
+            return y + ((h @ A.T) @ B.T) * 2.0
+
+        linear = lora_linear
+        trained = [t for ab in adapters.values() for t in ab]
+        opt = torch.optim.AdamW(trained, lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
+    else:
+        for t in p.values():
+            t.requires_grad_(True)
+        decay = [t for n, t in p.items() if t.dim() == 2]
+        no_decay = [t for n, t in p.items() if t.dim() == 1]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                                 {"params": no_decay, "weight_decay": 0.0}],
+                                lr=1e-3, betas=(0.9, 0.95), eps=1e-8)
+        trained = list(p.values())
     tokens = torch.randint(0, V, (T,))
     mask = [1 if i >= T // 3 else 0 for i in range(T)]
 
@@ -501,7 +526,7 @@ def bench(threads, steps, T, variant, intra, config_path=None):
         opt.zero_grad()
         loss, n = loss_fn(tokens, mask, p, cfg)
         (loss / n).backward()
-        torch.nn.utils.clip_grad_norm_(list(p.values()), 1.0)
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
         opt.step()
         return float(loss) / n
 
@@ -524,9 +549,10 @@ def bench(threads, steps, T, variant, intra, config_path=None):
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1048576.0
     except ImportError:
         rss = float("nan")
-    print("torch %s (%s): %d BLAS threads, %d torch threads, %d-token steps, median of %d: %.3f s/step, "
+    print("torch %s (%s%s): %d BLAS threads, %d torch threads, %d-token steps, median of %d: %.3f s/step, "
           "%.1f tokens/s, peak RSS %.2f GB"
-          % (torch.__version__, variant, threads, intra, T, steps, med, T / med, rss))
+          % (torch.__version__, variant, ", LoRA r=%d all-linear" % lora_r if lora_r else "", threads, intra, T,
+             steps, med, T / med, rss))
     print("RESULT tokens_per_s=%.2f step_s=%.4f peak_rss_gb=%.3f" % (T / med, med, rss))
 
 
@@ -548,7 +574,8 @@ def main():
         steps = args[1] if len(args) > 1 else 3
         T = args[2] if len(args) > 2 else 512
         intra = int(sys.argv[6]) if len(sys.argv) > 6 else threads
-        bench(threads, steps, T, variant, intra, sys.argv[7] if len(sys.argv) > 7 else None)
+        config = sys.argv[7] if len(sys.argv) > 7 and sys.argv[7] != "-" else None
+        bench(threads, steps, T, variant, intra, config, int(sys.argv[8]) if len(sys.argv) > 8 else 0)
         return
     print(__doc__)
     sys.exit(2)

@@ -4,7 +4,14 @@
  * little-endian binary files (no safetensors: this test must not depend on
  * the weight-file code it would then also be testing).
  *
- *   parity_driver OUTDIR FAMILY TIED
+ *   parity_driver OUTDIR FAMILY TIED [lora TARGETS R ALPHA DROPOUT RSLORA [ckpt]]
+ *
+ * With "lora" the run trains an adapter on the frozen model (TARGETS:
+ * "all-linear" or module names joined by commas): the slabs below are then
+ * the adapter's (lora_tensors.txt names them), the keep files hold the
+ * adapter dropout draws, base_after.bin the base after training (it must
+ * be params0.bin byte for byte) and the decoder logits are not written;
+ * lora_ref.py checks it.  "ckpt" turns activation checkpointing on.
  *
  * FAMILY is llama, llama3 (llama3 rope scaling), linear (linear rope
  * scaling), qwen2, qwen3, smollm3 or gemma3: a shape-reduced config with every feature of that family active
@@ -29,6 +36,7 @@
  */
 #include "model.h"
 #include "llama_config.h"
+#include "lora_adapter.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -145,6 +153,10 @@ main(int argc, char **argv)
 	const char *dir;
 	const char *family;
 	int			tied;
+	int			lora = argc >= 10 && strcmp(argv[4], "lora") == 0;
+	SftLoraConfig lcfg = {0};
+	SftLoraAdapter *ad = NULL;
+	SftTrainerOptions topts = {.max_tokens = 32, .seed = 1};
 	SftLlamaConfig cfg = {
 		.hidden_size = 32, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .head_dim = 8,
 		.intermediate_size = 48, .vocab_size = 50, .max_position = 64,
@@ -167,10 +179,35 @@ main(int argc, char **argv)
 	int32_t		tokens[N_STEPS][N_MICRO][32],
 				mask[N_STEPS][N_MICRO][32];
 
-	if (argc != 4 || !family_config(argv[2], &cfg))
+	if (!(argc == 4 || (lora && argc <= 11)) || !family_config(argv[2], &cfg))
 	{
-		fprintf(stderr, "usage: parity_driver OUTDIR llama|llama3|linear|qwen2|qwen3|smollm3|gemma3 TIED(0|1)\n");
+		fprintf(stderr, "usage: parity_driver OUTDIR llama|llama3|linear|qwen2|qwen3|smollm3|gemma3 TIED(0|1) [lora TARGETS R ALPHA DROPOUT RSLORA [ckpt]]\n");
 		return 2;
+	}
+	if (lora)
+	{
+		char	   *list = strdup(argv[5]);
+
+		if (strcmp(list, "all-linear") == 0)
+			lcfg.targets = SFT_LORA_TARGET_ALL;
+		else
+			for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ","))
+			{
+				int			mod = sft_lora_module_from_name(tok);
+
+				if (mod < 0)
+				{
+					fprintf(stderr, "parity_driver: unknown module %s\n", tok);
+					return 2;
+				}
+				lcfg.targets |= SFT_LORA_TARGET(mod);
+			}
+		free(list);
+		lcfg.r = atoi(argv[6]);
+		lcfg.alpha = atof(argv[7]);
+		lcfg.dropout = atof(argv[8]);
+		lcfg.rslora = atoi(argv[9]);
+		topts.checkpoint_activations = argc == 11 && strcmp(argv[10], "ckpt") == 0;
 	}
 	dir = argv[1];
 	family = argv[2];
@@ -179,8 +216,11 @@ main(int argc, char **argv)
 	openblas_set_num_threads(1);
 
 	if (sft_model_new(&cfg, &m, &err) != SFT_OK ||
-		sft_trainer_new(m, 32, 0.0f, 1, &tr, &err) != SFT_OK ||
+		(lora && sft_lora_adapter_new(&lcfg, &cfg, &ad, &err) != SFT_OK) ||
 		sft_decoder_new(m, 32, &dec, &err) != SFT_OK)
+		die(&err);
+	topts.adapter = ad;
+	if (sft_trainer_create(m, &topts, &tr, &err) != SFT_OK)
 		die(&err);
 	n = sft_model_num_params(m);
 	p = sft_model_params(m);
@@ -236,6 +276,37 @@ main(int argc, char **argv)
 	}
 	fclose(f);
 	write_raw(dir, "params0.bin", p, n * sizeof(float));
+	if (lora)
+	{
+		/*
+		 * PEFT's initialisation, then B random too: with B = 0 every lora_A
+		 * gradient is zero and would test nothing.
+		 */
+		sft_lora_init_peft(ad, 7);
+		for (int i = 0; i < ad->n_tensors; i++)
+			if (ad->tensors[i].is_b)
+				for (size_t j = 0; j < ad->tensors[i].numel; j++)
+					ad->params[ad->tensors[i].offset + j] = 0.1f * sft_rng_normal(&rng);
+		f = open_text(dir, "lora.txt");
+		fprintf(f, "r %d\nalpha %.17g\nscale %.9g\ndropout %.17g\nrslora %d\nn_train %zu\nckpt %d\n",
+				lcfg.r, lcfg.alpha, sft_lora_scale(&lcfg), lcfg.dropout, lcfg.rslora,
+				ad->n_params, topts.checkpoint_activations);
+		fclose(f);
+		f = open_text(dir, "lora_tensors.txt");
+		for (int i = 0; i < ad->n_tensors; i++)
+		{
+			const SftLoraTensor *t = &ad->tensors[i];
+
+			fprintf(f, "%s %zu %d %s %d %lld %lld\n", t->name, t->offset, t->layer,
+					sft_lora_module_name(t->module), t->is_b,
+					(long long) t->shape[0], (long long) t->shape[1]);
+		}
+		fclose(f);
+		write_raw(dir, "adapter0.bin", ad->params, ad->n_params * sizeof(float));
+		/* from here on the slabs written are the adapter's */
+		p = ad->params;
+		n = ad->n_params;
+	}
 
 	/* data: random tokens, random masks with a few zero runs */
 	for (int s = 0; s < N_STEPS; s++)
@@ -260,6 +331,7 @@ main(int argc, char **argv)
 		}
 
 	/* logits of every position of b0_0, through the KV-cached decoder */
+	if (!lora)
 	{
 		int			T = 0,
 					start = 0;
@@ -301,6 +373,24 @@ main(int argc, char **argv)
 				die(&err);
 			loss_sum += l;
 			n_targets += nt;
+			/* the adapter dropout draws of this micro-batch, per layer and module */
+			for (int layer = 0; lora && layer < cfg.n_layers; layer++)
+				for (int mod = 0; mod < SFT_LORA_N_MODULES; mod++)
+				{
+					const uint8_t *keep = sft_trainer_lora_dropout_keep(tr, layer, mod);
+					int64_t		o_dim,
+								in_dim;
+					int			T = 0;
+
+					if (keep == NULL)
+						continue;
+					for (int q = 0; q < n_seqs[j]; q++)
+						T += lens[j][q];
+					sft_lora_module_shape(&cfg, (SftLoraModule) mod, &o_dim, &in_dim);
+					snprintf(name, sizeof(name), "keep%d_%d_%d_%s.bin", s, j, layer,
+							 sft_lora_module_name((SftLoraModule) mod));
+					write_raw(dir, name, keep, (size_t) T * in_dim);
+				}
 		}
 		if (s == 0)
 		{
@@ -322,6 +412,9 @@ main(int argc, char **argv)
 	}
 	fclose(floss);
 	fclose(fsteps);
+	if (lora)
+		write_raw(dir, "base_after.bin", sft_model_params(m), sft_model_num_params(m) * sizeof(float));
+	sft_lora_adapter_free(ad);
 	sft_decoder_free(dec);
 	sft_trainer_free(tr);
 	sft_model_free(m);
