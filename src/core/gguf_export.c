@@ -3,17 +3,25 @@
  *
  * Three parts, each checked before a byte is written:
  *
- *   1. Architecture metadata and tensors, from a per-architecture table
- *      (arch_table): llama.cpp's architecture name, its hyper-parameter keys
+ *   1. Architecture metadata and tensors, from a per-family table
+ *      (arch_table, picked by cfg->family): llama.cpp's architecture name
+ *      (llama, qwen2, qwen3, smollm3, gemma3), its hyper-parameter keys
  *      (named "<arch>.<key>", with the value types llama.cpp checks: u32 for
- *      sizes, f32 for epsilons and RoPE base), the HF -> GGUF tensor names,
- *      and whether Q/K rows are permuted.  llama.cpp's "llama" RoPE rotates
- *      interleaved pairs (x[2i], x[2i+1]) where HF rotates halves (x[i],
- *      x[i + HD/2]), so each head's rows of q_proj/k_proj are reordered:
- *      GGUF row h*HD + 2i + j = HF row h*HD + j*HD/2 + i.  A family added to
- *      the model adds a row to the table; an HF tensor without a mapping or a
- *      config feature without one (llama3 rope_scaling would need the
- *      rope_freqs tensor) is refused, never dropped.
+ *      sizes, f32 for epsilons and RoPE bases), the HF -> GGUF tensor names
+ *      and what happens to each tensor's rows on the way:
+ *      - llama.cpp's "llama" and "smollm3" RoPE rotates interleaved pairs
+ *        (x[2i], x[2i+1]) where HF rotates halves (x[i], x[i + HD/2]), so
+ *        each head's rows of q_proj/k_proj are reordered: GGUF row
+ *        h*HD + 2i + j = HF row h*HD + j*HD/2 + i.  qwen2, qwen3 and gemma3
+ *        rotate halves as HF does ("NeoX"): no permutation.
+ *      - Gemma multiplies by (1 + w) in its RMSNorms, llama.cpp by w: its
+ *        norm weights are written plus one.
+ *      - llama3-scaled RoPE becomes the rope_freqs tensor (llama only: the
+ *        other graphs do not read it); linear scaling the rope.scaling keys.
+ *      What llama.cpp's graph does without a key (SmolLM3's NoPE in every
+ *      4th layer, Gemma's attention scale head_dim^-1/2, its sliding layers
+ *      as one period) is compared with the config and refused when they
+ *      differ (check_config), as is an HF tensor without a mapping.
  *
  *   2. The tokenizer: "gpt2" (byte-level BPE: tokens as the vocabulary's
  *      printable-byte strings, merges "left right" in rank order, and the
@@ -42,136 +50,256 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <json.h>
-
+#include "model_internal.h"
 #include "tokenizer_internal.h"
 
 /* ---------------------------------------------------------------------------
  * Architectures
  * ------------------------------------------------------------------------- */
 
-typedef enum PermuteKind
+/* What happens to an HF tensor's rows on the way into the file. */
+typedef enum RowTransform
 {
-	PERMUTE_NONE,
-	PERMUTE_Q,					/* rows of NH heads */
-	PERMUTE_K					/* rows of NKV heads */
-} PermuteKind;
+	ROWS_AS_IS,
+	ROWS_PERMUTE_Q,				/* interleave the RoPE halves, rows of NH heads */
+	ROWS_PERMUTE_K,				/* the same over NKV heads */
+	ROWS_PLUS_ONE				/* Gemma's (1 + w) norms: llama.cpp multiplies by w */
+} RowTransform;
 
 typedef struct TensorMap
 {
 	const char *hf;				/* HF name after "model.layers.N." (per layer) or full */
 	const char *gguf;			/* GGUF name after "blk.N." or full */
-	PermuteKind permute;
+	RowTransform rows;
 } TensorMap;
 
 typedef struct GgufArch
 {
 	const char *gguf_arch;		/* general.architecture */
+	SftFamily	family;
 	const TensorMap *global;	/* NULL-terminated */
 	const TensorMap *layer;		/* NULL-terminated */
-	/* refuse config features this mapping does not carry (NULL: none) */
-	SftStatus	(*check) (const SftLlamaConfig *cfg, SftError *err);
 } GgufArch;
 
 static const TensorMap llama_global[] = {
-	{"model.embed_tokens.weight", "token_embd.weight", PERMUTE_NONE},
-	{"model.norm.weight", "output_norm.weight", PERMUTE_NONE},
-	{"lm_head.weight", "output.weight", PERMUTE_NONE},
-	{NULL, NULL, PERMUTE_NONE}
+	{"model.embed_tokens.weight", "token_embd.weight", ROWS_AS_IS},
+	{"model.norm.weight", "output_norm.weight", ROWS_AS_IS},
+	{"lm_head.weight", "output.weight", ROWS_AS_IS},
+	{NULL, NULL, ROWS_AS_IS}
 };
 
+/* llama and smollm3: llama.cpp's "normal" RoPE on interleaved pairs */
 static const TensorMap llama_layer[] = {
-	{"input_layernorm.weight", "attn_norm.weight", PERMUTE_NONE},
-	{"self_attn.q_proj.weight", "attn_q.weight", PERMUTE_Q},
-	{"self_attn.k_proj.weight", "attn_k.weight", PERMUTE_K},
-	{"self_attn.v_proj.weight", "attn_v.weight", PERMUTE_NONE},
-	{"self_attn.o_proj.weight", "attn_output.weight", PERMUTE_NONE},
-	{"post_attention_layernorm.weight", "ffn_norm.weight", PERMUTE_NONE},
-	{"mlp.gate_proj.weight", "ffn_gate.weight", PERMUTE_NONE},
-	{"mlp.up_proj.weight", "ffn_up.weight", PERMUTE_NONE},
-	{"mlp.down_proj.weight", "ffn_down.weight", PERMUTE_NONE},
-	{NULL, NULL, PERMUTE_NONE}
+	{"input_layernorm.weight", "attn_norm.weight", ROWS_AS_IS},
+	{"self_attn.q_proj.weight", "attn_q.weight", ROWS_PERMUTE_Q},
+	{"self_attn.k_proj.weight", "attn_k.weight", ROWS_PERMUTE_K},
+	{"self_attn.v_proj.weight", "attn_v.weight", ROWS_AS_IS},
+	{"self_attn.o_proj.weight", "attn_output.weight", ROWS_AS_IS},
+	{"post_attention_layernorm.weight", "ffn_norm.weight", ROWS_AS_IS},
+	{"mlp.gate_proj.weight", "ffn_gate.weight", ROWS_AS_IS},
+	{"mlp.up_proj.weight", "ffn_up.weight", ROWS_AS_IS},
+	{"mlp.down_proj.weight", "ffn_down.weight", ROWS_AS_IS},
+	{NULL, NULL, ROWS_AS_IS}
+};
+
+/* qwen2: NeoX RoPE (rotate halves, as HF), so no permutation; q/k/v biases */
+static const TensorMap qwen2_layer[] = {
+	{"input_layernorm.weight", "attn_norm.weight", ROWS_AS_IS},
+	{"self_attn.q_proj.weight", "attn_q.weight", ROWS_AS_IS},
+	{"self_attn.k_proj.weight", "attn_k.weight", ROWS_AS_IS},
+	{"self_attn.v_proj.weight", "attn_v.weight", ROWS_AS_IS},
+	{"self_attn.q_proj.bias", "attn_q.bias", ROWS_AS_IS},
+	{"self_attn.k_proj.bias", "attn_k.bias", ROWS_AS_IS},
+	{"self_attn.v_proj.bias", "attn_v.bias", ROWS_AS_IS},
+	{"self_attn.o_proj.weight", "attn_output.weight", ROWS_AS_IS},
+	{"post_attention_layernorm.weight", "ffn_norm.weight", ROWS_AS_IS},
+	{"mlp.gate_proj.weight", "ffn_gate.weight", ROWS_AS_IS},
+	{"mlp.up_proj.weight", "ffn_up.weight", ROWS_AS_IS},
+	{"mlp.down_proj.weight", "ffn_down.weight", ROWS_AS_IS},
+	{NULL, NULL, ROWS_AS_IS}
+};
+
+/* qwen3: NeoX RoPE, q/k RMSNorm over head_dim before it */
+static const TensorMap qwen3_layer[] = {
+	{"input_layernorm.weight", "attn_norm.weight", ROWS_AS_IS},
+	{"self_attn.q_proj.weight", "attn_q.weight", ROWS_AS_IS},
+	{"self_attn.k_proj.weight", "attn_k.weight", ROWS_AS_IS},
+	{"self_attn.v_proj.weight", "attn_v.weight", ROWS_AS_IS},
+	{"self_attn.q_norm.weight", "attn_q_norm.weight", ROWS_AS_IS},
+	{"self_attn.k_norm.weight", "attn_k_norm.weight", ROWS_AS_IS},
+	{"self_attn.o_proj.weight", "attn_output.weight", ROWS_AS_IS},
+	{"post_attention_layernorm.weight", "ffn_norm.weight", ROWS_AS_IS},
+	{"mlp.gate_proj.weight", "ffn_gate.weight", ROWS_AS_IS},
+	{"mlp.up_proj.weight", "ffn_up.weight", ROWS_AS_IS},
+	{"mlp.down_proj.weight", "ffn_down.weight", ROWS_AS_IS},
+	{NULL, NULL, ROWS_AS_IS}
+};
+
+/* gemma3: NeoX RoPE, four norms per layer and q/k norms, all stored as w + 1 */
+static const TensorMap gemma3_global[] = {
+	{"model.embed_tokens.weight", "token_embd.weight", ROWS_AS_IS},
+	{"model.norm.weight", "output_norm.weight", ROWS_PLUS_ONE},
+	{"lm_head.weight", "output.weight", ROWS_AS_IS},
+	{NULL, NULL, ROWS_AS_IS}
+};
+
+static const TensorMap gemma3_layer[] = {
+	{"input_layernorm.weight", "attn_norm.weight", ROWS_PLUS_ONE},
+	{"self_attn.q_proj.weight", "attn_q.weight", ROWS_AS_IS},
+	{"self_attn.k_proj.weight", "attn_k.weight", ROWS_AS_IS},
+	{"self_attn.v_proj.weight", "attn_v.weight", ROWS_AS_IS},
+	{"self_attn.q_norm.weight", "attn_q_norm.weight", ROWS_PLUS_ONE},
+	{"self_attn.k_norm.weight", "attn_k_norm.weight", ROWS_PLUS_ONE},
+	{"self_attn.o_proj.weight", "attn_output.weight", ROWS_AS_IS},
+	{"post_attention_layernorm.weight", "post_attention_norm.weight", ROWS_PLUS_ONE},
+	{"pre_feedforward_layernorm.weight", "ffn_norm.weight", ROWS_PLUS_ONE},
+	{"mlp.gate_proj.weight", "ffn_gate.weight", ROWS_AS_IS},
+	{"mlp.up_proj.weight", "ffn_up.weight", ROWS_AS_IS},
+	{"mlp.down_proj.weight", "ffn_down.weight", ROWS_AS_IS},
+	{"post_feedforward_layernorm.weight", "post_ffw_norm.weight", ROWS_PLUS_ONE},
+	{NULL, NULL, ROWS_AS_IS}
 };
 
 /*
- * What decides whether this mapping applies is what config.json says, so
- * the check reads the config as the core serialises it: model_type "llama"
- * and no rope_scaling (llama3-scaled RoPE needs the rope_freqs tensor, which
- * this writer does not produce yet).  A config that describes anything else
- * (another family, scaled RoPE, layers without RoPE) is refused here, even
- * when its tensors happen to have llama's names.
+ * One row per family the core computes, chosen by cfg->family.  What each
+ * llama.cpp architecture does implicitly (Gemma's sqrt(C) embedding scale
+ * and GeGLU-tanh, SmolLM3's NoPE every 4th layer, the attention scale) is
+ * checked against the config in check_config; a family without a row has
+ * none here and is refused.
  */
-static SftStatus
-check_llama(const SftLlamaConfig *cfg, SftError *err)
-{
-	SftBuf		text;
-	json_object *root;
-	json_object *v;
-	SftStatus	st;
-	const char *model_type = NULL;
-
-	if (cfg->head_dim % 2 != 0)
-		return sft_error(err, SFT_ERR_UNSUPPORTED, "GGUF export: head_dim %d is odd (RoPE needs pairs)", cfg->head_dim);
-	sft_buf_init(&text);
-	if ((st = sft_llama_config_to_json(cfg, &text, err)) != SFT_OK)
-	{
-		sft_buf_free(&text);
-		return st;
-	}
-	root = json_tokener_parse(text.data);
-	sft_buf_free(&text);
-	if (root == NULL)
-		return sft_error(err, SFT_ERR_INTERNAL, "GGUF export: the serialised config does not parse");
-	if (json_object_object_get_ex(root, "model_type", &v) && json_object_is_type(v, json_type_string))
-		model_type = json_object_get_string(v);
-	if (model_type == NULL || strcmp(model_type, "llama") != 0)
-		st = sft_error(err, SFT_ERR_UNSUPPORTED,
-					   "GGUF export: model_type \"%s\" has no GGUF mapping yet (llama has)",
-					   model_type ? model_type : "(none)");
-	else if (json_object_object_get_ex(root, "rope_scaling", &v) && v != NULL)
-		st = sft_error(err, SFT_ERR_UNSUPPORTED,
-					   "GGUF export: rope_scaling is not exported yet (llama.cpp needs a rope_freqs tensor for it)");
-	else
-		st = SFT_OK;
-	json_object_put(root);
-	return st;
-}
-
-/*
- * One row per model family the core computes.  SftLlamaConfig describes
- * LlamaForCausalLM only, so every model maps to "llama"; families that add
- * a model_type add their row and the lookup in arch_for_config.
- */
-static const GgufArch arch_llama = {"llama", llama_global, llama_layer, check_llama};
+static const GgufArch arch_table[] = {
+	{"llama", SFT_FAMILY_LLAMA, llama_global, llama_layer},
+	{"qwen2", SFT_FAMILY_QWEN2, llama_global, qwen2_layer},
+	{"qwen3", SFT_FAMILY_QWEN3, llama_global, qwen3_layer},
+	{"smollm3", SFT_FAMILY_SMOLLM3, llama_global, llama_layer},
+	{"gemma3", SFT_FAMILY_GEMMA3, gemma3_global, gemma3_layer},
+};
 
 static const GgufArch *
 arch_for_config(const SftLlamaConfig *cfg)
 {
-	(void) cfg;
-	return &arch_llama;
+	for (size_t i = 0; i < sizeof(arch_table) / sizeof(arch_table[0]); i++)
+		if (arch_table[i].family == cfg->family)
+			return &arch_table[i];
+	return NULL;
+}
+
+/*
+ * Gemma 3's layer pattern as llama.cpp reads it: a u32 period P, layer l
+ * sliding when l % P < P - 1 (P = 0: every layer).  The period whose
+ * pattern equals the config's layer flags, or -1 when none does.
+ */
+static int
+gemma3_swa_period(const SftLlamaConfig *cfg)
+{
+	for (int p = 0; p <= cfg->n_layers + 1; p++)
+	{
+		int			same = 1;
+
+		if (p == 1)
+			continue;			/* no sliding layer: written without a window */
+		for (int l = 0; l < cfg->n_layers && same; l++)
+		{
+			int			swa = p == 0 || l % p < p - 1;
+
+			same = swa == ((cfg->layer_flags[l] & SFT_LAYER_SLIDING) != 0);
+		}
+		if (same)
+			return p;
+	}
+	return -1;
+}
+
+static int
+any_layer(const SftLlamaConfig *cfg, int flag)
+{
+	for (int l = 0; l < cfg->n_layers; l++)
+		if (cfg->layer_flags[l] & flag)
+			return 1;
+	return 0;
+}
+
+/*
+ * Refuse what the architecture's llama.cpp graph would compute differently
+ * from the config (it reads no key for these, so nothing could be written).
+ */
+static SftStatus
+check_config(const GgufArch *arch, const SftLlamaConfig *cfg, SftError *err)
+{
+	const char *a = arch->gguf_arch;
+	double		want_scale = 1.0 / sqrt((double) cfg->head_dim);
+	double		scale = (double) sft_llama_config_attn_scale(cfg);
+
+	if (cfg->head_dim % 2 != 0)
+		return sft_error(err, SFT_ERR_UNSUPPORTED, "GGUF export: head_dim %d is odd (RoPE needs pairs)", cfg->head_dim);
+	if (cfg->rope_type == SFT_ROPE_LLAMA3 && cfg->family != SFT_FAMILY_LLAMA)
+		return sft_error(err, SFT_ERR_UNSUPPORTED,
+						 "GGUF export: llama3 rope_scaling on %s: llama.cpp reads the rope_freqs tensor it needs for llama only", a);
+	if (cfg->family == SFT_FAMILY_QWEN2 && cfg->n_heads * cfg->head_dim != cfg->hidden_size)
+		return sft_error(err, SFT_ERR_UNSUPPORTED,
+						 "GGUF export: qwen2 with num_attention_heads x head_dim = %d x %d != hidden_size %d (llama.cpp's qwen2 needs them equal)",
+						 cfg->n_heads, cfg->head_dim, cfg->hidden_size);
+	if (cfg->family != SFT_FAMILY_GEMMA3 && (any_layer(cfg, SFT_LAYER_SLIDING) || cfg->final_logit_softcap != 0.0f))
+		return sft_error(err, SFT_ERR_UNSUPPORTED,
+						 "GGUF export: %s with sliding-window layers or logit softcapping has no llama.cpp equivalent", a);
+	if (cfg->family == SFT_FAMILY_SMOLLM3)
+	{
+		/* llama.cpp's smollm3 skips RoPE in layers l with (l + 1) % 4 == 0, always */
+		for (int l = 0; l < cfg->n_layers; l++)
+			if (((cfg->layer_flags[l] & SFT_LAYER_NOPE) != 0) != ((l + 1) % 4 == 0))
+				return sft_error(err, SFT_ERR_UNSUPPORTED,
+								 "GGUF export: smollm3 layer %d %s RoPE; llama.cpp leaves it out of every 4th layer (3, 7, ...) and only those",
+								 l, (cfg->layer_flags[l] & SFT_LAYER_NOPE) ? "has no" : "has");
+	}
+	else if (any_layer(cfg, SFT_LAYER_NOPE))
+		return sft_error(err, SFT_ERR_UNSUPPORTED, "GGUF export: %s with layers without RoPE has no llama.cpp equivalent", a);
+	if (cfg->family == SFT_FAMILY_GEMMA3)
+	{
+		/* llama.cpp's gemma3 scales queries by head_dim^-1/2, or (C / NH)^-1/2 for its 62-layer 27B */
+		if (cfg->n_layers == 62)
+			want_scale = 1.0 / sqrt((double) (cfg->hidden_size / cfg->n_heads));
+		if (any_layer(cfg, SFT_LAYER_SLIDING) && gemma3_swa_period(cfg) < 0)
+			return sft_error(err, SFT_ERR_UNSUPPORTED,
+							 "GGUF export: gemma3 layer_types are not periodic (llama.cpp's sliding_window_pattern P makes layer l sliding when l %% P < P - 1)");
+	}
+	if (fabs(scale - want_scale) > 1e-6 * want_scale)
+		return sft_error(err, SFT_ERR_UNSUPPORTED,
+						 "GGUF export: attention scale %g (query_pre_attn_scalar %g) differs from llama.cpp's %s, which is %g",
+						 scale, (double) cfg->query_pre_attn_scalar, a, want_scale);
+	return SFT_OK;
 }
 
 /* ---------------------------------------------------------------------------
  * Tensors
  * ------------------------------------------------------------------------- */
 
-typedef struct PermuteArg
+typedef struct RowArg
 {
-	const float *w;				/* HF [rows, cols] */
+	const float *w;				/* HF [rows, cols] (1-D: one row) */
 	int64_t		cols;
 	int			head_dim;
-} PermuteArg;
+} RowArg;
 
 static void
 permute_row(const void *arg, uint64_t row, float *out)
 {
-	const PermuteArg *p = arg;
+	const RowArg *p = arg;
 	uint64_t	hd = (uint64_t) p->head_dim;
 	uint64_t	h = row / hd,
 				within = row % hd;
 	uint64_t	src = h * hd + (within % 2) * (hd / 2) + within / 2;
 
 	memcpy(out, p->w + src * (uint64_t) p->cols, sizeof(float) * (size_t) p->cols);
+}
+
+static void
+plus_one_row(const void *arg, uint64_t row, float *out)
+{
+	const RowArg *p = arg;
+	const float *src = p->w + row * (uint64_t) p->cols;
+
+	for (int64_t c = 0; c < p->cols; c++)
+		out[c] = src[c] + 1.0f;
 }
 
 /* Find the GGUF name of an HF tensor name; NULL when the table has none. */
@@ -232,7 +360,42 @@ put_hparams(SftGgufWriter *w, const GgufArch *arch, const SftLlamaConfig *cfg)
 	sft_gguf_add_f32(w, ARCH_KEY("attention.layer_norm_rms_epsilon"), cfg->rms_norm_eps);
 	sft_gguf_add_f32(w, ARCH_KEY("rope.freq_base"), cfg->rope_theta);
 	sft_gguf_add_u32(w, ARCH_KEY("rope.dimension_count"), (uint32_t) cfg->head_dim);
+	/* linear: llama.cpp's freq_scale = 1 / factor on the global layers (Gemma's local ones keep 1) */
+	if (cfg->rope_type == SFT_ROPE_LINEAR)
+	{
+		sft_gguf_add_string(w, ARCH_KEY("rope.scaling.type"), "linear", 6);
+		sft_gguf_add_f32(w, ARCH_KEY("rope.scaling.factor"), cfg->rope_factor);
+	}
+	if (cfg->family == SFT_FAMILY_GEMMA3)
+	{
+		if (any_layer(cfg, SFT_LAYER_SLIDING))
+		{
+			sft_gguf_add_u32(w, ARCH_KEY("attention.sliding_window"), (uint32_t) cfg->sliding_window);
+			sft_gguf_add_u32(w, ARCH_KEY("attention.sliding_window_pattern"), (uint32_t) gemma3_swa_period(cfg));
+			sft_gguf_add_f32(w, ARCH_KEY("rope.freq_base_swa"), cfg->rope_local_theta);
+		}
+		if (cfg->final_logit_softcap > 0.0f)
+			sft_gguf_add_f32(w, ARCH_KEY("final_logit_softcapping"), cfg->final_logit_softcap);
+	}
 #undef ARCH_KEY
+}
+
+/*
+ * llama3-scaled RoPE: llama.cpp divides each of the HD/2 base frequencies by
+ * rope_freqs[i], so the tensor is the ratio of the unscaled frequencies to
+ * the ones the model computes (sft_rope_inv_freq, the core's own).
+ */
+static void
+llama3_rope_freqs(const SftLlamaConfig *cfg, float *out)
+{
+	SftLlamaConfig plain = *cfg;
+	float	   *scaled = out + cfg->head_dim / 2;
+
+	plain.rope_type = SFT_ROPE_DEFAULT;
+	sft_rope_inv_freq(out, &plain, 0);
+	sft_rope_inv_freq(scaled, cfg, 0);
+	for (int i = 0; i < cfg->head_dim / 2; i++)
+		out[i] = out[i] / scaled[i];
 }
 
 /* ---------------------------------------------------------------------------
@@ -378,7 +541,8 @@ static SftStatus
 check_sentencepiece(const SftTokenizer *tok, int *add_space_prefix, SftError *err)
 {
 	int			prepend = 0,
-				replace = 0;
+				replace = 0,
+				spaces_replaced = 0;	/* by the normalizer, before any split */
 
 	for (int i = 0; i < tok->n_norm; i++)
 	{
@@ -388,7 +552,7 @@ check_sentencepiece(const SftTokenizer *tok, int *add_space_prefix, SftError *er
 			prepend = 1;
 		else if (s->kind == SFT_NORM_REPLACE && s->alen == 1 && s->a[0] == ' ' &&
 				 s->blen == 3 && memcmp(s->b, "\xE2\x96\x81", 3) == 0)
-			replace = 1;
+			replace = spaces_replaced = 1;
 		else
 			return sft_error(err, SFT_ERR_UNSUPPORTED,
 							 "GGUF export: SentencePiece normalizer step %d has no llama.cpp equivalent (Prepend and Replace of \" \" with U+2581 do)", i + 1);
@@ -405,9 +569,16 @@ check_sentencepiece(const SftTokenizer *tok, int *add_space_prefix, SftError *er
 	}
 	if (!replace)
 		return sft_error(err, SFT_ERR_UNSUPPORTED, "GGUF export: a SentencePiece tokenizer that keeps spaces has no llama.cpp equivalent");
+	/*
+	 * llama.cpp does not pre-split SentencePiece text; a split on U+2581 is
+	 * what it does implicitly, and one on " " (Gemma's) matches nothing
+	 * once the normalizer has replaced every space.
+	 */
 	for (int i = 0; i < tok->n_pre; i++)
 		if (!(tok->pre[i].kind == SFT_PRE_LITERAL && tok->pre[i].literal_len == 3 &&
-			  memcmp(tok->pre[i].literal, "\xE2\x96\x81", 3) == 0))
+			  memcmp(tok->pre[i].literal, "\xE2\x96\x81", 3) == 0) &&
+			!(tok->pre[i].kind == SFT_PRE_LITERAL && tok->pre[i].literal_len == 1 &&
+			  tok->pre[i].literal[0] == ' ' && spaces_replaced))
 			return sft_error(err, SFT_ERR_UNSUPPORTED, "GGUF export: a SentencePiece pre-tokenizer split has no llama.cpp equivalent");
 	for (int b = 0; b < 256; b++)
 		if (tok->fallback_id[b] < 0)
@@ -572,13 +743,17 @@ sft_gguf_export_model(const SftModel *model, const SftTokenizer *tok,
 	const char *pre = NULL;
 	SftGgufWriter w;
 	VocabOut	v;
-	PermuteArg *perm = NULL;
+	RowArg	   *rows = NULL;
+	float	   *rope_freqs = NULL;
 	int			n_tensors = sft_model_tensor_count(model);
 	int32_t		bos,
 				eos;
 	SftStatus	st;
 
-	if (arch->check && (st = arch->check(cfg, err)) != SFT_OK)
+	if (arch == NULL)
+		return sft_error(err, SFT_ERR_UNSUPPORTED, "GGUF export: model_type \"%s\" has no GGUF mapping",
+						 sft_family_model_type(cfg->family));
+	if ((st = check_config(arch, cfg, err)) != SFT_OK)
 		return st;
 	if (tok->vocab_size > cfg->vocab_size)
 		return sft_error(err, SFT_ERR_INVALID, "GGUF export: the tokenizer's %d ids exceed the model's vocab_size %d",
@@ -592,9 +767,12 @@ sft_gguf_export_model(const SftModel *model, const SftTokenizer *tok,
 		vocab_free(&v);
 		return st;
 	}
-	perm = sft_calloc((size_t) n_tensors, sizeof(*perm));
-	if (perm == NULL)
+	rows = sft_calloc((size_t) n_tensors, sizeof(*rows));
+	if (cfg->rope_type == SFT_ROPE_LLAMA3)
+		rope_freqs = sft_calloc((size_t) cfg->head_dim, sizeof(float));	/* HD/2 + scratch */
+	if (rows == NULL || (cfg->rope_type == SFT_ROPE_LLAMA3 && rope_freqs == NULL))
 	{
+		sft_free(rows);
 		vocab_free(&v);
 		return sft_error(err, SFT_ERR_NOMEM, "out of memory");
 	}
@@ -627,8 +805,17 @@ sft_gguf_export_model(const SftModel *model, const SftTokenizer *tok,
 		sft_gguf_add_u32(&w, "tokenizer.ggml.eot_token_id", (uint32_t) opt->eot_id);
 	if (tok->unk_id >= 0)
 		sft_gguf_add_u32(&w, "tokenizer.ggml.unknown_token_id", (uint32_t) tok->unk_id);
+	if (tok->pad_id >= 0)
+		sft_gguf_add_u32(&w, "tokenizer.ggml.padding_token_id", (uint32_t) tok->pad_id);
+	/*
+	 * add_bos_token: whether HF's tokenizer(text) starts with BOS, as
+	 * tokenizer_config.json says, else as the post_processor's template
+	 * does (Llama 3), else SentencePiece's habit.
+	 */
 	sft_gguf_add_bool(&w, "tokenizer.ggml.add_bos_token",
-					  tok->add_bos_token >= 0 ? tok->add_bos_token : spm);
+					  tok->add_bos_token >= 0 ? tok->add_bos_token
+					  : tok->post_first_id >= 0 ? tok->post_first_id == bos
+					  : tok->post_first_id == -1 ? 0 : spm);
 	sft_gguf_add_bool(&w, "tokenizer.ggml.add_eos_token", 0);
 	if (spm)
 		sft_gguf_add_bool(&w, "tokenizer.ggml.add_space_prefix", add_space_prefix);
@@ -636,6 +823,13 @@ sft_gguf_export_model(const SftModel *model, const SftTokenizer *tok,
 		sft_gguf_add_string(&w, "tokenizer.chat_template", opt->chat_template,
 							strlen(opt->chat_template));
 
+	if (rope_freqs)
+	{
+		uint64_t	ne[1] = {(uint64_t) cfg->head_dim / 2};
+
+		llama3_rope_freqs(cfg, rope_freqs);
+		sft_gguf_add_tensor(&w, "rope_freqs.weight", 1, ne, SFT_GGML_F32, rope_freqs, NULL, NULL);
+	}
 	for (int i = 0; i < n_tensors && w.status == SFT_OK; i++)
 	{
 		const SftParamTensor *t = sft_model_tensor(model, i);
@@ -648,7 +842,8 @@ sft_gguf_export_model(const SftModel *model, const SftTokenizer *tok,
 		{
 			sft_gguf_writer_free(&w);
 			vocab_free(&v);
-			sft_free(perm);
+			sft_free(rows);
+			sft_free(rope_freqs);
 			return sft_error(err, SFT_ERR_UNSUPPORTED, "GGUF export: tensor %s has no %s mapping",
 							 t->name, arch->gguf_arch);
 		}
@@ -656,19 +851,20 @@ sft_gguf_export_model(const SftModel *model, const SftTokenizer *tok,
 		ne[0] = (uint64_t) t->shape[t->ndim - 1];
 		ne[1] = t->ndim == 2 ? (uint64_t) t->shape[0] : 1;
 		type = t->ndim == 1 ? SFT_GGML_F32 : opt->dtype;
-		if (m->permute != PERMUTE_NONE)
-		{
-			perm[i].w = params + t->offset;
-			perm[i].cols = t->shape[1];
-			perm[i].head_dim = cfg->head_dim;
-			sft_gguf_add_tensor(&w, name, t->ndim, ne, type, NULL, permute_row, &perm[i]);
-		}
+		rows[i].w = params + t->offset;
+		rows[i].cols = (int64_t) ne[0];
+		rows[i].head_dim = cfg->head_dim;
+		if (m->rows == ROWS_PERMUTE_Q || m->rows == ROWS_PERMUTE_K)
+			sft_gguf_add_tensor(&w, name, t->ndim, ne, type, NULL, permute_row, &rows[i]);
+		else if (m->rows == ROWS_PLUS_ONE)
+			sft_gguf_add_tensor(&w, name, t->ndim, ne, type, NULL, plus_one_row, &rows[i]);
 		else
 			sft_gguf_add_tensor(&w, name, t->ndim, ne, type, params + t->offset, NULL, NULL);
 	}
 	st = sft_gguf_write(&w, write, ctx, err);
 	sft_gguf_writer_free(&w);
 	vocab_free(&v);
-	sft_free(perm);
+	sft_free(rows);
+	sft_free(rope_freqs);
 	return st;
 }

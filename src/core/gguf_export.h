@@ -18,9 +18,13 @@ typedef struct SftGgufExportOptions
 } SftGgufExportOptions;
 
 /*
- * Write the GGUF file.  Refused with SFT_ERR_UNSUPPORTED (before anything is
- * written) what llama.cpp cannot reproduce: an architecture or config field
- * without a mapping, a pre-tokenizer without a llama.cpp equivalent, and
+ * Write the GGUF file, with the architecture row of the config's family
+ * (llama, qwen2, qwen3, smollm3, gemma3).  Refused with SFT_ERR_UNSUPPORTED
+ * (before anything is written) what llama.cpp cannot reproduce: a family or
+ * config feature its graph for that architecture computes differently
+ * (llama3 RoPE outside llama, SmolLM3 NoPE layers not every 4th, Gemma 3
+ * sliding layers without one period or another attention scale, ...), a
+ * tensor without a mapping, a pre-tokenizer without a llama.cpp equivalent, and
  * with SFT_ERR_INVALID token texts that appear twice (they crash llama.cpp's
  * loader) or merges whose tokens contain a space.
  */

@@ -15,7 +15,8 @@
  *                 char::is_numeric), Metaspace (first step), Sequence.
  *   decoder       ByteLevel, Replace (String), ByteFallback, Fuse, Strip,
  *                 Metaspace, Sequence; none: tokens joined by " " as HF does.
- *   post_processor ignored: encoding never adds BOS/EOS (templates do).
+ *   post_processor not applied: encoding never adds BOS/EOS (templates do);
+ *   the token its template starts with is kept for exports.
  *   added_tokens  special, lstrip, rstrip; normalized only where it changes
  *                 nothing (no normalizer); single_word rejected.
  *
@@ -441,6 +442,8 @@ tokenizer_new(void)
 	tok->unk_id = -1;
 	tok->bos_id = -1;
 	tok->eos_id = -1;
+	tok->pad_id = -1;
+	tok->post_first_id = -2;
 	tok->add_bos_token = -1;
 	tok->added_only_lead[0] = tok->added_only_lead[1] = -1;
 	for (int i = 0; i < 256; i++)
@@ -497,6 +500,7 @@ sft_tokenizer_free(SftTokenizer *tok)
 	sft_free(tok->meta_repl);
 	sft_free(tok->bos_token);
 	sft_free(tok->eos_token);
+	sft_free(tok->pad_token);
 	sft_free(tok->chat_template);
 	pcre2_compile_context_free(tok->pcre_cctx);
 	pcre2_general_context_free(tok->pcre_gctx);
@@ -1635,6 +1639,41 @@ config_token(json_object *cfg, const char *key, char **out, SftError *err)
 	return *out ? SFT_OK : sft_error(err, SFT_ERR_NOMEM, "out of memory");
 }
 
+/*
+ * What the post_processor's "single" template starts with (post_first_id).
+ * Only read, never applied; shapes it does not describe leave -2.
+ */
+static void
+parse_post_processor(SftTokenizer *tok, json_object *pp)
+{
+	json_object *type = jget(pp, "type");
+	json_object *first;
+	json_object *special;
+	json_object *id;
+
+	if (!jis(type, json_type_string))
+		return;
+	if (strcmp(json_object_get_string(type), "Sequence") == 0)
+	{
+		json_object *procs = jget(pp, "processors");
+
+		for (size_t i = 0; jis(procs, json_type_array) && i < json_object_array_length(procs); i++)
+			parse_post_processor(tok, json_object_array_get_idx(procs, i));
+		return;
+	}
+	if (strcmp(json_object_get_string(type), "TemplateProcessing") != 0)
+		return;
+	first = jis(jget(pp, "single"), json_type_array) && json_object_array_length(jget(pp, "single")) > 0
+		? json_object_array_get_idx(jget(pp, "single"), 0) : NULL;
+	special = jget(first, "SpecialToken");
+	id = jget(special, "id");
+	if (jis(id, json_type_string))
+		tok->post_first_id = sft_tokenizer_token_to_id(tok, json_object_get_string(id),
+													   (size_t) json_object_get_string_len(id));
+	else if (jget(first, "Sequence") != NULL)
+		tok->post_first_id = -1;
+}
+
 static SftStatus
 parse_config(SftTokenizer *tok, const char *text, size_t len, SftError *err)
 {
@@ -1650,7 +1689,8 @@ parse_config(SftTokenizer *tok, const char *text, size_t len, SftError *err)
 		return sft_error(err, SFT_ERR_FORMAT, "tokenizer_config.json must be a JSON object");
 	}
 	if ((st = config_token(cfg, "bos_token", &tok->bos_token, err)) != SFT_OK ||
-		(st = config_token(cfg, "eos_token", &tok->eos_token, err)) != SFT_OK)
+		(st = config_token(cfg, "eos_token", &tok->eos_token, err)) != SFT_OK ||
+		(st = config_token(cfg, "pad_token", &tok->pad_token, err)) != SFT_OK)
 		goto done;
 	if (jget(cfg, "add_bos_token") != NULL)
 	{
@@ -1697,6 +1737,8 @@ done:
 			tok->bos_id = sft_tokenizer_token_to_id(tok, tok->bos_token, strlen(tok->bos_token));
 		if (tok->eos_token)
 			tok->eos_id = sft_tokenizer_token_to_id(tok, tok->eos_token, strlen(tok->eos_token));
+		if (tok->pad_token)
+			tok->pad_id = sft_tokenizer_token_to_id(tok, tok->pad_token, strlen(tok->pad_token));
 	}
 	return st;
 }
@@ -1740,6 +1782,7 @@ sft_tokenizer_from_hf(const char *tokenizer_json, size_t tokenizer_len,
 		sft_error_prefix(err, "tokenizer.json: ");
 		goto fail;
 	}
+	parse_post_processor(tok, jget(root, "post_processor"));
 	json_object_put(root);
 	root = NULL;
 	if (config_json != NULL && (st = parse_config(tok, config_json, config_len, err)) != SFT_OK)

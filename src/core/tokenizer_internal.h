@@ -255,10 +255,21 @@ struct SftTokenizer
 	/* tokenizer_config.json */
 	char	   *bos_token;
 	char	   *eos_token;
+	char	   *pad_token;
 	int32_t		bos_id;
 	int32_t		eos_id;
+	int32_t		pad_id;			/* -1: none */
 	char	   *chat_template;
 	int			add_bos_token;	/* -1 absent */
+
+	/*
+	 * tokenizer.json's post_processor (TemplateProcessing, alone or in a
+	 * Sequence): the id of the special token its "single" template starts
+	 * with, -1 when it starts with the sequence, -2 when there is none.
+	 * Encoding never applies it (templates write BOS); exports describe
+	 * with it what HF's tokenizer(text) does.
+	 */
+	int32_t		post_first_id;
 
 	int			reference_mode; /* plain quadratic merge loop, no shortcuts */
 };

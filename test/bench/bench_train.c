@@ -20,6 +20,7 @@
 #include "model.h"
 #include "llama_config.h"
 #include "lora_adapter.h"
+#include "quant.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -298,6 +299,46 @@ main(int argc, char **argv)
 	 */
 	printf("ceiling: %.3f GFLOP per token at %.1f GFLOP/s = %.1f tokens/s\n",
 		   flops / T / 1e9, gemm, gemm * 1e9 / (flops / T));
+	/*
+	 * A bf16 frozen base, measured by its cost: OpenBLAS has no bf16 sgemm,
+	 * so every product would first convert its matrix back to fp32, twice a
+	 * step (forward, backward; three times with checkpointing).  The
+	 * conversion rate of this run over a chunk larger than the caches, times
+	 * the base's matrix floats, against the fp32 step just measured.
+	 */
+	if (lora_r > 0)
+	{
+		size_t		chunk = (size_t) 8 << 20,
+					mat = 0;
+		uint16_t   *src = malloc(chunk * sizeof(uint16_t));
+		float	   *dst = malloc(chunk * sizeof(float));
+		double		rates[3],
+					rate,
+					pass_s;
+		int			passes = ckpt ? 3 : 2;
+
+		for (int i = 0; i < sft_model_tensor_count(model); i++)
+			if (sft_model_tensor(model, i)->ndim == 2)
+				mat += sft_model_tensor(model, i)->numel;
+		for (size_t j = 0; j < chunk; j++)
+			src[j] = sft_f32_to_bf16(0.01f * (float) ((int) (j % 101) - 50));
+		for (int rnd = 0; rnd < 3; rnd++)
+		{
+			double		t0 = now();
+
+			for (int k = 0; k < 8; k++)
+				sft_dequantize_row(SFT_DTYPE_BF16, src, dst, (int64_t) chunk);
+			rates[rnd] = 8.0 * chunk / (now() - t0);
+		}
+		rate = median(rates, 3);
+		pass_s = (double) mat / rate;
+		printf("bf16 base (cost measured, not built): %zu matrix floats, bf16 -> fp32 at %.0f M/s = %.3f s a pass, "
+			   "%d passes a step: %.1f tokens/s (%.0f%% slower), base memory %.2f GB instead of %.2f GB\n",
+			   mat, rate / 1e6, pass_s, passes, T / (med + passes * pass_s),
+			   100.0 * passes * pass_s / (med + passes * pass_s), mat * 2.0 / 1e9, mat * 4.0 / 1e9);
+		free(src);
+		free(dst);
+	}
 	printf("RESULT tokens_per_s=%.2f step_s=%.4f gflops=%.2f sgemm_gflops=%.2f peak_rss_gb=%.3f "
 		   "ceiling_tokens_per_s=%.2f\n",
 		   T / med, med, gflops, gemm, ru.ru_maxrss / 1048576.0, gemm * 1e9 / (flops / T));

@@ -33,7 +33,7 @@ for r in $(seq 1 "$ROUNDS"); do
 	load "round $r, LoRA"
 	l=$(OPENBLAS_NUM_THREADS=$THREADS test/bench/bench_train "$THREADS" "$STEPS" 512 - 16 0) || {
 		echo "$l"; echo "bench_train (LoRA) failed"; exit 1; }
-	[ "$r" = 1 ] && grep -E '^(validation|sft)' <<<"$l"
+	[ "$r" = 1 ] && grep -E '^(validation|sft|bf16)' <<<"$l"
 	load "round $r, PyTorch LoRA"
 	t=$(OPENBLAS_NUM_THREADS=$THREADS "$PYTHON" test/parity/torch/llama_ref.py bench "$THREADS" "$STEPS" 512 lean 1 - 16) || {
 		echo "$t"; echo "torch LoRA reference failed"; exit 1; }

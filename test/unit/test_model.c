@@ -15,6 +15,7 @@
  *   - memory estimate vs what is allocated; allocation failure; bad input.
  */
 #include "model.h"
+#include "checkpoint.h"
 #include "lora_adapter.h"
 #include "tap.h"
 
@@ -1322,6 +1323,63 @@ test_lora_trainer(void)
 		sft_model_free(m);
 	}
 
+	/* LoRA training checkpoints: adapter + moments round trip; each reader refuses the other kind */
+	{
+		SftLlamaConfig cfg = tiny_config(1),
+					other = tiny_config(1);
+		SftModel   *m = new_model(&cfg, 0.3f, 2),
+				   *mback = NULL;
+		SftLoraAdapter *ad = new_adapter(&cfg, SFT_LORA_TARGET(SFT_LORA_O) | SFT_LORA_TARGET(SFT_LORA_UP), 0.1, 3),
+				   *back = NULL;
+		float	   *mm = malloc(sizeof(float) * ad->n_params),
+				   *vv = malloc(sizeof(float) * ad->n_params),
+				   *m2 = NULL,
+				   *v2 = NULL;
+		int64_t		step = 0;
+		SftCheckpointState st = {mm, vv, 12, NULL};
+		SftBuf		buf,
+					mbuf;
+		SftMemReader r;
+		int			ok;
+
+		for (size_t i = 0; i < ad->n_params; i++)
+			mm[i] = 0.5f * (float) i, vv[i] = 0.25f * (float) i;
+		sft_buf_init(&buf);
+		sft_buf_init(&mbuf);
+		ok = sft_checkpoint_write_adapter(sft_buf_write, &buf, ad, &st, &err) == SFT_OK;
+		r = (SftMemReader) {(const unsigned char *) buf.data, buf.len, 0};
+		ok &= sft_checkpoint_read_adapter(sft_mem_read, &r, &cfg, &back, &m2, &v2, &step, NULL, &err) == SFT_OK;
+		ok &= back && back->n_params == ad->n_params && step == 12 &&
+			back->config.targets == ad->config.targets && back->config.r == ad->config.r &&
+			memcmp(back->params, ad->params, sizeof(float) * ad->n_params) == 0 &&
+			memcmp(m2, mm, sizeof(float) * ad->n_params) == 0 && memcmp(v2, vv, sizeof(float) * ad->n_params) == 0;
+		TAP_OK(ok && buf.len < 3 * 4 * ad->n_params + 1024,
+			   "adapter checkpoint: %zu bytes for %zu adapter parameters and moments, read back bit for bit %s",
+			   buf.len, ad->n_params, err.message);
+		r = (SftMemReader) {(const unsigned char *) buf.data, buf.len, 0};
+		sft_error_clear(&err);
+		TAP_OK(sft_checkpoint_read(sft_mem_read, &r, &mback, NULL, NULL, NULL, NULL, &err) == SFT_ERR_FORMAT &&
+			   mback == NULL, "the model reader refuses an adapter checkpoint: %s", err.message);
+		sft_checkpoint_write(sft_buf_write, &mbuf, m, NULL, &err);
+		sft_lora_adapter_free(back);
+		back = NULL;
+		r = (SftMemReader) {(const unsigned char *) mbuf.data, mbuf.len, 0};
+		sft_error_clear(&err);
+		TAP_OK(sft_checkpoint_read_adapter(sft_mem_read, &r, &cfg, &back, NULL, NULL, NULL, NULL, &err) == SFT_ERR_FORMAT &&
+			   back == NULL, "the adapter reader refuses a model checkpoint: %s", err.message);
+		other.intermediate_size = 24;
+		r = (SftMemReader) {(const unsigned char *) buf.data, buf.len, 0};
+		sft_error_clear(&err);
+		TAP_OK(sft_checkpoint_read_adapter(sft_mem_read, &r, &other, &back, NULL, NULL, NULL, NULL, &err) != SFT_OK &&
+			   back == NULL, "an adapter checkpoint for another base shape is refused: %s", err.message);
+		sft_buf_free(&buf);
+		sft_buf_free(&mbuf);
+		free(mm), free(vv);
+		sft_free(m2), sft_free(v2);
+		sft_lora_adapter_free(ad);
+		sft_model_free(m);
+	}
+
 	/* a bad adapter: one made for another shape */
 	{
 		SftLlamaConfig cfg = tiny_config(0),
@@ -1334,6 +1392,7 @@ test_lora_trainer(void)
 		other.intermediate_size = 24;
 		ad = new_adapter(&other, SFT_LORA_TARGET_ALL, 0.0, 1);
 		o.adapter = ad;
+		sft_error_clear(&err);
 		TAP_OK(sft_trainer_create(m, &o, &tr, &err) != SFT_OK && tr == NULL,
 			   "an adapter of another shape is refused: %s", err.message);
 		sft_lora_adapter_free(ad);

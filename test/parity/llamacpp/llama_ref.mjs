@@ -7,7 +7,7 @@
 //        per string: llama.cpp's ids as plain text (special tokens not
 //        parsed), with special tokens parsed, and of the NFC form (plain)
 //   node llama_ref.mjs meta MODEL CONVS.json OUT.json
-//        bos/eos/eot ids and texts, whether eot ends generation, vocabulary
+//        bos/eos/eot/pad ids and texts, add_bos_token, whether eot ends generation, vocabulary
 //        size, and each conversation rendered with the chat template as the
 //        GGUF carries it (@huggingface/jinja, add_generation_prompt true), and
 //        the tokens the file marks normal that llama.cpp makes control tokens
@@ -62,13 +62,14 @@ if (cmd === 'tokenize') {
 	const rendered = source == null ? [] : convs.map((messages) =>
 		new Template(source).render({messages, add_generation_prompt: true,
 			bos_token: text(t.bos) ?? '', eos_token: text(t.eos) ?? ''}));
-	// tokens the file marks NORMAL that llama.cpp treats as control tokens
-	// (its loader overrides the type of tokens with end-of-generation names)
+	// tokens the file marks NORMAL or USER_DEFINED that llama.cpp treats as
+	// control tokens (its loader overrides the type of tokens with
+	// end-of-generation names, "</s>" among them)
 	const types = md.tokenizer.ggml.token_type;
 	const overridden = [];
 	for (let id = 0; id < types.length; id++)
-		if (types[id] === 1 && model.getTokenAttributes(id).control)
-			overridden.push({id, text: model.detokenize([id], true), eog: model.isEogToken(id)});
+		if ((types[id] === 1 || types[id] === 4) && model.getTokenAttributes(id).control)
+			overridden.push({id, type: types[id], text: model.detokenize([id], true), eog: model.isEogToken(id)});
 	fs.writeFileSync(rest[1], JSON.stringify({
 		overridden,
 		bos: t.bos, eos: t.eos, eot: t.eot, bos_text: text(t.bos), eos_text: text(t.eos),
@@ -76,6 +77,7 @@ if (cmd === 'tokenize') {
 		eos_is_eog: t.eos == null ? null : model.isEogToken(t.eos),
 		n_vocab: model.fileInfo.metadata[md.general.architecture].vocab_size,
 		pre: md.tokenizer.ggml.pre, rendered,
+		add_bos: md.tokenizer.ggml.add_bos_token ?? null, pad: md.tokenizer.ggml.padding_token_id ?? null,
 	}));
 } else if (cmd === 'probs' || cmd === 'greedy') {
 	const model = await load(false);
