@@ -506,6 +506,7 @@ SftLoadData(SftRun *run)
 {
 	const SftTokenizerEntry *entry;
 	SftChatTemplate tpl;
+	SftTemplateCall call;
 	SftDataset	all = {0};
 	SftDataset	valid_all = {0};
 	SftTrainingRowCounts vcounts = {0};
@@ -517,6 +518,8 @@ SftLoadData(SftRun *run)
 	SftPublish(run, SFT_PHASE_LOADING);
 	SftBeginTransaction();
 	entry = SftTokenizerLookup(run->tokenizer);
+	/* the run's recorded template_kwargs and clock, never this session's settings */
+	SftTemplateCallMake(&call, run->opts.template_kwargs, run->opts.template_now);
 	if (run->opts.template_name)
 	{
 		SftError	err = {0};
@@ -533,9 +536,10 @@ SftLoadData(SftRun *run)
 		}
 		if (sft_template_check_tokenizer(kind, entry->tok, &err) != SFT_OK)
 			SftReportCoreError(&err, psprintf("tokenizer \"%s\"", run->tokenizer));
+		SftTemplateCallApply(&tpl, &call);
 	}
 	else
-		tpl = *SftTokenizerCallTemplate(entry, NULL);
+		tpl = *SftTokenizerApplyCall(entry, &call);
 
 	/* As the run's role: its privileges and row-level security decide what it sees. */
 	SftReadRelation(run, run->source, entry, &tpl, &all, &run->counts);

@@ -78,6 +78,12 @@ sft_template_kwargs_free(struct json_object *kwargs)
 	json_object_put(kwargs);
 }
 
+int
+sft_template_kwargs_empty(const struct json_object *kwargs)
+{
+	return kwargs == NULL || json_object_object_length((json_object *) kwargs) == 0;
+}
+
 /*
  * The template's variables for messages [0, upto) of conv (the default
  * system prompt first when the conversation has none).  *first is the index
