@@ -4294,6 +4294,71 @@ output(R *r, int line, JVal v)
 	return v_print(r, r->sink, &v, 0);
 }
 
+/*
+ * {{ a + b + c ... }}, how chatml templates print a message: string
+ * operands go to the output one after the other instead of being
+ * concatenated into ever longer new strings first.  The result is the same
+ * text with the same spans, and the order of evaluation and errors is that
+ * of the nested additions: operands are evaluated left to right, and from
+ * the first one that is not a string on, the additions are done by arith()
+ * as eval() would.
+ */
+#define OUTPUT_SUM_MAX 16
+
+static int
+output_sum(R *r, JNode *out, JFrame *f)
+{
+	JNode	   *n = out->a;
+	JNode	   *leaves[OUTPUT_SUM_MAX];
+	JNode	   *adds[OUTPUT_SUM_MAX];	/* adds[i]: the addition whose right operand is leaves[i] */
+	JVal		vals[OUTPUT_SUM_MAX];
+	JNode	   *x = n;
+	int			k = 0;
+	int			nv = 0;
+	JVal		acc;
+
+	/* the left spine ((l0 + l1) + l2) + ...; a longer chain keeps its head nested */
+	while (x->kind == JN_BINOP && x->op == JOP_ADD && k < OUTPUT_SUM_MAX - 1)
+	{
+		adds[k] = x;
+		leaves[k++] = x->b;
+		x = x->a;
+	}
+	adds[k] = NULL;
+	leaves[k++] = x;
+	for (int i = k - 1; i >= 0; i--)
+	{
+		JVal		v;
+
+		if (eval(r, leaves[i], f, &v))
+			return -1;
+		if (v.t == JV_STR && nv == k - 1 - i)
+		{
+			vals[nv++] = v;
+			continue;
+		}
+		/* not all strings: add up what came so far, then go on as eval() does */
+		acc = vals[0];
+		for (int j = 1; j < nv; j++)
+			if (arith(r, adds[k - 1 - j]->line, JOP_ADD, acc, vals[j], &acc))
+				return -1;
+		if (nv == 0)
+			acc = v;
+		else if (arith(r, adds[i]->line, JOP_ADD, acc, v, &acc))
+			return -1;
+		for (int j = i - 1; j >= 0; j--)
+		{
+			if (eval(r, leaves[j], f, &v) || arith(r, adds[j]->line, JOP_ADD, acc, v, &acc))
+				return -1;
+		}
+		return output(r, out->line, acc);
+	}
+	for (int j = 0; j < nv; j++)
+		if (sink_write_str(r, r->sink, vals[j].u.s))
+			return -1;
+	return 0;
+}
+
 static JExec
 exec_node(R *r, JNode *n, JFrame *f)
 {
@@ -4306,6 +4371,8 @@ exec_node(R *r, JNode *n, JFrame *f)
 		case JN_TEXT:
 			return sink_write(r, r->sink, n->value.u.s->p, n->value.u.s->n) ? JX_ERR : JX_OK;
 		case JN_OUTPUT:
+			if (n->a->kind == JN_BINOP && n->a->op == JOP_ADD)
+				return output_sum(r, n, f) ? JX_ERR : JX_OK;
 			if (eval(r, n->a, f, &v) || output(r, n->line, v))
 				return JX_ERR;
 			return JX_OK;
@@ -4479,6 +4546,98 @@ spans_push(SftJinjaSpans *s, size_t start, size_t len, int msg)
 	return SFT_OK;
 }
 
+/* ---------------------------------------------------------------------------
+ * Chat variables straight from a parsed conversation
+ * ------------------------------------------------------------------------- */
+
+static int
+set_str_c(R *r, JFrame *f, const char *name, const char *value, size_t len)
+{
+	JVal		v;
+
+	return v_str(r, &v, value, len) || frame_set_c(r, f, name, v);
+}
+
+/* bos_token, eos_token, tools and documents: what template_kwargs may override. */
+static int
+set_chat_specials(R *r, JFrame *f, const SftJinjaRender *opts)
+{
+	if (opts->bos_token && set_str_c(r, f, "bos_token", opts->bos_token, strlen(opts->bos_token)))
+		return -1;
+	if (opts->eos_token && set_str_c(r, f, "eos_token", opts->eos_token, strlen(opts->eos_token)))
+		return -1;
+	return frame_set_c(r, f, "tools", v_none()) || frame_set_c(r, f, "documents", v_none());
+}
+
+/* One {role, content} dict; the content carries its provenance (message msg). */
+static int
+chat_message(R *r, const char *role, const char *content, size_t len, int msg, JVal *out)
+{
+	static const char role_key[] = "role",
+				content_key[] = "content";
+	JDict	   *d = dict_new(r);
+	JVal		k,
+				v;
+
+	if (d == NULL)
+		return -1;
+	d->k = ralloc(r, 2 * sizeof(JVal));
+	d->v = ralloc(r, 2 * sizeof(JVal));
+	if (d->k == NULL || d->v == NULL)
+		return -1;
+	d->cap = 2;
+	/* the keys are distinct: appended without the lookups of dict_set */
+	if (v_str(r, &k, role_key, 4) || v_str(r, &v, role, strlen(role)))
+		return -1;
+	d->k[0] = k;
+	d->v[0] = v;
+	if (v_str(r, &k, content_key, 7) || v_str(r, &v, content, len))
+		return -1;
+	if (len > 0)
+	{
+		v.u.s->sp = ralloc(r, sizeof(JSpan));
+		if (v.u.s->sp == NULL)
+			return -1;
+		v.u.s->sp[0].off = 0;
+		v.u.s->sp[0].len = len;
+		v.u.s->sp[0].msg = msg;
+		v.u.s->nsp = 1;
+	}
+	d->k[1] = k;
+	d->v[1] = v;
+	d->n = 2;
+	*out = v_dict(d);
+	return 0;
+}
+
+/* messages and add_generation_prompt, after template_kwargs (which cannot set them). */
+static int
+set_chat_messages(R *r, JFrame *f, const SftJinjaRender *opts)
+{
+	int			first = opts->system ? 1 : 0;
+	int			upto = opts->conv_upto;
+	JList	   *l;
+
+	if (upto < 0 || upto > opts->conv->n)
+		return fail(r, 0, SFT_ERR_INTERNAL, "conv_upto %d outside the conversation", upto);
+	l = list_new(r, (size_t) (upto + first));
+	if (l == NULL)
+		return -1;
+	if (opts->system &&
+		chat_message(r, "system", opts->system, opts->system_len, 0, &l->v[0]))
+		return -1;
+	for (int i = 0; i < upto; i++)
+	{
+		const SftMessage *m = &opts->conv->messages[i];
+
+		if (chat_message(r, sft_role_name(m->role), m->content, m->len, i + first, &l->v[i + first]))
+			return -1;
+	}
+	l->n = (size_t) (upto + first);
+	return frame_set_c(r, f, "messages", v_list(l, 0)) ||
+		frame_set_c(r, f, "add_generation_prompt", v_bool(opts->add_generation_prompt != 0));
+}
+
 SftStatus
 sft_jinja_render(const SftJinjaTemplate *tpl, SftJinjaRender *opts, SftBuf *out, SftError *err)
 {
@@ -4529,6 +4688,8 @@ sft_jinja_render(const SftJinjaTemplate *tpl, SftJinjaRender *opts, SftBuf *out,
 	frame = frame_new(&r, globals);
 	if (frame == NULL)
 		goto done;
+	if (opts->conv && set_chat_specials(&r, frame, opts))
+		goto done;
 	if (opts->vars)
 	{
 		if (!json_object_is_type((json_object *) opts->vars, json_type_object))
@@ -4560,6 +4721,8 @@ sft_jinja_render(const SftJinjaTemplate *tpl, SftJinjaRender *opts, SftBuf *out,
 				goto done;
 		}
 	}
+	if (opts->conv && set_chat_messages(&r, frame, opts))
+		goto done;
 	if (exec_body(&r, (JNodeList *) &tpl->body, frame) == JX_ERR)
 		goto done;
 	if (sft_buf_append(out, top.p ? top.p : "", top.n) != SFT_OK)
