@@ -2142,6 +2142,9 @@ binop_error(R *r, int line, int op, const JVal *a, const JVal *b)
 		return undefined_error(r, line, a, NULL);
 	if (b->t == JV_UNDEF)
 		return undefined_error(r, line, b, NULL);
+	if (op == JOP_ADD && a->t == JV_STR)
+		return fail(r, line, SFT_ERR_INVALID, "can only concatenate str (not \"%s\") to str",
+					type_name(b));
 	return fail(r, line, SFT_ERR_INVALID, "unsupported operand type(s) for %s: '%s' and '%s'",
 				op_symbol(op), type_name(a), type_name(b));
 }
@@ -4570,43 +4573,48 @@ set_chat_specials(R *r, JFrame *f, const SftJinjaRender *opts)
 }
 
 /* One {role, content} dict; the content carries its provenance (message msg). */
+typedef struct ChatMessage
+{
+	JDict		d;
+	JVal		k[2];
+	JVal		v[2];
+	JStr		s[4];			/* the keys, the role, the content */
+	JSpan		sp;
+} ChatMessage;
+
 static int
 chat_message(R *r, const char *role, const char *content, size_t len, int msg, JVal *out)
 {
-	static const char role_key[] = "role",
-				content_key[] = "content";
-	JDict	   *d = dict_new(r);
-	JVal		k,
-				v;
+	/* one allocation for the dict, its keys, values and strings */
+	ChatMessage *m = ralloc(r, sizeof(ChatMessage));
 
-	if (d == NULL)
+	if (m == NULL)
 		return -1;
-	d->k = ralloc(r, 2 * sizeof(JVal));
-	d->v = ralloc(r, 2 * sizeof(JVal));
-	if (d->k == NULL || d->v == NULL)
-		return -1;
-	d->cap = 2;
-	/* the keys are distinct: appended without the lookups of dict_set */
-	if (v_str(r, &k, role_key, 4) || v_str(r, &v, role, strlen(role)))
-		return -1;
-	d->k[0] = k;
-	d->v[0] = v;
-	if (v_str(r, &k, content_key, 7) || v_str(r, &v, content, len))
-		return -1;
+	m->s[0].p = "role";
+	m->s[0].n = 4;
+	m->s[1].p = role;
+	m->s[1].n = strlen(role);
+	m->s[2].p = "content";
+	m->s[2].n = 7;
+	m->s[3].p = content;
+	m->s[3].n = len;
 	if (len > 0)
 	{
-		v.u.s->sp = ralloc(r, sizeof(JSpan));
-		if (v.u.s->sp == NULL)
-			return -1;
-		v.u.s->sp[0].off = 0;
-		v.u.s->sp[0].len = len;
-		v.u.s->sp[0].msg = msg;
-		v.u.s->nsp = 1;
+		m->sp.off = 0;
+		m->sp.len = len;
+		m->sp.msg = msg;
+		m->s[3].sp = &m->sp;
+		m->s[3].nsp = 1;
 	}
-	d->k[1] = k;
-	d->v[1] = v;
-	d->n = 2;
-	*out = v_dict(d);
+	for (int i = 0; i < 2; i++)
+	{
+		m->k[i] = v_strval(&m->s[2 * i]);
+		m->v[i] = v_strval(&m->s[2 * i + 1]);
+	}
+	m->d.k = m->k;
+	m->d.v = m->v;
+	m->d.n = m->d.cap = 2;
+	*out = v_dict(&m->d);
 	return 0;
 }
 
@@ -4638,6 +4646,26 @@ set_chat_messages(R *r, JFrame *f, const SftJinjaRender *opts)
 		frame_set_c(r, f, "add_generation_prompt", v_bool(opts->add_generation_prompt != 0));
 }
 
+/*
+ * The global functions, the outermost frame of every render: built once
+ * (templates never write to it: set and macro bind in the frames below).
+ */
+static JFrame *
+global_frame(void)
+{
+	static JVar vars[] = {
+		{{"range", 5}, {JV_FUNC, 0, {.i = JF_RANGE}}},
+		{{"namespace", 9}, {JV_FUNC, 0, {.i = JF_NAMESPACE}}},
+		{{"dict", 4}, {JV_FUNC, 0, {.i = JF_DICT}}},
+		{{"raise_exception", 15}, {JV_FUNC, 0, {.i = JF_RAISE}}},
+		{{"strftime_now", 12}, {JV_FUNC, 0, {.i = JF_STRFTIME}}},
+	};
+	static JFrame frame = {NULL, vars, (int) (sizeof(vars) / sizeof(vars[0])),
+	(int) (sizeof(vars) / sizeof(vars[0])), 1};
+
+	return &frame;
+}
+
 SftStatus
 sft_jinja_render(const SftJinjaTemplate *tpl, SftJinjaRender *opts, SftBuf *out, SftError *err)
 {
@@ -4661,28 +4689,7 @@ sft_jinja_render(const SftJinjaTemplate *tpl, SftJinjaRender *opts, SftBuf *out,
 		opts->content_spans->len = 0;
 	if (opts->generation_spans)
 		opts->generation_spans->len = 0;
-	globals = frame_new(&r, NULL);
-	if (globals == NULL)
-		goto done;
-	{
-		static const struct
-		{
-			const char *name;
-			int			fn;
-		}			fns[] = {
-			{"range", JF_RANGE}, {"namespace", JF_NAMESPACE}, {"dict", JF_DICT},
-			{"raise_exception", JF_RAISE}, {"strftime_now", JF_STRFTIME}
-		};
-
-		for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++)
-		{
-			JVal		v = {JV_FUNC, 0, {0}};
-
-			v.u.i = fns[i].fn;
-			if (frame_set_c(&r, globals, fns[i].name, v))
-				goto done;
-		}
-	}
+	globals = global_frame();
 	r.globals = globals;
 	/* the caller's variables shadow the globals, as render(**kwargs) does */
 	frame = frame_new(&r, globals);
