@@ -134,6 +134,16 @@ SELECT tokenizer FROM sft_tokenizer_load('tk_qwen3', :'qwen');
 SELECT sft_tokenizer_set_template('tk_qwen3', 'qwen3');
 SELECT sft_render('tk_qwen3', :'q', true, '{}');
 SELECT sft_render('tk_qwen3', :'q', true, '{"enable_thinking": false}');
+-- so does the training option "template": "qwen3" (here over a tokenizer whose own template is chatml)
+SELECT sft_tokenizer_set_template('tk_qwen3', 'chatml');
+SELECT sft_model_create('tk_mq', 'tk_qwen3', jsonb_build_object('hidden_size', 32, 'num_hidden_layers', 1,
+         'num_attention_heads', 4, 'num_key_value_heads', 2, 'intermediate_size', 64, 'max_position_embeddings', 256,
+         'vocab_size', (SELECT vocab_size FROM sft_tokenizers WHERE name = 'tk_qwen3')), 1) > 0 AS created;
+SELECT sft_train('tk_data', 'tk_mq', 'tk_q3', epochs => 1, max_length => 128,
+                 options => '{"template": "qwen3", "template_kwargs": {"enable_thinking": false}}') AS run \gset
+SELECT sft_wait(:run);
+SELECT status, error FROM sft_runs WHERE id = :run;
+SELECT sft_run_drop(:run);
 \set cfg_chatml `cat test/fixtures/tiny_config_chatml.json`
 SELECT tokenizer, chat_template FROM sft_tokenizer_load('tk_chatml', :'bpe', :'cfg_chatml');
 SELECT sft_render('tk_chatml', :'q', true, '{"enable_thinking": false}') = sft_render('tk_chatml', :'q', true) AS same;

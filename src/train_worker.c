@@ -527,16 +527,22 @@ SftLoadData(SftRun *run)
 
 		if (sft_template_from_name(run->opts.template_name, &kind, &err) != SFT_OK)
 			SftReportCoreError(&err, "template");
-		if (entry->has_template && entry->template.kind == kind)
-			tpl = entry->template;
-		else
-		{
-			memset(&tpl, 0, sizeof(tpl));
-			tpl.kind = kind;
-		}
 		if (sft_template_check_tokenizer(kind, entry->tok, &err) != SFT_OK)
 			SftReportCoreError(&err, psprintf("tokenizer \"%s\"", run->tokenizer));
-		SftTemplateCallApply(&tpl, &call);
+		if (entry->has_template && entry->template.kind == kind)
+			tpl = *SftTokenizerApplyCall(entry, &call);	/* kwargs read as the functions read them */
+		else
+		{
+			/* the bare built-in reads no variables: only qwen3's published form would */
+			if (kind == SFT_TEMPLATE_QWEN3 && !sft_template_kwargs_empty(call.kwargs))
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("option \"template\": the built-in qwen3 cannot read option \"template_kwargs\""),
+						 errhint("Leave out \"template\" to render the tokenizer's own Qwen3 template, which reads them.")));
+			memset(&tpl, 0, sizeof(tpl));
+			tpl.kind = kind;
+			SftTemplateCallApply(&tpl, &call);
+		}
 	}
 	else
 		tpl = *SftTokenizerApplyCall(entry, &call);
