@@ -468,7 +468,7 @@ CREATE FUNCTION sft_generate(model text, messages jsonb,
     AS 'MODULE_PATHNAME', 'sft_generate'
     LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION sft_generate(text, jsonb, integer, float8, integer, float8, bigint, text[], jsonb) IS
-'the model''s reply to a conversation ending with a user message: rendered with the tokenizer''s chat template and generation prompt, KV-cached decoding, greedy at temperature 0 (else temperature, top_k, top_p, seeded); ends at the end-of-turn or end-of-sequence token, before the first stop string, after max_new_tokens, or when the context is full';
+'the model''s reply to a conversation ending with a user message: rendered with the tokenizer''s chat template and generation prompt, KV-cached decoding, greedy at temperature 0 (else temperature, top_k, top_p, seeded); ends at the end-of-turn or end-of-sequence token, before the first stop string, after max_new_tokens, or when the context is full; template_kwargs: extra chat-template variables such as {"enable_thinking": false}';
 
 CREATE FUNCTION sft_generate(model text, prompt text,
     max_new_tokens integer DEFAULT 256, temperature float8 DEFAULT 0,
@@ -486,7 +486,7 @@ CREATE FUNCTION sft_generate_batch(model text, prompts jsonb[],
     AS 'MODULE_PATHNAME', 'sft_generate_batch'
     LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION sft_generate_batch(text, jsonb[], integer, float8, integer, float8, bigint, text[], jsonb) IS
-'sft_generate for many conversations in one call: one row (ordinality, reply) per element of prompts, each reply exactly what sft_generate gives for that conversation with seed + ordinality - 1; the sequences are decoded together (one read of the weights per step serves all) as far as sft.generate_batch_memory allows';
+'sft_generate for many conversations in one call: one row (ordinality, reply) per element of prompts, each reply exactly what sft_generate gives for that conversation with seed + ordinality - 1; the sequences are decoded together (one read of the weights per step serves all) as far as sft.generate_batch_memory allows; template_kwargs apply to every prompt';
 
 CREATE FUNCTION sft_generate_stream(model text, messages jsonb,
     max_new_tokens integer DEFAULT 256, temperature float8 DEFAULT 0,
@@ -530,7 +530,7 @@ CREATE FUNCTION sft_loss(model text, messages jsonb, train_on text DEFAULT 'all_
     AS 'MODULE_PATHNAME', 'sft_loss'
     LANGUAGE C STABLE;
 COMMENT ON FUNCTION sft_loss(text, jsonb, text, jsonb) IS
-'mean negative log-likelihood (nats) of the conversation''s assistant tokens (the training loss mask: every reply and the token closing it, or the last reply with train_on => ''last_assistant''), computed as training computes it';
+'mean negative log-likelihood (nats) of the conversation''s assistant tokens (the training loss mask: every reply and the token closing it, or the last reply with train_on => ''last_assistant''), computed as training computes it (template_kwargs: extra chat-template variables, as in training)';
 
 CREATE FUNCTION sft_eval(model text, source text, max_length integer DEFAULT 512,
     messages_column text DEFAULT 'messages', train_on text DEFAULT 'all_assistant',
