@@ -473,46 +473,46 @@ COMMENT ON FUNCTION sft_run_drop(bigint) IS
 CREATE FUNCTION sft_generate(model text, messages jsonb,
     max_new_tokens integer DEFAULT 256, temperature float8 DEFAULT 0,
     top_k integer DEFAULT 0, top_p float8 DEFAULT 1, seed bigint DEFAULT NULL,
-    stop text[] DEFAULT NULL) RETURNS text
+    stop text[] DEFAULT NULL, template_kwargs jsonb DEFAULT NULL) RETURNS text
     AS 'MODULE_PATHNAME', 'sft_generate'
     LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION sft_generate(text, jsonb, integer, float8, integer, float8, bigint, text[]) IS
-'the model''s reply to a conversation ending with a user message: rendered with the tokenizer''s chat template and generation prompt, KV-cached decoding, greedy at temperature 0 (else temperature, top_k, top_p, seeded); ends at the end-of-turn or end-of-sequence token, before the first stop string, after max_new_tokens, or when the context is full';
+COMMENT ON FUNCTION sft_generate(text, jsonb, integer, float8, integer, float8, bigint, text[], jsonb) IS
+'the model''s reply to a conversation ending with a user message: rendered with the tokenizer''s chat template and generation prompt, KV-cached decoding, greedy at temperature 0 (else temperature, top_k, top_p, seeded); ends at the end-of-turn or end-of-sequence token, before the first stop string, after max_new_tokens, or when the context is full; template_kwargs: extra chat-template variables such as {"enable_thinking": false}';
 
 CREATE FUNCTION sft_generate(model text, prompt text,
     max_new_tokens integer DEFAULT 256, temperature float8 DEFAULT 0,
     top_k integer DEFAULT 0, top_p float8 DEFAULT 1, seed bigint DEFAULT NULL,
-    stop text[] DEFAULT NULL) RETURNS text
+    stop text[] DEFAULT NULL, template_kwargs jsonb DEFAULT NULL) RETURNS text
     AS 'MODULE_PATHNAME', 'sft_generate_text'
     LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION sft_generate(text, text, integer, float8, integer, float8, bigint, text[]) IS
+COMMENT ON FUNCTION sft_generate(text, text, integer, float8, integer, float8, bigint, text[], jsonb) IS
 'sft_generate with the prompt as a single user message (the template''s default system prompt applies)';
 
 CREATE FUNCTION sft_generate_batch(model text, prompts jsonb[],
     max_new_tokens integer DEFAULT 256, temperature float8 DEFAULT 0,
     top_k integer DEFAULT 0, top_p float8 DEFAULT 1, seed bigint DEFAULT NULL,
-    stop text[] DEFAULT NULL) RETURNS TABLE (ordinality integer, reply text)
+    stop text[] DEFAULT NULL, template_kwargs jsonb DEFAULT NULL) RETURNS TABLE (ordinality integer, reply text)
     AS 'MODULE_PATHNAME', 'sft_generate_batch'
     LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION sft_generate_batch(text, jsonb[], integer, float8, integer, float8, bigint, text[]) IS
-'sft_generate for many conversations in one call: one row (ordinality, reply) per element of prompts, each reply exactly what sft_generate gives for that conversation with seed + ordinality - 1; the sequences are decoded together (one read of the weights per step serves all) as far as sft.generate_batch_memory allows';
+COMMENT ON FUNCTION sft_generate_batch(text, jsonb[], integer, float8, integer, float8, bigint, text[], jsonb) IS
+'sft_generate for many conversations in one call: one row (ordinality, reply) per element of prompts, each reply exactly what sft_generate gives for that conversation with seed + ordinality - 1; the sequences are decoded together (one read of the weights per step serves all) as far as sft.generate_batch_memory allows; template_kwargs apply to every prompt';
 
 CREATE FUNCTION sft_generate_stream(model text, messages jsonb,
     max_new_tokens integer DEFAULT 256, temperature float8 DEFAULT 0,
     top_k integer DEFAULT 0, top_p float8 DEFAULT 1, seed bigint DEFAULT NULL,
-    stop text[] DEFAULT NULL) RETURNS SETOF text
+    stop text[] DEFAULT NULL, template_kwargs jsonb DEFAULT NULL) RETURNS SETOF text
     AS 'MODULE_PATHNAME', 'sft_generate_stream'
     LANGUAGE C VOLATILE ROWS 64;
-COMMENT ON FUNCTION sft_generate_stream(text, jsonb, integer, float8, integer, float8, bigint, text[]) IS
+COMMENT ON FUNCTION sft_generate_stream(text, jsonb, integer, float8, integer, float8, bigint, text[], jsonb) IS
 'sft_generate one piece at a time: a row per piece of valid UTF-8 as it is decoded; the rows concatenated are sft_generate''s text for the same arguments (call it in the select list with a cursor or FETCH_COUNT to see rows as they come)';
 
 CREATE FUNCTION sft_generate_stream(model text, prompt text,
     max_new_tokens integer DEFAULT 256, temperature float8 DEFAULT 0,
     top_k integer DEFAULT 0, top_p float8 DEFAULT 1, seed bigint DEFAULT NULL,
-    stop text[] DEFAULT NULL) RETURNS SETOF text
+    stop text[] DEFAULT NULL, template_kwargs jsonb DEFAULT NULL) RETURNS SETOF text
     AS 'MODULE_PATHNAME', 'sft_generate_stream_text'
     LANGUAGE C VOLATILE ROWS 64;
-COMMENT ON FUNCTION sft_generate_stream(text, text, integer, float8, integer, float8, bigint, text[]) IS
+COMMENT ON FUNCTION sft_generate_stream(text, text, integer, float8, integer, float8, bigint, text[], jsonb) IS
 'sft_generate_stream with the prompt as a single user message';
 
 CREATE FUNCTION sft_generate_raw(model text, prompt text,
@@ -533,20 +533,21 @@ CREATE FUNCTION sft_generate_tokens(model text, input_ids integer[],
 COMMENT ON FUNCTION sft_generate_tokens(text, integer[], integer, float8, integer, float8, bigint) IS
 'token-level generation: the ids sampled after input_ids, over the whole model vocabulary, ending with the end-of-turn or end-of-sequence id when one is sampled';
 
-CREATE FUNCTION sft_loss(model text, messages jsonb, train_on text DEFAULT 'all_assistant')
+CREATE FUNCTION sft_loss(model text, messages jsonb, train_on text DEFAULT 'all_assistant',
+    template_kwargs jsonb DEFAULT NULL)
     RETURNS float8
     AS 'MODULE_PATHNAME', 'sft_loss'
-    LANGUAGE C STABLE STRICT;
-COMMENT ON FUNCTION sft_loss(text, jsonb, text) IS
-'mean negative log-likelihood (nats) of the conversation''s assistant tokens (the training loss mask: every reply and the token closing it, or the last reply with train_on => ''last_assistant''), computed as training computes it';
+    LANGUAGE C STABLE;
+COMMENT ON FUNCTION sft_loss(text, jsonb, text, jsonb) IS
+'mean negative log-likelihood (nats) of the conversation''s assistant tokens (the training loss mask: every reply and the token closing it, or the last reply with train_on => ''last_assistant''), computed as training computes it (template_kwargs: extra chat-template variables, as in training)';
 
 CREATE FUNCTION sft_eval(model text, source text, max_length integer DEFAULT 512,
     messages_column text DEFAULT 'messages', train_on text DEFAULT 'all_assistant',
-    too_long text DEFAULT 'drop')
+    too_long text DEFAULT 'drop', template_kwargs jsonb DEFAULT NULL)
     RETURNS TABLE (rows bigint, tokens bigint, loss float8, perplexity float8)
     AS 'MODULE_PATHNAME', 'sft_eval'
     LANGUAGE C STABLE;
-COMMENT ON FUNCTION sft_eval(text, text, integer, text, text, text) IS
+COMMENT ON FUNCTION sft_eval(text, text, integer, text, text, text, jsonb) IS
 'the model''s loss over a table or view of conversations, read as the caller: rows scored, assistant tokens scored, token-weighted mean loss (total NLL / tokens, as training defines it) and its perplexity; rows are prepared as training prepares them (NULL rows and rows without assistant tokens skipped, rows over max_length dropped or, with too_long => ''truncate'', cut)';
 
 CREATE FUNCTION sft_model_cache(OUT model text, OUT weights oid, OUT parameters bigint,

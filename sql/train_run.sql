@@ -24,7 +24,7 @@ SELECT status, error, owner, source, base, output, attempts, rows_read, rows_use
        rows_too_long, rows_truncated, rows_no_assistant, rows_null, validation_rows,
        steps, steps_done, epochs_done, started <= finished AS timed
   FROM sft_runs WHERE id = :run;
-SELECT options FROM sft_runs WHERE id = :run;
+SELECT options - 'template_now' AS options, (options ->> 'template_now')::timestamptz <= now() AS clock_recorded FROM sft_runs WHERE id = :run;
 -- loss falls: per epoch, and from the first logged steps to the last
 SELECT epoch, step, train_loss < 1.0 AS loss_below_1, validation_loss, checkpoint IS NOT NULL AS has_checkpoint
   FROM sft_run_epochs WHERE run_id = :run ORDER BY epoch;

@@ -76,18 +76,25 @@ SftEvalTokens(const SftModelLease *lease, int64 n)
 }
 
 /* ---------------------------------------------------------------------------
- * sft_loss(model, messages, train_on)
+ * sft_loss(model, messages, train_on, template_kwargs)
  * ------------------------------------------------------------------------- */
+
+/* The template_kwargs argument (NULL: none) with sft.template_now, checked before any work. */
+static void
+SftEvalTemplateCall(FunctionCallInfo fcinfo, int argno, SftTemplateCall *call)
+{
+	SftTemplateCallMake(call, PG_ARGISNULL(argno) ? NULL : PG_GETARG_JSONB_P(argno), NULL);
+}
 
 Datum
 sft_loss(PG_FUNCTION_ARGS)
 {
-	char	   *model = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	Jsonb	   *messages = PG_GETARG_JSONB_P(1);
-	SftTrainOn	train_on = SftTrainOnFromName(text_to_cstring(PG_GETARG_TEXT_PP(2)));
-	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "sft_loss",
-											  ALLOCSET_DEFAULT_SIZES);
-	MemoryContext old = MemoryContextSwitchTo(cxt);
+	char	   *model;
+	Jsonb	   *messages;
+	SftTrainOn	train_on;
+	MemoryContext cxt;
+	MemoryContext old;
+	SftTemplateCall call;
 	SftModelLease *lease;
 	const SftTokenizerEntry *entry;
 	SftConversation *conv;
@@ -102,12 +109,21 @@ sft_loss(PG_FUNCTION_ARGS)
 	double		loss_sum = 0;
 	int64_t		n_targets = 0;
 
+	/* NULL model, conversation or train_on: NULL, as a strict function would */
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		PG_RETURN_NULL();
+	model = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	messages = PG_GETARG_JSONB_P(1);
+	train_on = SftTrainOnFromName(text_to_cstring(PG_GETARG_TEXT_PP(2)));
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "sft_loss", ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	SftEvalTemplateCall(fcinfo, 3, &call);
 	lease = SftModelLeaseAcquire(model, cxt);
 	entry = SftTokenizerLookup(lease->tokenizer);
 	conv = SftConversationFromJsonb(messages, SFT_CONV_TRAINING);
 
 	sft_encoded_init(&enc);
-	st = sft_chat_encode(SftTokenizerCallTemplate(entry, NULL), entry->tok, conv, train_on,
+	st = sft_chat_encode(SftTokenizerApplyCall(entry, &call), entry->tok, conv, train_on,
 						 0, 0, &enc, &err);
 	T = (int) enc.ids.len;
 	ids = palloc_extended(sizeof(int32) * Max(T, 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
@@ -149,7 +165,8 @@ sft_loss(PG_FUNCTION_ARGS)
 }
 
 /* ---------------------------------------------------------------------------
- * sft_eval(model, source, max_length, messages_column, train_on, too_long)
+ * sft_eval(model, source, max_length, messages_column, train_on, too_long,
+ *          template_kwargs)
  * ------------------------------------------------------------------------- */
 
 /* Rows packed back to back, up to capacity tokens. */
@@ -225,6 +242,7 @@ sft_eval(PG_FUNCTION_ARGS)
 	char	   *column = SftTextArgNotNull(fcinfo, 3, "messages_column");
 	SftTrainOn	train_on = SftTrainOnFromName(SftTextArgNotNull(fcinfo, 4, "train_on"));
 	char	   *too_long = SftTextArgNotNull(fcinfo, 5, "too_long");
+	SftTemplateCall call;
 	bool		truncate;
 	int			max_length;
 	char	   *qualified;
@@ -261,6 +279,7 @@ sft_eval(PG_FUNCTION_ARGS)
 
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "sft_eval", ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(cxt);
+	SftEvalTemplateCall(fcinfo, 6, &call);
 	lease = SftModelLeaseAcquire(model, cxt);
 	if (max_length > lease->config->max_position)
 		ereport(ERROR,
@@ -274,7 +293,7 @@ sft_eval(PG_FUNCTION_ARGS)
 	b.mask = palloc(sizeof(int32) * max_length);
 
 	rules.entry = SftTokenizerLookup(lease->tokenizer);
-	rules.tpl = SftTokenizerCallTemplate(rules.entry, NULL);
+	rules.tpl = SftTokenizerApplyCall(rules.entry, &call);
 	rules.train_on = train_on;
 	rules.max_length = max_length;
 	rules.truncate = truncate;

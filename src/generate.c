@@ -146,6 +146,8 @@ typedef struct SftGenerator
 
 	SftFinish	finish;
 	bool		done;			/* the last piece was handed out */
+
+	SftTemplateCall template_call;	/* template_kwargs and strftime_now's clock */
 } SftGenerator;
 
 /* ---------------------------------------------------------------------------
@@ -161,6 +163,17 @@ typedef struct SftGenerator
 #define ARG_TOP_P 5
 #define ARG_SEED 6
 #define ARG_STOP 7
+#define ARG_TEMPLATE_KWARGS 8	/* the functions that render a chat template */
+
+/* template_kwargs (NULL: none) and sft.template_now of a call that renders */
+static void
+SftTemplateCallArgs(FunctionCallInfo fcinfo, SftTemplateCall *call)
+{
+	Jsonb	   *kwargs = PG_NARGS() > ARG_TEMPLATE_KWARGS && !PG_ARGISNULL(ARG_TEMPLATE_KWARGS) ?
+		PG_GETARG_JSONB_P(ARG_TEMPLATE_KWARGS) : NULL;
+
+	SftTemplateCallMake(call, kwargs, NULL);
+}
 
 static void
 SftCheckNotNull(FunctionCallInfo fcinfo, int argno, const char *name)
@@ -515,7 +528,7 @@ SftEncodePrompt(Datum prompt, SftPromptKind kind, SftGenerator *gen, int *n)
 
 	if (kind == SFT_PROMPT_MESSAGES || kind == SFT_PROMPT_TEXT)
 	{
-		SftChatTemplate tpl = *SftTokenizerCallTemplate(entry, NULL);
+		SftChatTemplate tpl = *SftTokenizerApplyCall(entry, &gen->template_call);
 		SftConversation *conv;
 		SftEncoded	enc;
 		SftStatus	st;
@@ -664,7 +677,7 @@ SftBatchErrorContext(void *arg)
  */
 static SftGenerator *
 SftGeneratorStart(FunctionCallInfo fcinfo, SftPromptKind kind, MemoryContext parent,
-				  Datum prompt, int batch_index)
+				  Datum prompt, int batch_index, const SftTemplateCall *call)
 {
 	MemoryContext cxt,
 				old;
@@ -695,6 +708,10 @@ SftGeneratorStart(FunctionCallInfo fcinfo, SftPromptKind kind, MemoryContext par
 	SftParseSampling(fcinfo, gen, (uint64) Max(batch_index, 0));
 	if (gen->want_text)
 		SftParseStopStrings(fcinfo, gen);
+	if (call)
+		gen->template_call = *call;
+	else if (kind == SFT_PROMPT_MESSAGES || kind == SFT_PROMPT_TEXT)
+		SftTemplateCallArgs(fcinfo, &gen->template_call);
 	gen->model_name = text_to_cstring(PG_GETARG_TEXT_PP(ARG_MODEL));
 
 	gen->lease = SftModelLeaseAcquire(gen->model_name, cxt);
@@ -881,7 +898,7 @@ SftGeneratorNext(SftGenerator *gen, const char **piece, size_t *len)
 static Datum
 SftGenerateAll(FunctionCallInfo fcinfo, SftPromptKind kind)
 {
-	SftGenerator *gen = SftGeneratorStart(fcinfo, kind, CurrentMemoryContext, PG_GETARG_DATUM(ARG_PROMPT), -1);
+	SftGenerator *gen = SftGeneratorStart(fcinfo, kind, CurrentMemoryContext, PG_GETARG_DATUM(ARG_PROMPT), -1, NULL);
 	const char *piece;
 	size_t		len;
 	text	   *result;
@@ -924,7 +941,7 @@ SftGenerateStream(FunctionCallInfo fcinfo, SftPromptKind kind)
 	{
 		funcctx = SRF_FIRSTCALL_INIT();
 		funcctx->user_fctx = SftGeneratorStart(fcinfo, kind, funcctx->multi_call_memory_ctx,
-												PG_GETARG_DATUM(ARG_PROMPT), -1);
+												PG_GETARG_DATUM(ARG_PROMPT), -1, NULL);
 	}
 	funcctx = SRF_PERCALL_SETUP();
 	gen = (SftGenerator *) funcctx->user_fctx;
@@ -949,7 +966,7 @@ Datum
 sft_generate_tokens(PG_FUNCTION_ARGS)
 {
 	SftGenerator *gen = SftGeneratorStart(fcinfo, SFT_PROMPT_TOKENS, CurrentMemoryContext,
-											 PG_GETARG_DATUM(ARG_PROMPT), -1);
+											 PG_GETARG_DATUM(ARG_PROMPT), -1, NULL);
 	const char *piece;
 	size_t		len;
 	Datum	   *elems;
@@ -997,6 +1014,7 @@ sft_generate_batch(PG_FUNCTION_ARGS)
 	int32	   *tokens;
 	SftGenerator **fed;
 	float	   *logits = NULL;
+	SftTemplateCall call;
 	MemoryContext cxt,
 				old;
 
@@ -1024,6 +1042,8 @@ sft_generate_batch(PG_FUNCTION_ARGS)
 	decs = palloc(sizeof(SftDecoder *) * SFT_BATCH_MAX);
 	tokens = palloc(sizeof(int32) * SFT_BATCH_MAX);
 	fed = palloc(sizeof(SftGenerator *) * SFT_BATCH_MAX);
+	/* checked once, before any prompt is started; every prompt renders with it */
+	SftTemplateCallArgs(fcinfo, &call);
 
 	while (finished < n)
 	{
@@ -1033,7 +1053,7 @@ sft_generate_batch(PG_FUNCTION_ARGS)
 		while (started < n && n_live < max_live)
 		{
 			SftGenerator *gen = SftGeneratorStart(fcinfo, SFT_PROMPT_MESSAGES, cxt,
-												  prompts[started], started);
+												  prompts[started], started, &call);
 
 			if (started == 0)
 			{

@@ -51,6 +51,7 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
@@ -170,8 +171,10 @@ EntryReset(SftTokenizerEntry *entry)
 		sft_tokenizer_free(entry->tok);
 	sft_free(entry->default_system);
 	sft_jinja_free(entry->jinja);
+	sft_jinja_free(entry->kwargs_jinja);
 	sft_free(entry->jinja_source);
 	entry->tok = NULL;
+	entry->kwargs_jinja = NULL;
 	entry->default_system = NULL;
 	entry->jinja = NULL;
 	entry->jinja_source = NULL;
@@ -210,6 +213,7 @@ CacheEntry(const char *name, bool create)
 		entry->tok = NULL;
 		entry->default_system = NULL;
 		entry->jinja = NULL;
+		entry->kwargs_jinja = NULL;
 		entry->jinja_source = NULL;
 		EntryReset(entry);
 	}
@@ -294,7 +298,9 @@ EntrySetTemplate(SftTokenizerEntry *entry, bool has_template, SftTemplateKind ki
 	}
 	sft_free(entry->default_system);
 	sft_jinja_free(entry->jinja);
+	sft_jinja_free(entry->kwargs_jinja);
 	sft_free(entry->jinja_source);
+	entry->kwargs_jinja = NULL;
 	entry->default_system = copy;
 	entry->jinja = jinja;
 	entry->jinja_source = source_copy;
@@ -434,6 +440,64 @@ SftTokenizerLookup(const char *name)
 /* sft.template_now: strftime_now's clock in chat templates; empty: the server's. */
 static char *sft_template_now = NULL;
 
+/*
+ * A timestamp with time zone for strftime_now's clock: a date and time (no
+ * special values such as 'infinity' or 'now', which would not pin anything).
+ * Without an offset it is read in the session's TimeZone.  false sets
+ * *problem.
+ */
+static bool
+TemplateNowParse(const char *str, time_t *out, const char **problem)
+{
+	char		workbuf[MAXDATELEN + MAXDATEFIELDS];
+	char	   *field[MAXDATEFIELDS];
+	int			ftype[MAXDATEFIELDS];
+	int			nf;
+	int			dtype;
+	int			tz = 0;
+	struct pg_tm tt;
+	fsec_t		fsec;
+	TimestampTz ts;
+
+	if (strlen(str) >= MAXDATELEN ||
+		ParseDateTime(str, workbuf, sizeof(workbuf), field, ftype, MAXDATEFIELDS, &nf) != 0 ||
+		DecodeDateTime(field, ftype, nf, &dtype, &tt, &fsec, &tz) != 0)
+	{
+		*problem = "it is not a timestamp";
+		return false;
+	}
+	if (dtype != DTK_DATE)
+	{
+		*problem = "a special value does not pin the clock";
+		return false;
+	}
+	if (tm2timestamp(&tt, fsec, &tz, &ts) != 0 || !IS_VALID_TIMESTAMP(ts))
+	{
+		*problem = "it is out of range";
+		return false;
+	}
+	*out = timestamptz_to_time_t(ts);
+	return true;
+}
+
+static bool
+CheckTemplateNow(char **newval, void **extra, GucSource source)
+{
+	const char *problem = NULL;
+	time_t		t;
+
+	/* before the session's time zone exists (server start) it is checked at use */
+	if (*newval == NULL || (*newval)[0] == '\0' || session_timezone == NULL)
+		return true;
+	if (!TemplateNowParse(*newval, &t, &problem))
+	{
+		GUC_check_errdetail("sft.template_now must be a timestamp such as '2025-07-01 12:00:00+00' (or empty for the server's clock): %s.",
+							problem);
+		return false;
+	}
+	return true;
+}
+
 void
 SftTokenizerInit(void)
 {
@@ -441,7 +505,33 @@ SftTokenizerInit(void)
 							   "The time strftime_now() returns in chat templates.",
 							   "Empty: the server's clock.  A timestamp makes renders (and so "
 							   "training data) reproducible.",
-							   &sft_template_now, "", PGC_USERSET, 0, NULL, NULL, NULL);
+							   &sft_template_now, "", PGC_USERSET, 0, CheckTemplateNow, NULL, NULL);
+}
+
+time_t
+SftTemplateNowFromText(const char *text, const char *what)
+{
+	const char *problem = NULL;
+	time_t		t = 0;
+
+	if (!TemplateNowParse(text, &t, &problem))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s \"%s\" is not a usable clock for strftime_now: %s", what, text, problem),
+				 errhint("Give a timestamp such as '2025-07-01 12:00:00+00'.")));
+	return t;
+}
+
+char *
+SftTemplateNowText(time_t t)
+{
+	struct tm	tm;
+	char		buf[64];
+
+	/* UTC with an explicit offset: read back the same in any TimeZone or DateStyle */
+	if (gmtime_r(&t, &tm) == NULL || strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S+00", &tm) == 0)
+		elog(ERROR, "cannot format time %lld", (long long) t);
+	return pstrdup(buf);
 }
 
 static void
@@ -450,21 +540,19 @@ FreeTemplateKwargs(void *arg)
 	sft_template_kwargs_free((struct json_object *) arg);
 }
 
-const SftChatTemplate *
-SftTokenizerCallTemplate(const SftTokenizerEntry *entry, Jsonb *kwargs)
+void
+SftTemplateCallMake(SftTemplateCall *call, Jsonb *kwargs, const char *now_text)
 {
-	SftChatTemplate *tpl = palloc(sizeof(SftChatTemplate));
-
-	*tpl = *SftTokenizerRequireTemplate(entry);
-	if (sft_template_now && sft_template_now[0])
+	memset(call, 0, sizeof(*call));
+	if (now_text)
 	{
-		TimestampTz ts = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
-																 CStringGetDatum(sft_template_now),
-																 ObjectIdGetDatum(InvalidOid),
-																 Int32GetDatum(-1)));
-
-		tpl->now_set = 1;
-		tpl->now = timestamptz_to_time_t(ts);
+		call->now_set = true;
+		call->now = SftTemplateNowFromText(now_text, "template_now");
+	}
+	else if (sft_template_now && sft_template_now[0])
+	{
+		call->now_set = true;
+		call->now = SftTemplateNowFromText(sft_template_now, "sft.template_now");
 	}
 	if (kwargs)
 	{
@@ -480,9 +568,80 @@ SftTokenizerCallTemplate(const SftTokenizerEntry *entry, Jsonb *kwargs)
 		cb->func = FreeTemplateKwargs;
 		cb->arg = obj;
 		MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
-		tpl->kwargs = obj;
+		call->kwargs = obj;
 	}
+}
+
+/*
+ * A built-in template (the fast path) renders without variables, so
+ * template_kwargs cannot change it; the published template it stands for
+ * may read them (Qwen3's enable_thinking).  With kwargs, render the
+ * imported source through the engine when it is that template; our own
+ * Jinja forms of chatml, llama3 and llama2 read no variables, so they stay;
+ * qwen3 chosen by name has no source to read them with: refused.
+ */
+static void
+EntryKwargsTemplate(SftTokenizerEntry *entry, SftChatTemplate *tpl)
+{
+	const char *stored = sft_tokenizer_chat_template(entry->tok);
+
+	if (entry->kwargs_jinja == NULL && stored)
+	{
+		SftTemplateKind kind;
+		char	   *system = NULL;
+		bool		same = false;
+
+		if (sft_template_detect(stored, strlen(stored), &kind, &system) && kind == tpl->kind)
+			same = (system == NULL && entry->default_system == NULL) ||
+				(system && entry->default_system && strcmp(system, entry->default_system) == 0);
+		sft_free(system);
+		if (same)
+			entry->kwargs_jinja = ParseJinja(stored, entry->name);
+	}
+	if (entry->kwargs_jinja)
+	{
+		tpl->kind = SFT_TEMPLATE_JINJA;
+		tpl->jinja = entry->kwargs_jinja;
+		/* the source writes its own default system prompt */
+		tpl->default_system = NULL;
+		tpl->default_system_len = 0;
+	}
+	else if (tpl->kind == SFT_TEMPLATE_QWEN3)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("tokenizer \"%s\" uses the built-in template qwen3 without Qwen3's Jinja source, which template_kwargs need",
+						entry->name),
+				 errhint("Set the published template with sft_tokenizer_set_template('%s', <its Jinja source>).",
+						 entry->name)));
+}
+
+const SftChatTemplate *
+SftTokenizerApplyCall(const SftTokenizerEntry *entry, const SftTemplateCall *call)
+{
+	SftChatTemplate *tpl = palloc(sizeof(SftChatTemplate));
+
+	*tpl = *SftTokenizerRequireTemplate(entry);
+	SftTemplateCallApply(tpl, call);
+	if (tpl->kind != SFT_TEMPLATE_JINJA && !sft_template_kwargs_empty(call->kwargs))
+		EntryKwargsTemplate((SftTokenizerEntry *) entry, tpl);
 	return tpl;
+}
+
+void
+SftTemplateCallApply(SftChatTemplate *tpl, const SftTemplateCall *call)
+{
+	tpl->kwargs = call->kwargs;
+	tpl->now_set = call->now_set;
+	tpl->now = call->now;
+}
+
+const SftChatTemplate *
+SftTokenizerCallTemplate(const SftTokenizerEntry *entry, Jsonb *kwargs)
+{
+	SftTemplateCall call;
+
+	SftTemplateCallMake(&call, kwargs, NULL);
+	return SftTokenizerApplyCall(entry, &call);
 }
 
 const SftChatTemplate *

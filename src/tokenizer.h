@@ -39,6 +39,12 @@ typedef struct SftTokenizerEntry
 	char	   *default_system; /* malloc'd; template.default_system points here */
 	SftJinjaTemplate *jinja;	/* the parsed Jinja template (kind jinja), owned here */
 	char	   *jinja_source;	/* malloc'd: its source */
+	/*
+	 * A built-in template's imported Jinja source, parsed when a call passes
+	 * template_kwargs (which the fast path cannot read); owned here, NULL
+	 * until then
+	 */
+	SftJinjaTemplate *kwargs_jinja;
 	int32		bos_id;			/* tokenizer_config's bos_token, -1 when none */
 	int32		eos_id;			/* tokenizer_config's eos_token, -1 when none */
 	int32		end_of_turn_id; /* the template's turn-closing token, -1 without template */
@@ -70,12 +76,40 @@ const SftChatTemplate *SftTokenizerRequireTemplate(const SftTokenizerEntry *entr
 char	   *SftTokenizerChatJinja(const SftTokenizerEntry *entry);
 
 /*
- * The entry's template for one call (palloc'd copy): template_kwargs (a jsonb
- * object, or NULL) and the clock of sft.template_now applied.  ERROR without a
- * template, or when the kwargs are not an object or set messages /
- * add_generation_prompt.
+ * What one call (or training run) adds to the template: template_kwargs and
+ * strftime_now's clock.
  */
+typedef struct SftTemplateCall
+{
+	struct json_object *kwargs; /* NULL: none; freed with the memory context it was made in */
+	bool		now_set;		/* false: the server's clock */
+	time_t		now;
+} SftTemplateCall;
+
+/*
+ * Check the call's template_kwargs (a jsonb object or NULL) and read its
+ * clock: now_text (a timestamp, e.g. a run's recorded template_now) when not
+ * NULL, else sft.template_now.  ERROR when the kwargs are not an object or
+ * set messages / add_generation_prompt, or the clock is not a timestamp.
+ * Called before any work, so bad arguments fail first.
+ */
+void		SftTemplateCallMake(SftTemplateCall *call, Jsonb *kwargs, const char *now_text);
+
+/* The entry's template for one call (palloc'd copy); ERROR without a template. */
+const SftChatTemplate *SftTokenizerApplyCall(const SftTokenizerEntry *entry,
+											 const SftTemplateCall *call);
+void		SftTemplateCallApply(SftChatTemplate *tpl, const SftTemplateCall *call);
+
+/* SftTemplateCallMake(kwargs, NULL) then SftTokenizerApplyCall. */
 const SftChatTemplate *SftTokenizerCallTemplate(const SftTokenizerEntry *entry, Jsonb *kwargs);
+
+/*
+ * A timestamp as strftime_now's clock; ERROR naming `what` when it is not a
+ * date and time.  SftTemplateNowText is its canonical text (UTC, explicit
+ * offset), as runs record it.
+ */
+time_t		SftTemplateNowFromText(const char *text, const char *what);
+char	   *SftTemplateNowText(time_t t);
 
 /* Define sft.template_now (from _PG_init). */
 void		SftTokenizerInit(void);

@@ -52,6 +52,7 @@
 #include "largeobject.h"
 #include "model_catalog.h"
 #include "progress.h"
+#include "tokenizer.h"
 #include "sft.h"
 #include "train.h"
 #include "training_rows.h"
@@ -99,8 +100,8 @@ SftTrainInit(void)
 static const char *const SftOptionNames[] = {
 	"grad_accum", "lr_schedule", "warmup_ratio", "min_lr_ratio", "weight_decay",
 	"dropout", "max_grad_norm", "seed", "validation", "validation_fraction",
-	"messages_column", "template", "train_on", "too_long", "keep", "log_every", "lora",
-	"checkpoint_activations", NULL
+	"messages_column", "template", "template_kwargs", "template_now", "train_on", "too_long", "keep",
+	"log_every", "lora", "checkpoint_activations", NULL
 };
 
 
@@ -387,6 +388,8 @@ SftTrainOptionsParse(SftTrainOptions *opts, int epochs, double learning_rate,
 	opts->validation_fraction = 0.0;
 	opts->messages_column = pstrdup("messages");
 	opts->template_name = NULL;
+	opts->template_kwargs = NULL;
+	opts->template_now = NULL;
 	opts->train_on = SFT_TRAIN_ALL_ASSISTANT;
 	opts->truncate = false;
 	opts->keep_best = false;
@@ -420,15 +423,19 @@ SftTrainOptionsParse(SftTrainOptions *opts, int epochs, double learning_rate,
 					ereport(ERROR,
 							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 							 errmsg("unknown option \"%s\"", key),
-							 errhint("Valid options: grad_accum, lr_schedule, warmup_ratio, min_lr_ratio, weight_decay, dropout, max_grad_norm, seed, validation, validation_fraction, messages_column, template, train_on, too_long, keep, log_every, lora, checkpoint_activations.")));
+							 errhint("Valid options: grad_accum, lr_schedule, warmup_ratio, min_lr_ratio, weight_decay, dropout, max_grad_norm, seed, validation, validation_fraction, messages_column, template, template_kwargs, template_now, train_on, too_long, keep, log_every, lora, checkpoint_activations.")));
 				continue;
 			}
 			if (tok != WJB_VALUE)
 				continue;
 
-			/* validation, template and lora accept null: "none" / "the tokenizer's" / "full fine-tuning". */
+			/*
+			 * validation, template, its kwargs/clock and lora accept null:
+			 * "none" / "the tokenizer's" / "full fine-tuning".
+			 */
 			if (v.type == jbvNull && (strcmp(key, "validation") == 0 || strcmp(key, "template") == 0 ||
-									  strcmp(key, "lora") == 0))
+									  strcmp(key, "template_kwargs") == 0 ||
+									  strcmp(key, "template_now") == 0 || strcmp(key, "lora") == 0))
 				continue;
 
 			if (strcmp(key, "grad_accum") == 0)
@@ -479,6 +486,22 @@ SftTrainOptionsParse(SftTrainOptions *opts, int epochs, double learning_rate,
 							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 							 errmsg("option \"template\": %s", err.message)));
 			}
+			else if (strcmp(key, "template_kwargs") == 0)
+			{
+				SftTemplateCall call;
+
+				if (v.type != jbvBinary)
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("option \"template_kwargs\" must be a JSON object")));
+				opts->template_kwargs = JsonbValueToJsonb(&v);
+				/* the same checks as every function's template_kwargs argument */
+				SftTemplateCallMake(&call, opts->template_kwargs, NULL);
+			}
+			else if (strcmp(key, "template_now") == 0)
+				opts->template_now =
+					SftTemplateNowText(SftTemplateNowFromText(SftOptionString(key, &v),
+															  "option \"template_now\""));
 			else if (strcmp(key, "train_on") == 0)
 				opts->train_on = (SftTrainOn) SftOptionChoice(key, &v, train_ons);
 			else if (strcmp(key, "too_long") == 0)
@@ -533,6 +556,18 @@ SftJsonString(StringInfo s, const char *key, const char *value)
 		appendStringInfoString(s, "null");
 }
 
+void
+SftTrainOptionsPinClock(SftTrainOptions *opts)
+{
+	SftTemplateCall call;
+
+	if (opts->template_now)
+		return;
+	SftTemplateCallMake(&call, NULL, NULL);
+	opts->template_now = SftTemplateNowText(call.now_set ? call.now :
+											timestamptz_to_time_t(GetCurrentTimestamp()));
+}
+
 Jsonb *
 SftTrainOptionsToJsonb(const SftTrainOptions *opts)
 {
@@ -554,6 +589,13 @@ SftTrainOptionsToJsonb(const SftTrainOptions *opts)
 	SftJsonNumber(&s, "validation_fraction", opts->validation_fraction);
 	SftJsonString(&s, "messages_column", opts->messages_column);
 	SftJsonString(&s, "template", opts->template_name);
+	SftJsonKey(&s, "template_kwargs");
+	if (opts->template_kwargs)
+		appendStringInfoString(&s, JsonbToCString(NULL, &opts->template_kwargs->root,
+												  VARSIZE(opts->template_kwargs)));
+	else
+		appendStringInfoString(&s, "null");
+	SftJsonString(&s, "template_now", opts->template_now);
 	SftJsonString(&s, "train_on", sft_train_on_name(opts->train_on));
 	SftJsonString(&s, "too_long", opts->truncate ? "truncate" : "drop");
 	SftJsonString(&s, "keep", opts->keep_best ? "best" : "last");
@@ -742,6 +784,7 @@ sft_train(PG_FUNCTION_ARGS)
 
 	SftTrainOptionsParse(&opts, PG_GETARG_INT32(3), PG_GETARG_FLOAT8(4), PG_GETARG_INT32(5),
 						 PG_GETARG_INT32(6), PG_GETARG_JSONB_P(7));
+	SftTrainOptionsPinClock(&opts);
 
 	source_qualified = SftTrainingSourceCheck(source, opts.messages_column, "source");
 	if (opts.validation)

@@ -45,6 +45,8 @@ typedef struct SftTrainOptions
 	double		validation_fraction;	/* of the source held out, 0: none */
 	char	   *messages_column;
 	char	   *template_name;	/* NULL: the tokenizer's own template */
+	Jsonb	   *template_kwargs;	/* extra template variables, NULL: none */
+	char	   *template_now;	/* strftime_now's clock (canonical text), NULL: not yet pinned */
 	SftTrainOn	train_on;
 	bool		truncate;		/* too_long = truncate (else drop) */
 	bool		keep_best;		/* keep = best (else last) */
@@ -61,6 +63,13 @@ typedef struct SftTrainOptions
  */
 void		SftTrainOptionsParse(SftTrainOptions *opts, int epochs, double learning_rate,
 								 int max_length, int batch_size, Jsonb *options);
+
+/*
+ * Pin strftime_now's clock of a new run when the options did not: to
+ * sft.template_now when set, else to the current time, so that a resumed
+ * run renders its data exactly as the first attempt did.
+ */
+void		SftTrainOptionsPinClock(SftTrainOptions *opts);
 
 /* The effective options as jsonb (every key). */
 Jsonb	   *SftTrainOptionsToJsonb(const SftTrainOptions *opts);

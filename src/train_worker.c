@@ -556,6 +556,7 @@ SftLoadData(SftRun *run)
 {
 	const SftTokenizerEntry *entry;
 	SftChatTemplate tpl;
+	SftTemplateCall call;
 	SftDataset	all = {0};
 	SftDataset	valid_all = {0};
 	SftTrainingRowCounts vcounts = {0};
@@ -567,6 +568,8 @@ SftLoadData(SftRun *run)
 	SftPublish(run, SFT_PHASE_LOADING);
 	SftBeginTransaction();
 	entry = SftTokenizerLookup(run->tokenizer);
+	/* the run's recorded template_kwargs and clock, never this session's settings */
+	SftTemplateCallMake(&call, run->opts.template_kwargs, run->opts.template_now);
 	if (run->opts.template_name)
 	{
 		SftError	err = {0};
@@ -574,18 +577,25 @@ SftLoadData(SftRun *run)
 
 		if (sft_template_from_name(run->opts.template_name, &kind, &err) != SFT_OK)
 			SftReportCoreError(&err, "template");
-		if (entry->has_template && entry->template.kind == kind)
-			tpl = entry->template;
-		else
-		{
-			memset(&tpl, 0, sizeof(tpl));
-			tpl.kind = kind;
-		}
 		if (sft_template_check_tokenizer(kind, entry->tok, &err) != SFT_OK)
 			SftReportCoreError(&err, psprintf("tokenizer \"%s\"", run->tokenizer));
+		if (entry->has_template && entry->template.kind == kind)
+			tpl = *SftTokenizerApplyCall(entry, &call);	/* kwargs read as the functions read them */
+		else
+		{
+			/* the bare built-in reads no variables: only qwen3's published form would */
+			if (kind == SFT_TEMPLATE_QWEN3 && !sft_template_kwargs_empty(call.kwargs))
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("option \"template\": the built-in qwen3 cannot read option \"template_kwargs\""),
+						 errhint("Leave out \"template\" to render the tokenizer's own Qwen3 template, which reads them.")));
+			memset(&tpl, 0, sizeof(tpl));
+			tpl.kind = kind;
+			SftTemplateCallApply(&tpl, &call);
+		}
 	}
 	else
-		tpl = *SftTokenizerCallTemplate(entry, NULL);
+		tpl = *SftTokenizerApplyCall(entry, &call);
 
 	/* As the run's role: its privileges and row-level security decide what it sees. */
 	SftReadRelation(run, run->source, entry, &tpl, &all, &run->counts);

@@ -152,6 +152,9 @@ SftStatus	sft_template_kwargs_parse(const char *json, size_t len, struct json_ob
 									  SftError *err);
 void		sft_template_kwargs_free(struct json_object *kwargs);
 
+/* 1 when kwargs is NULL or an object without keys. */
+int			sft_template_kwargs_empty(const struct json_object *kwargs);
+
 /*
  * The special token the template closes an assistant turn with (found by
  * rendering a probe conversation), else tokenizer_config's eos token; -1

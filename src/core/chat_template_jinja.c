@@ -78,89 +78,45 @@ sft_template_kwargs_free(struct json_object *kwargs)
 	json_object_put(kwargs);
 }
 
+int
+sft_template_kwargs_empty(const struct json_object *kwargs)
+{
+	return kwargs == NULL || json_object_object_length((json_object *) kwargs) == 0;
+}
+
 /*
- * The template's variables for messages [0, upto) of conv (the default
- * system prompt first when the conversation has none).  *first is the index
- * in the messages list of conv->messages[0].
+ * Render messages [0, upto) of conv (the default system prompt first when
+ * the conversation has none) with the template's variables, built by the
+ * engine straight from the conversation: special tokens, then
+ * template_kwargs over them, as transformers does.  *first is the index in
+ * the messages list of conv->messages[0].
  */
 static SftStatus
-build_vars(const SftChatTemplate *tpl, const SftTokenizer *tok, const SftConversation *conv,
-		   int upto, int add_generation_prompt, json_object **out, int *first, SftError *err)
+render_conv(const SftChatTemplate *tpl, const SftTokenizer *tok, const SftConversation *conv,
+			int upto, int add_generation_prompt, SftBuf *out, SftJinjaSpans *content,
+			SftJinjaSpans *generation, int *first, SftError *err)
 {
-	json_object *vars = json_object_new_object();
-	json_object *messages = json_object_new_array();
-	const char *bos = sft_tokenizer_bos_token(tok);
-	const char *eos = sft_tokenizer_eos_token(tok);
+	SftJinjaRender r;
 	int			has_system = conv->n > 0 && conv->messages[0].role == SFT_ROLE_SYSTEM;
+	SftStatus	st = sft_template_kwargs_check(tpl->kwargs, err);
 
-	*out = NULL;
-	if (vars == NULL || messages == NULL)
-	{
-		json_object_put(vars);
-		json_object_put(messages);
-		return nomem(err);
-	}
+	if (st != SFT_OK)
+		return st;
+	if (tpl->jinja == NULL)
+		return sft_error(err, SFT_ERR_INTERNAL, "Jinja chat template without its parsed form");
+	sft_jinja_render_init(&r, tpl->kwargs);
+	r.conv = conv;
+	r.conv_upto = upto;
 	*first = 0;
 	if (!has_system && tpl->default_system)
 	{
-		json_object *m = json_object_new_object();
-
-		json_object_object_add(m, "role", json_object_new_string("system"));
-		json_object_object_add(m, "content",
-							   json_object_new_string_len(tpl->default_system, (int) tpl->default_system_len));
-		json_object_array_add(messages, m);
+		r.system = tpl->default_system;
+		r.system_len = tpl->default_system_len;
 		*first = 1;
 	}
-	for (int i = 0; i < upto; i++)
-	{
-		json_object *m = json_object_new_object();
-
-		if (m == NULL)
-		{
-			json_object_put(vars);
-			json_object_put(messages);
-			return nomem(err);
-		}
-		json_object_object_add(m, "role", json_object_new_string(sft_role_name(conv->messages[i].role)));
-		json_object_object_add(m, "content", json_object_new_string_len(conv->messages[i].content,
-																		(int) conv->messages[i].len));
-		json_object_array_add(messages, m);
-	}
-	/* as transformers: special tokens, then template_kwargs over them */
-	if (bos)
-		json_object_object_add(vars, "bos_token", json_object_new_string(bos));
-	if (eos)
-		json_object_object_add(vars, "eos_token", json_object_new_string(eos));
-	json_object_object_add(vars, "tools", NULL);
-	json_object_object_add(vars, "documents", NULL);
-	if (tpl->kwargs)
-	{
-		SftStatus	st = sft_template_kwargs_check(tpl->kwargs, err);
-
-		if (st != SFT_OK)
-		{
-			json_object_put(vars);
-			json_object_put(messages);
-			return st;
-		}
-		json_object_object_foreach((json_object *) tpl->kwargs, key, val)
-			json_object_object_add(vars, key, json_object_get(val));
-	}
-	json_object_object_add(vars, "messages", messages);
-	json_object_object_add(vars, "add_generation_prompt", json_object_new_boolean(add_generation_prompt));
-	*out = vars;
-	return SFT_OK;
-}
-
-static SftStatus
-render_vars(const SftChatTemplate *tpl, json_object *vars, SftBuf *out,
-			SftJinjaSpans *content, SftJinjaSpans *generation, SftError *err)
-{
-	SftJinjaRender r;
-
-	if (tpl->jinja == NULL)
-		return sft_error(err, SFT_ERR_INTERNAL, "Jinja chat template without its parsed form");
-	sft_jinja_render_init(&r, vars);
+	r.add_generation_prompt = add_generation_prompt;
+	r.bos_token = sft_tokenizer_bos_token(tok);
+	r.eos_token = sft_tokenizer_eos_token(tok);
 	r.now_set = tpl->now_set;
 	r.now = tpl->now;
 	r.interrupt = tpl->interrupt;
@@ -168,21 +124,6 @@ render_vars(const SftChatTemplate *tpl, json_object *vars, SftBuf *out,
 	r.content_spans = content;
 	r.generation_spans = generation;
 	return sft_jinja_render(tpl->jinja, &r, out, err);
-}
-
-static SftStatus
-render_conv(const SftChatTemplate *tpl, const SftTokenizer *tok, const SftConversation *conv,
-			int upto, int add_generation_prompt, SftBuf *out, SftJinjaSpans *content,
-			SftJinjaSpans *generation, int *first, SftError *err)
-{
-	json_object *vars;
-	SftStatus	st = build_vars(tpl, tok, conv, upto, add_generation_prompt, &vars, first, err);
-
-	if (st != SFT_OK)
-		return st;
-	st = render_vars(tpl, vars, out, content, generation, err);
-	json_object_put(vars);
-	return st;
 }
 
 SftStatus
@@ -198,52 +139,6 @@ sft_chat_jinja_render(const SftChatTemplate *tpl, const SftTokenizer *tok,
 /* ---------------------------------------------------------------------------
  * Special tokens the template wrote
  * ------------------------------------------------------------------------- */
-
-typedef struct SpecialIndex
-{
-	const SftTokenizer *tok;
-	uint8_t		lead[256];		/* 1 when some special token starts with that byte */
-	int			count;
-} SpecialIndex;
-
-static void
-special_index(const SftTokenizer *tok, SpecialIndex *ix)
-{
-	memset(ix, 0, sizeof(*ix));
-	ix->tok = tok;
-	ix->count = sft_tokenizer_special_count(tok);
-	for (int i = 0; i < ix->count; i++)
-	{
-		size_t		len;
-		const char *text = sft_tokenizer_id_to_token(tok, sft_tokenizer_special_id(tok, i), &len);
-
-		if (text && len > 0)
-			ix->lead[(unsigned char) text[0]] = 1;
-	}
-}
-
-/* The longest special token starting at s[0..n): its length and id, or 0. */
-static size_t
-special_at(const SpecialIndex *ix, const char *s, size_t n, int32_t *id)
-{
-	size_t		best = 0;
-
-	if (n == 0 || !ix->lead[(unsigned char) s[0]])
-		return 0;
-	for (int i = 0; i < ix->count; i++)
-	{
-		int32_t		tid = sft_tokenizer_special_id(ix->tok, i);
-		size_t		len;
-		const char *text = sft_tokenizer_id_to_token(ix->tok, tid, &len);
-
-		if (text && len > best && len <= n && memcmp(text, s, len) == 0)
-		{
-			best = len;
-			*id = tid;
-		}
-	}
-	return best;
-}
 
 /* Is byte offset p inside one of the (sorted) content spans? cursor speeds up the walk. */
 static int
@@ -270,7 +165,6 @@ static SftStatus
 tokenize_rendered(const SftTokenizer *tok, const SftBuf *text, const SftJinjaSpans *content,
 				  const Range *ranges, size_t n_ranges, SftIntVec *ids, SftIntVec *mask, SftError *err)
 {
-	SpecialIndex ix;
 	size_t		run = 0;
 	size_t		cursor = 0;
 	size_t		r = 0;
@@ -278,8 +172,6 @@ tokenize_rendered(const SftTokenizer *tok, const SftBuf *text, const SftJinjaSpa
 				run_offsets;
 	SftStatus	st = SFT_OK;
 	const char *s = text->data ? text->data : "";
-
-	special_index(tok, &ix);
 	sft_intvec_init(&run_ids);
 	sft_intvec_init(&run_offsets);
 	for (size_t p = 0; p <= text->len && st == SFT_OK;)
@@ -288,7 +180,7 @@ tokenize_rendered(const SftTokenizer *tok, const SftBuf *text, const SftJinjaSpa
 		size_t		len = 0;
 
 		if (p < text->len && !in_content(content, p, &cursor))
-			len = special_at(&ix, s + p, text->len - p, &id);
+			len = sft_tokenizer_special_at(tok, s + p, text->len - p, &id);
 		if (len == 0 && p < text->len)
 		{
 			p++;
@@ -351,7 +243,7 @@ ascii_space(char c)
 
 /* End of the turn whose text ends at `end`: through whitespace and the special token after it. */
 static size_t
-turn_end(const SpecialIndex *ix, const SftBuf *text, size_t end)
+turn_end(const SftTokenizer *tok, const SftBuf *text, size_t end)
 {
 	size_t		p = end;
 	int32_t		id;
@@ -359,7 +251,7 @@ turn_end(const SpecialIndex *ix, const SftBuf *text, size_t end)
 
 	while (p < text->len && ascii_space(text->data[p]))
 		p++;
-	len = special_at(ix, text->data + p, text->len - p, &id);
+	len = sft_tokenizer_special_at(tok, text->data + p, text->len - p, &id);
 	return len ? p + len : end;
 }
 
@@ -368,7 +260,6 @@ assistant_ranges(const SftChatTemplate *tpl, const SftTokenizer *tok, const SftC
 				 SftTrainOn train_on, const SftBuf *full, const SftJinjaSpans *content, int first,
 				 Range **out, size_t *n_out, SftError *err)
 {
-	SpecialIndex ix;
 	Range	   *ranges = sft_calloc(conv->n + 1, sizeof(Range));
 	size_t		n = 0;
 	int			last_assistant = -1;
@@ -377,7 +268,6 @@ assistant_ranges(const SftChatTemplate *tpl, const SftTokenizer *tok, const SftC
 
 	if (ranges == NULL)
 		return nomem(err);
-	special_index(tok, &ix);
 	sft_buf_init(&prefix);
 	for (int i = 0; i < conv->n; i++)
 		if (conv->messages[i].role == SFT_ROLE_ASSISTANT)
@@ -440,7 +330,7 @@ assistant_ranges(const SftChatTemplate *tpl, const SftTokenizer *tok, const SftC
 		if (n > 0 && start < ranges[n - 1].end)
 			start = ranges[n - 1].end;
 		ranges[n].start = start;
-		ranges[n].end = turn_end(&ix, full, cend);
+		ranges[n].end = turn_end(tok, full, cend);
 		if (ranges[n].end > ranges[n].start)
 			n++;
 	}
@@ -560,14 +450,11 @@ sft_template_jinja_end_of_turn_id(const SftChatTemplate *tpl, const SftTokenizer
 		for (size_t k = 0; k < content.len; k++)
 			if (content.data[k].message == first + 1)
 			{
-				SpecialIndex ix;
 				size_t		p = content.data[k].start + content.data[k].len;
 				size_t		len;
-
-				special_index(tok, &ix);
 				while (p < text.len && ascii_space(text.data[p]))
 					p++;
-				len = special_at(&ix, text.data + p, text.len - p, &id);
+				len = sft_tokenizer_special_at(tok, text.data + p, text.len - p, &id);
 				if (len == 0)
 					id = -1;
 			}

@@ -244,10 +244,23 @@ sft_utf8_invalid_offset(const char *s, size_t len)
 
 	while (i < len)
 	{
-		unsigned char c = p[i];
+		unsigned char c;
 		size_t		n;
 		uint32_t	cp;
 
+		/* ASCII runs eight bytes at a time: most text is mostly ASCII */
+		while (len - i >= 8)
+		{
+			uint64_t	w;
+
+			memcpy(&w, p + i, 8);
+			if (w & UINT64_C(0x8080808080808080))
+				break;
+			i += 8;
+		}
+		if (i >= len)
+			break;
+		c = p[i];
 		if (c < 0x80)
 		{
 			i++;

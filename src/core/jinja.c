@@ -39,6 +39,16 @@ jarena_alloc(JArena *a, size_t size)
 	return p;
 }
 
+#define JARENA_CHUNK 65536		/* bytes of a standard chunk, header included */
+
+/*
+ * One standard chunk kept from the last arena freed: a render starts in it
+ * instead of asking malloc for 64 kB (and giving it back) every time, which
+ * dominated short renders.  Rendering runs in one thread per process (a
+ * backend), like the step counter of the evaluator.
+ */
+static JArenaChunk *jarena_spare = NULL;
+
 void *
 jarena_alloc_raw(JArena *a, size_t size)
 {
@@ -50,14 +60,20 @@ jarena_alloc_raw(JArena *a, size_t size)
 		size = 16;
 	if (c == NULL || c->cap - c->used < size)
 	{
-		size_t		cap = size > 65536 - sizeof(JArenaChunk) ? size : 65536 - sizeof(JArenaChunk);
+		size_t		cap = size > JARENA_CHUNK - sizeof(JArenaChunk) ? size : JARENA_CHUNK - sizeof(JArenaChunk);
 
 		if (a->limit && a->total + cap > a->limit)
 		{
 			a->failed = 2;
 			return NULL;
 		}
-		c = sft_alloc(sizeof(JArenaChunk) + cap);
+		if (jarena_spare && cap == jarena_spare->cap)
+		{
+			c = jarena_spare;
+			jarena_spare = NULL;
+		}
+		else
+			c = sft_alloc(sizeof(JArenaChunk) + cap);
 		if (c == NULL)
 		{
 			a->failed = 1;
@@ -83,7 +99,10 @@ jarena_free(JArena *a)
 	{
 		JArenaChunk *next = c->next;
 
-		sft_free(c);
+		if (jarena_spare == NULL && c->cap == JARENA_CHUNK - sizeof(JArenaChunk))
+			jarena_spare = c;
+		else
+			sft_free(c);
 		c = next;
 	}
 	a->head = NULL;

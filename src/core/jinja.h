@@ -14,7 +14,8 @@
  * interrupt callback the caller supplies.
  *
  * Variables come in as a json-c object (messages, add_generation_prompt,
- * bos_token, template kwargs...).  The renderer also reports where its output
+ * bos_token, template kwargs...), or, on the hot path, straight from a parsed
+ * conversation (SftJinjaRender.conv) with only the kwargs as JSON.  The renderer also reports where its output
  * came from, for assistant masks: the byte spans copied from the "content"
  * string of each message (through filters and methods that keep characters:
  * trim, strip, split, slicing, concatenation, macro output) and the spans
@@ -26,6 +27,7 @@
 #include <time.h>
 
 #include "common.h"
+#include "conversation.h"
 
 typedef struct SftJinjaTemplate SftJinjaTemplate;
 struct json_object;
@@ -66,6 +68,23 @@ void		sft_jinja_spans_free(SftJinjaSpans *spans);
 typedef struct SftJinjaRender
 {
 	const struct json_object *vars; /* object: the template's variables */
+
+	/*
+	 * With conv set, the chat variables are built directly (no JSON): first
+	 * bos_token / eos_token (when not NULL), tools and documents as None,
+	 * then vars over them (template_kwargs), then messages, the first
+	 * conv_upto messages of conv as {role, content} dicts after a system
+	 * message `system` when that is not NULL, and add_generation_prompt.
+	 * Content spans number the messages as the template sees them.
+	 */
+	const SftConversation *conv;
+	int			conv_upto;
+	const char *system;
+	size_t		system_len;
+	int			add_generation_prompt;
+	const char *bos_token;
+	const char *eos_token;
+
 	SftJinjaLimits limits;
 	/* strftime_now's clock; now_set = 0: the current time */
 	int			now_set;

@@ -2142,6 +2142,9 @@ binop_error(R *r, int line, int op, const JVal *a, const JVal *b)
 		return undefined_error(r, line, a, NULL);
 	if (b->t == JV_UNDEF)
 		return undefined_error(r, line, b, NULL);
+	if (op == JOP_ADD && a->t == JV_STR)
+		return fail(r, line, SFT_ERR_INVALID, "can only concatenate str (not \"%s\") to str",
+					type_name(b));
 	return fail(r, line, SFT_ERR_INVALID, "unsupported operand type(s) for %s: '%s' and '%s'",
 				op_symbol(op), type_name(a), type_name(b));
 }
@@ -4294,6 +4297,71 @@ output(R *r, int line, JVal v)
 	return v_print(r, r->sink, &v, 0);
 }
 
+/*
+ * {{ a + b + c ... }}, how chatml templates print a message: string
+ * operands go to the output one after the other instead of being
+ * concatenated into ever longer new strings first.  The result is the same
+ * text with the same spans, and the order of evaluation and errors is that
+ * of the nested additions: operands are evaluated left to right, and from
+ * the first one that is not a string on, the additions are done by arith()
+ * as eval() would.
+ */
+#define OUTPUT_SUM_MAX 16
+
+static int
+output_sum(R *r, JNode *out, JFrame *f)
+{
+	JNode	   *n = out->a;
+	JNode	   *leaves[OUTPUT_SUM_MAX];
+	JNode	   *adds[OUTPUT_SUM_MAX];	/* adds[i]: the addition whose right operand is leaves[i] */
+	JVal		vals[OUTPUT_SUM_MAX];
+	JNode	   *x = n;
+	int			k = 0;
+	int			nv = 0;
+	JVal		acc;
+
+	/* the left spine ((l0 + l1) + l2) + ...; a longer chain keeps its head nested */
+	while (x->kind == JN_BINOP && x->op == JOP_ADD && k < OUTPUT_SUM_MAX - 1)
+	{
+		adds[k] = x;
+		leaves[k++] = x->b;
+		x = x->a;
+	}
+	adds[k] = NULL;
+	leaves[k++] = x;
+	for (int i = k - 1; i >= 0; i--)
+	{
+		JVal		v;
+
+		if (eval(r, leaves[i], f, &v))
+			return -1;
+		if (v.t == JV_STR && nv == k - 1 - i)
+		{
+			vals[nv++] = v;
+			continue;
+		}
+		/* not all strings: add up what came so far, then go on as eval() does */
+		acc = vals[0];
+		for (int j = 1; j < nv; j++)
+			if (arith(r, adds[k - 1 - j]->line, JOP_ADD, acc, vals[j], &acc))
+				return -1;
+		if (nv == 0)
+			acc = v;
+		else if (arith(r, adds[i]->line, JOP_ADD, acc, v, &acc))
+			return -1;
+		for (int j = i - 1; j >= 0; j--)
+		{
+			if (eval(r, leaves[j], f, &v) || arith(r, adds[j]->line, JOP_ADD, acc, v, &acc))
+				return -1;
+		}
+		return output(r, out->line, acc);
+	}
+	for (int j = 0; j < nv; j++)
+		if (sink_write_str(r, r->sink, vals[j].u.s))
+			return -1;
+	return 0;
+}
+
 static JExec
 exec_node(R *r, JNode *n, JFrame *f)
 {
@@ -4306,6 +4374,8 @@ exec_node(R *r, JNode *n, JFrame *f)
 		case JN_TEXT:
 			return sink_write(r, r->sink, n->value.u.s->p, n->value.u.s->n) ? JX_ERR : JX_OK;
 		case JN_OUTPUT:
+			if (n->a->kind == JN_BINOP && n->a->op == JOP_ADD)
+				return output_sum(r, n, f) ? JX_ERR : JX_OK;
 			if (eval(r, n->a, f, &v) || output(r, n->line, v))
 				return JX_ERR;
 			return JX_OK;
@@ -4479,6 +4549,123 @@ spans_push(SftJinjaSpans *s, size_t start, size_t len, int msg)
 	return SFT_OK;
 }
 
+/* ---------------------------------------------------------------------------
+ * Chat variables straight from a parsed conversation
+ * ------------------------------------------------------------------------- */
+
+static int
+set_str_c(R *r, JFrame *f, const char *name, const char *value, size_t len)
+{
+	JVal		v;
+
+	return v_str(r, &v, value, len) || frame_set_c(r, f, name, v);
+}
+
+/* bos_token, eos_token, tools and documents: what template_kwargs may override. */
+static int
+set_chat_specials(R *r, JFrame *f, const SftJinjaRender *opts)
+{
+	if (opts->bos_token && set_str_c(r, f, "bos_token", opts->bos_token, strlen(opts->bos_token)))
+		return -1;
+	if (opts->eos_token && set_str_c(r, f, "eos_token", opts->eos_token, strlen(opts->eos_token)))
+		return -1;
+	return frame_set_c(r, f, "tools", v_none()) || frame_set_c(r, f, "documents", v_none());
+}
+
+/* One {role, content} dict; the content carries its provenance (message msg). */
+typedef struct ChatMessage
+{
+	JDict		d;
+	JVal		k[2];
+	JVal		v[2];
+	JStr		s[4];			/* the keys, the role, the content */
+	JSpan		sp;
+} ChatMessage;
+
+static int
+chat_message(R *r, const char *role, const char *content, size_t len, int msg, JVal *out)
+{
+	/* one allocation for the dict, its keys, values and strings */
+	ChatMessage *m = ralloc(r, sizeof(ChatMessage));
+
+	if (m == NULL)
+		return -1;
+	m->s[0].p = "role";
+	m->s[0].n = 4;
+	m->s[1].p = role;
+	m->s[1].n = strlen(role);
+	m->s[2].p = "content";
+	m->s[2].n = 7;
+	m->s[3].p = content;
+	m->s[3].n = len;
+	if (len > 0)
+	{
+		m->sp.off = 0;
+		m->sp.len = len;
+		m->sp.msg = msg;
+		m->s[3].sp = &m->sp;
+		m->s[3].nsp = 1;
+	}
+	for (int i = 0; i < 2; i++)
+	{
+		m->k[i] = v_strval(&m->s[2 * i]);
+		m->v[i] = v_strval(&m->s[2 * i + 1]);
+	}
+	m->d.k = m->k;
+	m->d.v = m->v;
+	m->d.n = m->d.cap = 2;
+	*out = v_dict(&m->d);
+	return 0;
+}
+
+/* messages and add_generation_prompt, after template_kwargs (which cannot set them). */
+static int
+set_chat_messages(R *r, JFrame *f, const SftJinjaRender *opts)
+{
+	int			first = opts->system ? 1 : 0;
+	int			upto = opts->conv_upto;
+	JList	   *l;
+
+	if (upto < 0 || upto > opts->conv->n)
+		return fail(r, 0, SFT_ERR_INTERNAL, "conv_upto %d outside the conversation", upto);
+	l = list_new(r, (size_t) (upto + first));
+	if (l == NULL)
+		return -1;
+	if (opts->system &&
+		chat_message(r, "system", opts->system, opts->system_len, 0, &l->v[0]))
+		return -1;
+	for (int i = 0; i < upto; i++)
+	{
+		const SftMessage *m = &opts->conv->messages[i];
+
+		if (chat_message(r, sft_role_name(m->role), m->content, m->len, i + first, &l->v[i + first]))
+			return -1;
+	}
+	l->n = (size_t) (upto + first);
+	return frame_set_c(r, f, "messages", v_list(l, 0)) ||
+		frame_set_c(r, f, "add_generation_prompt", v_bool(opts->add_generation_prompt != 0));
+}
+
+/*
+ * The global functions, the outermost frame of every render: built once
+ * (templates never write to it: set and macro bind in the frames below).
+ */
+static JFrame *
+global_frame(void)
+{
+	static JVar vars[] = {
+		{{"range", 5}, {JV_FUNC, 0, {.i = JF_RANGE}}},
+		{{"namespace", 9}, {JV_FUNC, 0, {.i = JF_NAMESPACE}}},
+		{{"dict", 4}, {JV_FUNC, 0, {.i = JF_DICT}}},
+		{{"raise_exception", 15}, {JV_FUNC, 0, {.i = JF_RAISE}}},
+		{{"strftime_now", 12}, {JV_FUNC, 0, {.i = JF_STRFTIME}}},
+	};
+	static JFrame frame = {NULL, vars, (int) (sizeof(vars) / sizeof(vars[0])),
+	(int) (sizeof(vars) / sizeof(vars[0])), 1};
+
+	return &frame;
+}
+
 SftStatus
 sft_jinja_render(const SftJinjaTemplate *tpl, SftJinjaRender *opts, SftBuf *out, SftError *err)
 {
@@ -4502,32 +4689,13 @@ sft_jinja_render(const SftJinjaTemplate *tpl, SftJinjaRender *opts, SftBuf *out,
 		opts->content_spans->len = 0;
 	if (opts->generation_spans)
 		opts->generation_spans->len = 0;
-	globals = frame_new(&r, NULL);
-	if (globals == NULL)
-		goto done;
-	{
-		static const struct
-		{
-			const char *name;
-			int			fn;
-		}			fns[] = {
-			{"range", JF_RANGE}, {"namespace", JF_NAMESPACE}, {"dict", JF_DICT},
-			{"raise_exception", JF_RAISE}, {"strftime_now", JF_STRFTIME}
-		};
-
-		for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++)
-		{
-			JVal		v = {JV_FUNC, 0, {0}};
-
-			v.u.i = fns[i].fn;
-			if (frame_set_c(&r, globals, fns[i].name, v))
-				goto done;
-		}
-	}
+	globals = global_frame();
 	r.globals = globals;
 	/* the caller's variables shadow the globals, as render(**kwargs) does */
 	frame = frame_new(&r, globals);
 	if (frame == NULL)
+		goto done;
+	if (opts->conv && set_chat_specials(&r, frame, opts))
 		goto done;
 	if (opts->vars)
 	{
@@ -4560,6 +4728,8 @@ sft_jinja_render(const SftJinjaTemplate *tpl, SftJinjaRender *opts, SftBuf *out,
 				goto done;
 		}
 	}
+	if (opts->conv && set_chat_messages(&r, frame, opts))
+		goto done;
 	if (exec_body(&r, (JNodeList *) &tpl->body, frame) == JX_ERR)
 		goto done;
 	if (sft_buf_append(out, top.p ? top.p : "", top.n) != SFT_OK)

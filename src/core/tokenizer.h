@@ -74,6 +74,13 @@ int32_t		sft_tokenizer_token_to_id(const SftTokenizer *tok, const char *s, size_
 const char *sft_tokenizer_id_to_token(const SftTokenizer *tok, int32_t id, size_t *len);	/* NULL */
 int			sft_tokenizer_is_special(const SftTokenizer *tok, int32_t id);
 
+/*
+ * The longest special added token whose text starts s[0..n): its length in
+ * bytes and *id, or 0 when none does (chat templates: which special tokens a
+ * template wrote).
+ */
+size_t		sft_tokenizer_special_at(const SftTokenizer *tok, const char *s, size_t n, int32_t *id);
+
 /* Added tokens with special = true, in id order (for the catalog row). */
 int			sft_tokenizer_special_count(const SftTokenizer *tok);
 int32_t		sft_tokenizer_special_id(const SftTokenizer *tok, int i);

@@ -857,6 +857,31 @@ prev_char_start(const char *s, size_t i)
 	return i;
 }
 
+size_t
+sft_tokenizer_special_at(const SftTokenizer *tok, const char *s, size_t n, int32_t *id)
+{
+	unsigned char b;
+
+	if (n == 0)
+		return 0;
+	b = (unsigned char) s[0];
+	if (!(tok->added_lead[b] & 1))
+		return 0;
+	/* added_order is longest first within a lead byte: the first match is the longest */
+	for (int k = tok->added_first[b]; k < tok->added_first[b + 1]; k++)
+	{
+		const SftAddedToken *t = &tok->added[tok->added_order[k]];
+
+		if (t->special && t->len > 0 && t->len <= n &&
+			memcmp(s, tok->tok_text.data + t->off, t->len) == 0)
+		{
+			*id = t->id;
+			return t->len;
+		}
+	}
+	return 0;
+}
+
 /*
  * Leftmost-longest added token of the given class (normalized flag) in
  * [from, end); returns its index in tok->added or -1.

@@ -10,6 +10,13 @@
 # the same conversations (render only: no tokenizer on the Python side, which
 # flatters it).  Runs alternate ours / reference; medians of RUNS.  The totals
 # of the builtin and jinja token counts must agree before anything is timed.
+#
+# Then per render in the core (test/bench/bench_template: conversations parsed
+# up front, CPU time of the rendering thread) against Python's Jinja2 render
+# (process CPU time), alternating, RUNS rounds: the ratio is the median of the
+# per-round ratios.  The engine's renderings must equal Python's, all of
+# them, before anything is timed.  The load average is printed before and
+# after: on the shared 2-core machine the figures move with it.
 set -eu
 cd "$(dirname "$0")/../.."
 ROWS=${ROWS:-5000}
@@ -89,6 +96,7 @@ PY
 }
 psql -X -At -c "SELECT sft_chat_template_jinja('bt_builtin')" >"$WORK/chatml.jinja"
 printf '%s' "$(cat "$WORK/chatml.jinja")" >"$WORK/chatml.jinja"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 declare -A T
 for r in $(seq "$RUNS"); do
 	T[count_builtin]+="$(time_sql "sft_token_count('bt_builtin', m)") "
@@ -115,4 +123,75 @@ if [ "$has_qwen3" = 1 ]; then
 	printf '  %-44s %10s\n' "Python Jinja2 render only, Qwen3's template" "$(rate py_qwen3)"
 	awk -v a="$(rate count_qwen3)" -v p="$(rate py_qwen3)" 'BEGIN {printf "  Qwen3 engine token count / Python render: %.1fx\n", a / p}'
 fi
+
+# --- per render in the core, side by side with Python ----------------------
+BENCH_BIN=test/bench/bench_template
+core_us() {		# template file (- for the built-in's Jinja form); prints render_jinja_us
+	"$BENCH_BIN" --hf "$WORK/tokenizer.json" --config "$WORK/tokenizer_config.json" --template "$1" \
+		--builtin chatml --render-only 1 --repeats 5 --input "$WORK/conversations.jsonl" |
+		sed -n 's/.*render_jinja_us=\([0-9.]*\).*/\1/p'
+}
+py_us() {		# template file; prints CPU microseconds per render (median of 5 passes)
+	/usr/bin/python3 - "$WORK" "$1" <<'PY'
+import json, sys, time
+sys.path.insert(0, "test/suites")
+from template_jinja_ref import environment
+work, path = sys.argv[1], sys.argv[2]
+cfg = json.load(open(work + "/tokenizer_config.json"))
+convs = [json.loads(l) for l in open(work + "/conversations.jsonl")]
+t = environment().from_string(open(path).read())
+special = {k: cfg[k] for k in ("bos_token", "eos_token") if isinstance(cfg.get(k), str)}
+times = []
+for _ in range(5):
+    start = time.process_time()
+    for m in convs:
+        t.render(messages=m, add_generation_prompt=False, tools=None, documents=None, **special)
+    times.append((time.process_time() - start) / len(convs) * 1e6)
+print("%.3f" % sorted(times)[2])
+PY
+}
+py_check() {		# template file, engine renderings: all equal?
+	/usr/bin/python3 - "$WORK" "$1" "$2" <<'PY'
+import json, sys
+sys.path.insert(0, "test/suites")
+from template_jinja_ref import environment
+work, path, ours = sys.argv[1:4]
+cfg = json.load(open(work + "/tokenizer_config.json"))
+special = {k: cfg[k] for k in ("bos_token", "eos_token") if isinstance(cfg.get(k), str)}
+t = environment().from_string(open(path).read())
+convs = [json.loads(l) for l in open(work + "/conversations.jsonl")]
+got = [json.loads(l) for l in open(ours)]
+same = sum(t.render(messages=m, add_generation_prompt=False, tools=None, documents=None, **special) == g
+           for m, g in zip(convs, got))
+print("%d of %d" % (same, len(convs)))
+PY
+}
+if [ -x "$BENCH_BIN" ]; then
+	templates="chatml"
+	[ "$has_qwen3" = 1 ] && { /usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["chat_template"], end="")' \
+		"$WORK/tokenizer_config.json" >"$WORK/qwen3.jinja"; templates="chatml qwen3"; }
+	for t in $templates; do
+		"$BENCH_BIN" --hf "$WORK/tokenizer.json" --config "$WORK/tokenizer_config.json" --template "$WORK/$t.jinja" \
+			--render-only 1 --repeats 1 --input "$WORK/conversations.jsonl" --out "$WORK/$t.ours.jsonl" >/dev/null
+		check=$(py_check "$WORK/$t.jinja" "$WORK/$t.ours.jsonl")
+		[ "${check%% of *}" = "${check##* of }" ] || { echo "$t: engine renders differ from Python's ($check identical)"; exit 1; }
+	done
+	declare -A C
+	for r in $(seq "$RUNS"); do
+		for t in $templates; do
+			o=$(core_us "$WORK/$t.jinja")
+			p=$(py_us "$WORK/$t.jinja")
+			C[ours_$t]+="$o "
+			C[py_$t]+="$p "
+			C[ratio_$t]+="$(awk -v o="$o" -v p="$p" 'BEGIN {printf "%.3f", p / o}') "
+		done
+	done
+	med() { echo "${C[$1]}" | tr ' ' '\n' | grep . | median; }
+	echo "per render in the core, CPU microseconds per conversation, median of $RUNS alternating rounds"
+	for t in $templates; do
+		printf '  %-8s engine %7s us   Python Jinja2 %7s us   Python / engine %6sx   (renders identical: %s)\n' \
+			"$t" "$(med ours_$t)" "$(med py_$t)" "$(med ratio_$t)" "$(py_check "$WORK/$t.jinja" "$WORK/$t.ours.jsonl")"
+	done
+fi
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 psql -X -q -At -c "DROP TABLE bt_conv" -c "SELECT sft_tokenizer_drop(name) FROM sft_tokenizers WHERE name LIKE 'bt\\_%'" >/dev/null

@@ -14,7 +14,7 @@ CC=${CLANG:-clang}
 mkdir -p "$out/seeds/jinja" "$out/corpus/jinja"
 dep_cflags=$(pkg-config --cflags json-c 2>/dev/null || echo "-I/usr/include/json-c")
 dep_libs=$(pkg-config --libs json-c 2>/dev/null || echo "-ljson-c")
-core="src/core/common.c src/core/unicode.c src/core/unicode_tables.c src/core/jinja.c src/core/jinja_eval.c"
+core="src/core/common.c src/core/unicode.c src/core/unicode_tables.c src/core/conversation.c src/core/jinja.c src/core/jinja_eval.c"
 flags="-std=gnu11 -g -O1 -fno-omit-frame-pointer -Isrc/core $dep_cflags"
 san="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
 $CC $flags $san -o "$out/fuzz_jinja" test/fuzz/fuzz_jinja.c $core $dep_libs -lm

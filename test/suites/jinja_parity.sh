@@ -54,7 +54,7 @@ mkdir -p "$OUT"
 dep_cflags=$(pkg-config --cflags json-c 2>/dev/null || echo "-I/usr/include/json-c")
 dep_libs=$(pkg-config --libs json-c 2>/dev/null || echo "-ljson-c")
 if ! cc -std=gnu11 -O2 -Wall -Isrc/core $dep_cflags -o "$OUT/jinja_render" test/suites/jinja_render.c \
-	src/core/jinja.c src/core/jinja_eval.c src/core/common.c src/core/unicode.c src/core/unicode_tables.c \
+	src/core/jinja.c src/core/jinja_eval.c src/core/conversation.c src/core/common.c src/core/unicode.c src/core/unicode_tables.c \
 	$dep_libs -lm 2>"$OUT/cc.log"; then
 	cat "$OUT/cc.log"
 	echo "not ok - building the engine's driver failed"

@@ -318,25 +318,25 @@ calls_anytime() {
 	call "sft_model_drop(text)" "SELECT sft_model_drop('vout')"
 	call "sft_model_drop(text)" "SELECT sft_model_drop('no_such_model')"
 	for m in mbase vbase vout; do
-		call "sft_generate(text, jsonb, integer, double precision, integer, double precision, bigint, text[])" \
-			"SELECT sft_generate('$m', $ASK, max_new_tokens => 4, temperature => 0.8, top_k => 5, top_p => 0.9, seed => 1, stop => '{x}')"
-		call "sft_generate(text, text, integer, double precision, integer, double precision, bigint, text[])" \
+		call "sft_generate(text, jsonb, integer, double precision, integer, double precision, bigint, text[], jsonb)" \
+			"SELECT sft_generate('$m', $ASK, max_new_tokens => 4, temperature => 0.8, top_k => 5, top_p => 0.9, seed => 1, stop => '{x}', template_kwargs => '{\"unused\": 1}')"
+		call "sft_generate(text, text, integer, double precision, integer, double precision, bigint, text[], jsonb)" \
 			"SELECT sft_generate('$m', 'Question 1', max_new_tokens => 4)"
-		call "sft_generate_stream(text, jsonb, integer, double precision, integer, double precision, bigint, text[])" \
+		call "sft_generate_stream(text, jsonb, integer, double precision, integer, double precision, bigint, text[], jsonb)" \
 			"SELECT * FROM sft_generate_stream('$m', $ASK, max_new_tokens => 4)"
-		call "sft_generate_stream(text, text, integer, double precision, integer, double precision, bigint, text[])" \
+		call "sft_generate_stream(text, text, integer, double precision, integer, double precision, bigint, text[], jsonb)" \
 			"SELECT * FROM sft_generate_stream('$m', 'Question 1', max_new_tokens => 4)"
-		call "sft_generate_batch(text, jsonb[], integer, double precision, integer, double precision, bigint, text[])" \
+		call "sft_generate_batch(text, jsonb[], integer, double precision, integer, double precision, bigint, text[], jsonb)" \
 			"SELECT * FROM sft_generate_batch('$m', ARRAY[$ASK::jsonb, $ASK::jsonb], max_new_tokens => 4, temperature => 0.8, seed => 1, stop => '{x}')"
 		call "sft_generate_raw(text, text, integer, double precision, integer, double precision, bigint, text[])" \
 			"SELECT sft_generate_raw('$m', 'Question', max_new_tokens => 4)"
 		call "sft_generate_tokens(text, integer[], integer, double precision, integer, double precision, bigint)" \
 			"SELECT sft_generate_tokens('$m', '{72, 101}', max_new_tokens => 4)"
-		call "sft_loss(text, jsonb, text)" "SELECT sft_loss('$m', $CONV, 'last_assistant')"
-		call "sft_eval(text, text, integer, text, text, text)" \
+		call "sft_loss(text, jsonb, text, jsonb)" "SELECT sft_loss('$m', $CONV, 'last_assistant', '{\"unused\": 1}')"
+		call "sft_eval(text, text, integer, text, text, text, jsonb)" \
 			"SELECT * FROM sft_eval('$m', 'evil.data', 64, 'messages', 'all_assistant', 'truncate')"
 	done
-	call "sft_eval(text, text, integer, text, text, text)" "SELECT * FROM sft_eval('mbase', 'vict.data')"
+	call "sft_eval(text, text, integer, text, text, text, jsonb)" "SELECT * FROM sft_eval('mbase', 'vict.data')"
 	call "sft_model_cache()" "SELECT sft_loss('mbase', $CONV), (SELECT count(*) FROM sft_model_cache())"
 	call "sft_model_cache_clear()" "SELECT sft_loss('mbase', $CONV), sft_model_cache_clear()"
 	# runs: the victim's, mallory's finished one, one that does not exist
@@ -405,7 +405,7 @@ round() {
 	short=$(sql "SELECT id FROM sft_run_table WHERE output = 'mshort_$tag'")
 	call "sft_wait(bigint, interval)" "SELECT sft_wait($short, '60 s')"
 	ok "$MODE: the short run succeeded" equals "$(run_status "$short")" succeeded
-	call "sft_generate(text, jsonb, integer, double precision, integer, double precision, bigint, text[])" \
+	call "sft_generate(text, jsonb, integer, double precision, integer, double precision, bigint, text[], jsonb)" \
 		"SELECT sft_generate('mshort_$tag', $ASK, max_new_tokens => 4)"
 	call "sft_model_drop(text)" "SELECT sft_model_drop('mshort_$tag')"
 	call "sft_run_drop(bigint)" "SELECT sft_run_drop($short)"

@@ -127,6 +127,19 @@ main(void)
 	expect_error("{{ x.y.z }}", NULL, SFT_ERR_INVALID, "'x' is undefined");
 	expect_error("{{ 1 + 'a' }}", NULL, SFT_ERR_INVALID, "unsupported operand type(s) for +: 'int' and 'str'");
 	expect_error("{{ 1 // 0 }}", NULL, SFT_ERR_INVALID, "division or modulo by zero");
+	/* {{ a + b + ... }} prints string operands directly; other sums as Python adds them */
+	expect("{{ 'a' + 'b' + 'c' }}|{{ 'x' + ('y' + 'z') }}|{{ 1 + 2 + 3 }}|{{ [1] + [2] + [3] }}", NULL,
+		   "abc|xyz|6|[1, 2, 3]");
+	expect("{{ 'a' + 'b' + 'c' + 'd' + 'e' + 'f' + 'g' + 'h' + 'i' + 'j' + 'k' + 'l' + 'm' + 'n' + 'o' + 'p' + 'q' + 'r' }}",
+		   NULL, "abcdefghijklmnopqr");
+	expect("{{ 'n=' + n | string + '.' }}", "{\"n\": 7}", "n=7.");
+	expect_error("{{ 'a' + 'b' + 1 }}", NULL, SFT_ERR_INVALID, "can only concatenate str (not \"int\") to str");
+	expect_error("{{ 1 + 2 + 'x' }}", NULL, SFT_ERR_INVALID, "unsupported operand type(s) for +: 'int' and 'str'");
+	/* left to right: the failing addition stops before a later operand runs */
+	expect_error("{{ 'a' + none + raise_exception('later') }}", NULL, SFT_ERR_INVALID,
+				 "can only concatenate str (not \"NoneType\") to str");
+	expect_error("{{ 'a' + raise_exception('first') + 1 }}", NULL, SFT_ERR_INVALID, "first");
+	expect_error("{{ 'a' + missing + 'b' }}", NULL, SFT_ERR_INVALID, "'missing' is undefined");
 	expect_error("{% raw %}x{% endraw %}", NULL, SFT_ERR_UNSUPPORTED, "raw block");
 	expect_error("{{ 'unterminated }}", NULL, SFT_ERR_INVALID, "unterminated string literal");
 	expect_error("{% break %}", NULL, SFT_ERR_INVALID, "'break' outside a for loop");
@@ -248,5 +261,38 @@ main(void)
 		sft_jinja_spans_free(&content);
 		sft_jinja_spans_free(&gen);
 	}
+	/* --- chat variables straight from a conversation (SftJinjaRender.conv) --- */
+	{
+		SftMessage	m[2] = {{SFT_ROLE_USER, "Hi", 2, false}, {SFT_ROLE_ASSISTANT, "Yo", 2, false}};
+		SftConversation conv = {m, 2};
+		SftJinjaRender r;
+		SftJinjaSpans content = {0};
+		const char *got;
+
+		sft_jinja_render_init(&r, NULL);
+		r.conv = &conv;
+		r.conv_upto = 2;
+		r.system = "Sys";
+		r.system_len = 3;
+		r.add_generation_prompt = 1;
+		r.bos_token = "<s>";
+		r.eos_token = "</s>";
+		got = render_with("{{ bos_token }}{% for x in messages %}[{{ x.role }}:{{ x['content'] }}]{% endfor %}"
+						  "{{ eos_token }}{{ add_generation_prompt }}{{ tools }}{{ documents is none }}{{ flag }}",
+						  "{\"eos_token\": \"<eot>\", \"flag\": 1}", &r, &content, NULL);
+		TAP_OK(got && strcmp(got, "<s>[system:Sys][user:Hi][assistant:Yo]<eot>TrueNoneTrue1") == 0,
+			   "conv: system first, kwargs over the special tokens (got \"%s\"%s)", got ? got : "error",
+			   got ? "" : last_error);
+		TAP_OK(content.len == 3 && content.data[0].message == 0 && content.data[1].message == 1 &&
+			   content.data[2].message == 2 && content.data[2].start == 35 && content.data[2].len == 2,
+			   "conv: content spans number the messages as the template sees them");
+		r.conv_upto = 1;
+		r.system = NULL;
+		got = render_with("{{ messages | length }}{{ messages[0].items() | list }}", NULL, &r, &content, NULL);
+		TAP_OK(got && strcmp(got, "1[('role', 'user'), ('content', 'Hi')]") == 0,
+			   "conv: conv_upto messages, keys in jsonb's order (got \"%s\")", got ? got : last_error);
+		sft_jinja_spans_free(&content);
+	}
+
 	return tap_done();
 }
