@@ -118,6 +118,14 @@ float	   *sft_trainer_adam_v(SftTrainer *trainer);
 int64_t    *sft_trainer_step_count(SftTrainer *trainer);
 float	   *sft_trainer_grads(SftTrainer *trainer);	/* [n_params], for tests */
 
+/*
+ * Resuming: the trainer takes over moments m and v [n_params] (from
+ * sft_alloc, e.g. sft_checkpoint_read's) instead of copying them, so a
+ * resumed run never holds two pairs (its memory stays what
+ * sft_trainer_memory_estimate says); its own are freed.
+ */
+void		sft_trainer_adopt_adam(SftTrainer *trainer, float *m, float *v, int64_t step);
+
 /* ---------------------------------------------------------------------------
  * Inference: batch 1, KV cache
  * ------------------------------------------------------------------------- */
