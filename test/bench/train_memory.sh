@@ -71,7 +71,7 @@ SQL
 		sleep 30
 	done
 	params=$($PSQL -c "SELECT parameters FROM sft_models WHERE name = 'bench_mem'")
-	run=$($PSQL -c "SET sft.threads = $THREADS" -c "SELECT sft_train('bench_mem_rows', 'bench_mem', 'bench_mem_out',
+	run=$($PSQL -c "SET sft.threads = $THREADS" -c "SET sft.max_memory = '64GB'" -c "SELECT sft_train('bench_mem_rows', 'bench_mem', 'bench_mem_out',
 		epochs => 1, learning_rate => 1e-5, max_length => 512, batch_size => 1,
 		options => '{\"too_long\": \"truncate\"}')")
 	pid=
