@@ -1257,6 +1257,13 @@ sft_encode(PG_FUNCTION_ARGS)
 	PG_TRY();
 	{
 		/* an all-zero mask would train on nothing while looking fine: refuse it */
+		if (enc.n_masked == 0 && max_length == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_EXCEPTION),
+					 errmsg("conversation has no assistant tokens to train on"),
+					 errdetail("Its %zu tokens are all context: the assistant messages it would train on have \"weight\": 0.",
+							   enc.ids.len),
+					 errhint("Give the assistant message to learn \"weight\": 1, or leave the row out of the training set.")));
 		if (enc.n_masked == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_EXCEPTION),
