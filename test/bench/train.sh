@@ -21,6 +21,8 @@ field() {	# RESULT line, key
 # the machine may be shared: show how busy it was around each measurement
 load() { echo "  (load average $(cut -d' ' -f1-3 /proc/loadavg) $1)"; }
 
+# SFT_BENCH_LLAMA=0 skips the SmolLM2-135M part (the families alone)
+if [ "${SFT_BENCH_LLAMA:-1}" != 0 ]; then
 load "before the C core"
 c_out=$(OPENBLAS_NUM_THREADS=$THREADS test/bench/bench_train "$THREADS" "$STEPS" 512) || {
 	echo "$c_out"; echo "bench_train failed"; exit 1; }
@@ -75,6 +77,7 @@ printf '%-30s %10.1f   (every FLOP at the sgemm rate)\n' "sgemm ceiling, tokens/
 printf '%-30s %10.2f   (C core / ceiling)\n' "  reached" "$(awk -v a="$c_tps" -v b="$ceil_tps" 'BEGIN { print a / b }')"
 printf '%-30s %10.1f   (= %.2f x the ceiling)\n' "4 x PyTorch (HF), tokens/s" \
 	"$(awk -v a="$hf_tps" 'BEGIN { print 4 * a }')" "$(awk -v a="$hf_tps" -v b="$ceil_tps" 'BEGIN { print 4 * a / b }')"
+fi
 
 # --- the other families on their real shapes ----------------------------------
 # Full fine-tuning of Qwen2.5-0.5B, Qwen3-0.6B and gemma-3-270m (random
