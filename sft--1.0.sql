@@ -263,6 +263,7 @@ CREATE TABLE sft_run_table (
     batch_size      integer NOT NULL,
     options         jsonb NOT NULL,
     threads         integer NOT NULL,
+    max_memory_mb   integer NOT NULL,   -- the caller's sft.max_memory, checked again with the data
     tokenizer       text NOT NULL,
     status          text NOT NULL DEFAULT 'queued'
                     CHECK (status IN ('queued', 'running', 'succeeded', 'failed',
@@ -337,7 +338,7 @@ COMMENT ON FUNCTION sft_run_active(bigint) IS
 
 CREATE VIEW sft_runs AS
 SELECT r.id, r.owner, r.source, r.base, r.output, r.epochs, r.learning_rate,
-       r.max_length, r.batch_size, r.options, r.threads, r.tokenizer,
+       r.max_length, r.batch_size, r.options, r.threads, r.max_memory_mb, r.tokenizer,
        CASE WHEN r.status OPERATOR(pg_catalog.=) ANY (ARRAY['queued', 'running'])
                  AND NOT @extschema@.sft_run_active(r.id)
             THEN 'interrupted' ELSE r.status END AS status,

@@ -2,11 +2,11 @@
 -- sft_run_epochs rows.  The rows are written here directly (as superuser) so
 -- that the output is exact; the demo draws a real run.
 INSERT INTO sft_run_table (id, owner, source, base, output, epochs, learning_rate, max_length,
-                           batch_size, options, threads, tokenizer, status)
+                           batch_size, options, threads, max_memory_mb, tokenizer, status)
 OVERRIDING SYSTEM VALUE
-VALUES (1000001, current_user::regrole, 'public.mix', 'tiny', 'tiny-chat', 2, 1e-3, 512, 8, '{}', 1,
+VALUES (1000001, current_user::regrole, 'public.mix', 'tiny', 'tiny-chat', 2, 1e-3, 512, 8, '{}', 1, 4096,
         'tiny', 'succeeded'),
-       (1000002, current_user::regrole, 'public.mix', 'tiny', 'tiny-<new>', 2, 1e-3, 512, 8, '{}', 1,
+       (1000002, current_user::regrole, 'public.mix', 'tiny', 'tiny-<new>', 2, 1e-3, 512, 8, '{}', 1, 4096,
         'tiny', 'running');
 INSERT INTO sft_run_log (run_id, step, epoch, loss, learning_rate, grad_norm, tokens_per_s)
 SELECT 1000001, s, 1 + (s > 10)::int, 5.0 / s + 0.5, 1e-3, 1.0, 1000.0

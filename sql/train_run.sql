@@ -167,7 +167,41 @@ END $$;
 SELECT sft_run_drop(:run);
 SELECT count(*) FROM sft_models WHERE name IN ('trun_nothing', 'trun_nothing2', 'trun_bad_row');
 
--- dropping models and runs leaves no large object behind
+-- sft.max_memory counts the tokenized data: sft_train's check (before any row
+-- is read) passes, the worker checks again with the same limit, stored with
+-- the run, as the rows arrive and fails before the data outgrows it; nothing
+-- stored is touched (the base model, other models, large objects)
+CREATE TABLE trun_big AS
+  SELECT n, sft_from_pair('Question ' || n, repeat('The sea is wide and the waves are high. ', 12)) AS messages
+    FROM generate_series(1, 8000) n;
+CREATE TEMP TABLE trun_mem_before AS
+  SELECT (SELECT count(*) FROM pg_largeobject_metadata) AS los,
+         (SELECT array_agg(name || ':' || weights ORDER BY name) FROM sft_models) AS models,
+         sft_generate('trun_model', '[{"role": "user", "content": "What is the capital of France?"}]'::jsonb) AS answer;
+SET sft.max_memory = '16MB';
+SELECT sft_train('trun_big', 'trun_base', 'trun_mem_small', epochs => 1, max_length => 512, batch_size => 1,
+                 options => '{"lr_schedule": "constant"}') AS run \gset
+RESET sft.max_memory;
+SET client_min_messages = error;	-- sft_wait's warning repeats the error, with figures
+SELECT sft_wait(:run);
+SET client_min_messages = warning;
+SELECT status, max_memory_mb, rows_used,
+       regexp_replace(error, '[0-9]+', 'N', 'g') AS error FROM sft_runs WHERE id = :run;
+SELECT (SELECT count(*) FROM pg_largeobject_metadata) - los AS new_large_objects,
+       (SELECT array_agg(name || ':' || weights ORDER BY name) FROM sft_models) = models AS models_unchanged,
+       sft_generate('trun_model', '[{"role": "user", "content": "What is the capital of France?"}]'::jsonb) = answer
+         AS same_answer
+  FROM trun_mem_before;
+SELECT sft_run_drop(:run);
+-- the same limit holds a tenth of those rows: the data check is not a refusal of every run
+CREATE VIEW trun_big_part AS SELECT * FROM trun_big WHERE n <= 800;
+SET sft.max_memory = '16MB';
+SELECT sft_train('trun_big_part', 'trun_base', 'trun_mem_ok', epochs => 1,
+                 max_length => 512, batch_size => 1) AS run \gset
+RESET sft.max_memory;
+SELECT sft_wait(:run);
+SELECT status, max_memory_mb, rows_used FROM sft_runs WHERE id = :run;
+
 SELECT sft_model_drop(name) FROM sft_models WHERE name LIKE 'trun\_%' AND name <> 'trun_base' ORDER BY name;
 SELECT count(*) AS checkpoints_left FROM sft_run_epochs e JOIN sft_run_table r ON r.id = e.run_id
  WHERE r.output LIKE 'trun\_%' AND e.checkpoint IS NOT NULL;

@@ -558,8 +558,8 @@ SftCatalogRunInsert(const SftRunSpec *spec)
 	CatalogRows r;
 
 	StmtInit(&st, "INSERT INTO " RUNS " (owner, source, base, output, epochs, learning_rate, "
-			 "max_length, batch_size, options, threads, tokenizer) "
-			 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id");
+			 "max_length, batch_size, options, threads, max_memory_mb, tokenizer) "
+			 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id");
 	StmtArg(&st, REGROLEOID, ObjectIdGetDatum(spec->owner), false);
 	StmtText(&st, spec->source);
 	StmtText(&st, spec->base);
@@ -570,6 +570,7 @@ SftCatalogRunInsert(const SftRunSpec *spec)
 	StmtArg(&st, INT4OID, Int32GetDatum(spec->batch_size), false);
 	StmtArg(&st, JSONBOID, JsonbPGetDatum(spec->options), false);
 	StmtArg(&st, INT4OID, Int32GetDatum(spec->threads), false);
+	StmtArg(&st, INT4OID, Int32GetDatum(spec->max_memory_mb), false);
 	StmtText(&st, spec->tokenizer);
 	if (CatalogExec(&st, false, SPI_OK_INSERT_RETURNING, &r) != 1)
 		elog(ERROR, "could not insert into sft_run_table");
@@ -587,10 +588,10 @@ SftCatalogRunRead(int64 run_id, bool for_update, SftRunSpec *spec)
 	/* Locking needs UPDATE on the table, which only its owner has. */
 	StmtInit(&st, for_update ?
 			 "SELECT owner::pg_catalog.oid, status, source, base, output, tokenizer, threads, epochs, "
-			 "learning_rate, max_length, batch_size, options, data_fingerprint, error "
+			 "learning_rate, max_length, batch_size, options, data_fingerprint, error, max_memory_mb "
 			 "FROM " RUNS " WHERE id" EQ "$1 FOR UPDATE" :
 			 "SELECT owner::pg_catalog.oid, status, source, base, output, tokenizer, threads, epochs, "
-			 "learning_rate, max_length, batch_size, options, data_fingerprint, error "
+			 "learning_rate, max_length, batch_size, options, data_fingerprint, error, max_memory_mb "
 			 "FROM " RUNS " WHERE id" EQ "$1");
 	StmtInt8(&st, run_id);
 	if (CatalogExec(&st, false, SPI_OK_SELECT, &r) == 0)
@@ -610,6 +611,7 @@ SftCatalogRunRead(int64 run_id, bool for_update, SftRunSpec *spec)
 	spec->fingerprint = DatumGetInt64(RowDatum(&r, 0, 13, &isnull));
 	spec->have_fingerprint = !isnull;
 	spec->error = RowString(&r, 0, 14);
+	spec->max_memory_mb = RowInt32(&r, 0, 15);
 	return true;
 }
 

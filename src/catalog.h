@@ -143,6 +143,7 @@ typedef struct SftRunSpec
 	char	   *output;
 	char	   *tokenizer;
 	int			threads;
+	int			max_memory_mb;	/* sft.max_memory of the caller of sft_train */
 	int			epochs;
 	double		learning_rate;
 	int			max_length;

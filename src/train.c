@@ -730,6 +730,51 @@ SftStartWorker(int64 run_id, Oid run_role, bool resume)
 }
 
 /* ---------------------------------------------------------------------------
+ * The memory check
+ * ------------------------------------------------------------------------- */
+
+void
+SftTrainCheckMemory(const SftLlamaConfig *cfg, const char *base, const SftTrainOptions *opts,
+					int limit_mb, const SftTrainDataSize *data)
+{
+	Size		batch_tokens = (Size) opts->batch_size * opts->max_length;
+	/* the worker's micro-batch copy: tokens and mask */
+	SftTrainerOptions topts = {
+		.max_tokens = (int) batch_tokens,
+		.dropout = (float) opts->dropout,
+		.checkpoint_activations = opts->checkpoint_activations
+	};
+	/* the trainer (LoRA and checkpointing aware) + the worker's micro-batch copy: tokens and mask */
+	double		need = (double) sft_trainer_memory_estimate_for(cfg, &topts,
+																opts->lora ? &opts->lora_config : NULL) +
+		(double) batch_tokens * 2 * sizeof(int32);
+	double		need_mb;
+
+	if (data)
+		need += (double) data->bytes;
+	need_mb = need / (1024.0 * 1024.0);
+	if (need_mb <= (double) limit_mb)
+		return;
+	if (data == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("training would need about %.0f MB, more than sft.max_memory (%d MB)",
+						need_mb, limit_mb),
+				 errdetail("Model \"%s\" with micro-batches of %d sequences of up to %d tokens.",
+						   base, opts->batch_size, opts->max_length),
+				 errhint("Lower batch_size (and raise the grad_accum option to keep the effective batch) or max_length, or raise sft.max_memory.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+			 errmsg("training would need about %.0f MB with its data, more than sft.max_memory (%d MB) when the run was started",
+					need_mb, limit_mb),
+			 errdetail("Model \"%s\" with micro-batches of %d sequences of up to %d tokens, and %s%lld tokens in %lld rows of training data (about %.0f MB).",
+					   base, opts->batch_size, opts->max_length,
+					   data->complete ? "" : "at least ", (long long) data->tokens,
+					   (long long) data->rows, (double) data->bytes / (1024.0 * 1024.0)),
+			 errhint("Train on fewer rows (filter the source), lower max_length, or raise sft.max_memory and start a new run.")));
+}
+
+/* ---------------------------------------------------------------------------
  * sft_train
  * ------------------------------------------------------------------------- */
 
@@ -771,8 +816,6 @@ sft_train(PG_FUNCTION_ARGS)
 	SftTrainOptions opts;
 	SftModelRow base_row;
 	char	   *source_qualified;
-	size_t		need;
-	double		need_mb;
 	Jsonb	   *effective;
 	int64		run_id;
 	SftRunSpec	spec;
@@ -805,25 +848,7 @@ sft_train(PG_FUNCTION_ARGS)
 
 	if (base_row.is_adapter)
 		SftTrainFromAdapter(&opts, &base_row);
-	{
-		SftTrainerOptions topts = {
-			.max_tokens = opts.batch_size * opts.max_length,
-			.dropout = (float) opts.dropout,
-			.checkpoint_activations = opts.checkpoint_activations
-		};
-
-		need = sft_trainer_memory_estimate_for(&base_row.config, &topts,
-											   opts.lora ? &opts.lora_config : NULL);
-	}
-	need_mb = (double) need / (1024.0 * 1024.0);
-	if (need_mb > (double) sft_max_memory_mb)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("training would need about %.0f MB, more than sft.max_memory (%d MB)",
-						need_mb, sft_max_memory_mb),
-				 errdetail("Model \"%s\" with micro-batches of %d sequences of up to %d tokens.",
-						   base, opts.batch_size, opts.max_length),
-				 errhint("Lower batch_size (and raise the grad_accum option to keep the effective batch) or max_length, or raise sft.max_memory.")));
+	SftTrainCheckMemory(&base_row.config, base, &opts, sft_max_memory_mb, NULL);
 
 	effective = SftTrainOptionsToJsonb(&opts);
 	memset(&spec, 0, sizeof(spec));
@@ -837,6 +862,7 @@ sft_train(PG_FUNCTION_ARGS)
 	spec.batch_size = opts.batch_size;
 	spec.options = effective;
 	spec.threads = sft_threads;
+	spec.max_memory_mb = sft_max_memory_mb;
 	spec.tokenizer = base_row.tokenizer;
 	run_id = SftCatalogRunInsert(&spec);
 

@@ -74,6 +74,30 @@ void		SftTrainOptionsPinClock(SftTrainOptions *opts);
 /* The effective options as jsonb (every key). */
 Jsonb	   *SftTrainOptionsToJsonb(const SftTrainOptions *opts);
 
+/*
+ * The tokenized data a run holds while it loads and trains (train_worker.c
+ * sizes it; all zero before the data is read).
+ */
+typedef struct SftTrainDataSize
+{
+	int64		rows;			/* sequences kept so far */
+	int64		tokens;			/* their tokens */
+	Size		bytes;			/* memory the worker holds for them at its peak */
+	bool		complete;		/* every row has been read */
+} SftTrainDataSize;
+
+/*
+ * ERROR unless a run of opts on model config cfg (named base) fits limit_mb:
+ * the trainer (parameters, gradients, AdamW moments, activations, as the core
+ * sizes them), the micro-batch buffers and the data.  sft_train checks with
+ * no data and the caller's sft.max_memory; the worker checks again with the
+ * same limit (stored with the run) while and after it reads the rows, before
+ * it allocates the trainer.
+ */
+void		SftTrainCheckMemory(const SftLlamaConfig *cfg, const char *base,
+								const SftTrainOptions *opts, int limit_mb,
+								const SftTrainDataSize *data);
+
 /* Background worker entry point (bgw_function_name). */
 PGDLLEXPORT void SftTrainWorkerMain(Datum main_arg);
 

@@ -115,6 +115,7 @@ typedef struct SftRun
 	char	   *output;
 	char	   *tokenizer;
 	int			threads;
+	int			max_memory_mb;	/* the caller's sft.max_memory (the run row's) */
 	MemoryContext cxt;			/* lives as long as the run */
 
 	/* where this attempt starts */
@@ -144,25 +145,40 @@ typedef struct SftRun
 
 static int	SftWorkerSlot = -1;
 
+/* The capacities ds grows to for one more sequence of len tokens. */
+static void
+SftDatasetGrowth(const SftDataset *ds, int64 len, int64 *n_cap, int64 *cap)
+{
+	*n_cap = ds->n + 2 > ds->n_cap ? Max(1024, ds->n_cap * 2) : ds->n_cap;
+	*cap = ds->total + len > ds->cap ? Max(Max(65536, ds->cap * 2), ds->total + len) : ds->cap;
+}
+
+/* Bytes of ds's arrays at capacities n_cap (offsets) and cap (tokens, mask). */
+static Size
+SftDatasetBytesAt(int64 n_cap, int64 cap)
+{
+	return (Size) n_cap * sizeof(int64) + (Size) cap * 2 * sizeof(int32);
+}
+
 static void
 SftDatasetAppend(SftDataset *ds, MemoryContext cxt, const int32 *ids, const int32 *mask,
 				 int64 len, int64 targets)
 {
-	if (ds->n + 2 > ds->n_cap)
-	{
-		int64		cap = Max(1024, ds->n_cap * 2);
+	int64		n_cap,
+				cap;
 
+	SftDatasetGrowth(ds, len, &n_cap, &cap);
+	if (n_cap != ds->n_cap)
+	{
 		ds->offsets = ds->offsets ?
-			repalloc_huge(ds->offsets, cap * sizeof(int64)) :
-			MemoryContextAllocHuge(cxt, cap * sizeof(int64));
-		ds->n_cap = cap;
+			repalloc_huge(ds->offsets, n_cap * sizeof(int64)) :
+			MemoryContextAllocHuge(cxt, n_cap * sizeof(int64));
+		ds->n_cap = n_cap;
 		if (ds->n == 0)
 			ds->offsets[0] = 0;
 	}
-	if (ds->total + len > ds->cap)
+	if (cap != ds->cap)
 	{
-		int64		cap = Max(Max(65536, ds->cap * 2), ds->total + len);
-
 		ds->tokens = ds->tokens ?
 			repalloc_huge(ds->tokens, cap * sizeof(int32)) :
 			MemoryContextAllocHuge(cxt, cap * sizeof(int32));
@@ -398,6 +414,7 @@ SftRunClaim(SftRun *run)
 	run->output = pstrdup(spec.output);
 	run->tokenizer = pstrdup(spec.tokenizer);
 	run->threads = spec.threads;
+	run->max_memory_mb = spec.max_memory_mb;
 	SftTrainOptionsParse(&run->opts, spec.epochs, spec.learning_rate, spec.max_length,
 						 spec.batch_size, spec.options);
 	MemoryContextSwitchTo(old);
@@ -507,18 +524,55 @@ SftLoadStartingWeights(SftRun *run)
  * 3. Reading the source
  * ------------------------------------------------------------------------- */
 
-/* The dataset a relation's rows are appended to, and the run reading them. */
+/*
+ * The datasets a run reads into, and the run.  All of them are held at once
+ * at the peak of loading, together with their canonical-order copies (no
+ * larger: the same rows or fewer) and the sort keys (SftSeqKey) plus the
+ * held-out split's permutation and flags (8 + 2 bytes) per row.
+ */
 typedef struct SftReadTarget
 {
 	SftRun	   *run;
-	SftDataset *ds;
+	SftDataset *ds;				/* the one being read */
+	const SftDataset *other;	/* the one read before it, or NULL */
+	const SftModel *model;		/* its config sizes the trainer */
 } SftReadTarget;
+
+#define SFT_LOAD_BYTES_PER_ROW (sizeof(SftSeqKey) + sizeof(int64) + 2 * sizeof(bool))
+
+static SftTrainDataSize
+SftLoadSize(const SftDataset *ds, int64 n_cap, int64 cap, const SftDataset *other, bool complete)
+{
+	SftTrainDataSize size;
+
+	size.rows = ds->n + (other ? other->n : 0);
+	size.tokens = ds->total + (other ? other->total : 0);
+	size.bytes = 2 * SftDatasetBytesAt(n_cap, cap) + (Size) ds->n * SFT_LOAD_BYTES_PER_ROW;
+	if (other)
+		size.bytes += 2 * SftDatasetBytesAt(other->n_cap, other->cap) +
+			(Size) other->n * SFT_LOAD_BYTES_PER_ROW;
+	size.complete = complete;
+	return size;
+}
 
 static void
 SftAppendRow(void *arg, const int32 *ids, const int32 *mask, int64 len, int64 targets)
 {
 	SftReadTarget *target = arg;
+	int64		n_cap,
+				cap;
 
+	/* sft.max_memory holds before the data grows, not after */
+	SftDatasetGrowth(target->ds, len, &n_cap, &cap);
+	if (n_cap != target->ds->n_cap || cap != target->ds->cap)
+	{
+		SftTrainDataSize size = SftLoadSize(target->ds, n_cap, cap, target->other, false);
+
+		size.rows++;
+		size.tokens += len;
+		SftTrainCheckMemory(sft_model_config(target->model), target->run->base,
+							&target->run->opts, target->run->max_memory_mb, &size);
+	}
 	SftDatasetAppend(target->ds, target->run->cxt, ids, mask, len, targets);
 }
 
@@ -537,10 +591,11 @@ SftReadPoll(void *arg, const SftTrainingRowCounts *counts)
 
 static void
 SftReadRelation(SftRun *run, const char *relation, const SftTokenizerEntry *entry,
-				const SftChatTemplate *tpl, SftDataset *ds, SftTrainingRowCounts *counts)
+				const SftChatTemplate *tpl, SftDataset *ds, const SftDataset *other,
+				SftTrainingRowCounts *counts)
 {
 	SftTrainingRowRules rules;
-	SftReadTarget target = {run, ds};
+	SftReadTarget target = {run, ds, other, run->model};
 
 	rules.entry = entry;
 	rules.tpl = tpl;
@@ -563,6 +618,7 @@ SftLoadData(SftRun *run)
 	SftSeqKey  *order;
 	int64		fingerprint;
 	SftRunCounts counts;
+	SftTrainDataSize loaded;
 	TimestampTz load_start = GetCurrentTimestamp();
 
 	SftPublish(run, SFT_PHASE_LOADING);
@@ -598,12 +654,20 @@ SftLoadData(SftRun *run)
 		tpl = *SftTokenizerApplyCall(entry, &call);
 
 	/* As the run's role: its privileges and row-level security decide what it sees. */
-	SftReadRelation(run, run->source, entry, &tpl, &all, &run->counts);
+	SftReadRelation(run, run->source, entry, &tpl, &all, NULL, &run->counts);
 	if (run->opts.validation && !SftProgressCancelRequested(SftWorkerSlot))
-		SftReadRelation(run, run->opts.validation, entry, &tpl, &valid_all, &vcounts);
+		SftReadRelation(run, run->opts.validation, entry, &tpl, &valid_all, &all, &vcounts);
 	SftCommitTransaction();
 	if (SftProgressCancelRequested(SftWorkerSlot))
 		return;
+	/*
+	 * The whole data, before its ordered copies and the trainer are
+	 * allocated; what loading holds at its peak may stay resident (freed
+	 * heap memory), so the trainer is counted on top of it.
+	 */
+	loaded = SftLoadSize(&all, all.n_cap, all.cap, &valid_all, true);
+	SftTrainCheckMemory(sft_model_config(run->model), run->base, &run->opts,
+						run->max_memory_mb, &loaded);
 
 	/* Canonical order, then the held-out split (both functions of the data and the seed). */
 	order = SftCanonicalOrder(&all);
@@ -945,6 +1009,9 @@ SftSaveOutput(SftRun *run)
 	bool		use_best;
 
 	SftPublish(run, SFT_PHASE_SAVING);
+	/* done with the trainer: the best epoch's weights may take its place */
+	sft_trainer_free(run->trainer);
+	run->trainer = NULL;
 	SftBeginTransaction();
 	use_best = run->opts.keep_best && OidIsValid(run->best_checkpoint) &&
 		run->best_epoch != run->opts.epochs;
@@ -1038,13 +1105,7 @@ SftRunMain(SftRun *run)
 	}
 	if (run->resume_m)
 	{
-		size_t		n = sft_trainer_num_trained(run->trainer);
-
-		memcpy(sft_trainer_adam_m(run->trainer), run->resume_m, n * sizeof(float));
-		memcpy(sft_trainer_adam_v(run->trainer), run->resume_v, n * sizeof(float));
-		*sft_trainer_step_count(run->trainer) = run->start_step;
-		sft_free(run->resume_m);
-		sft_free(run->resume_v);
+		sft_trainer_adopt_adam(run->trainer, run->resume_m, run->resume_v, run->start_step);
 		run->resume_m = run->resume_v = NULL;
 	}
 

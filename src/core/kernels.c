@@ -780,6 +780,28 @@ swiglu_backward(float *dgu, const float *dh, const float *gu, int T, int F)
 #define SFT_SQRT_2_OVER_PI 0.7978845608028654f
 #define SFT_GELU_CUBIC 0.044715f
 
+/*
+ * gelu_tanh(x) = x/2 (1 + tanh(a)), a = s (x + c x^3), is computed as
+ * x sigmoid(2a) (the same function: 1 + tanh(a) = 2 / (1 + e^-2a)) with
+ * sft_expf, so the loops vectorise (libm tanhf does not: it was 6% of a
+ * gemma-3-270m training step) and nothing cancels where tanh(a) is near -1.
+ * With e = e^-2a and g = 1 / (1 + e):
+ *   gelu(x)  = x g
+ *   gelu'(x) = g + x (1 - tanh(a)^2) / 2 * s (1 + 3 c x^2)
+ *            = g + 2 x s (1 + 3 c x^2) e g^2          (1 - tanh^2 = 4 e g^2)
+ *   dg = dh u gelu'(g),   du = dh gelu(g)
+ * For a below -44 (x below about -7.6) e is clamped at e^88: g is then
+ * ~6e-39 instead of smaller, and e g^2 underflows to 0, never inf * 0.
+ */
+static inline float
+gelu_tanh_gate(float x, float *e_out)
+{
+	float		e = sft_expf(-2.0f * SFT_SQRT_2_OVER_PI * (x + SFT_GELU_CUBIC * x * x * x));
+
+	*e_out = e;
+	return 1.0f / (1.0f + e);
+}
+
 void
 geglu_tanh_forward(float *h, const float *gu, int T, int F)
 {
@@ -791,19 +813,14 @@ geglu_tanh_forward(float *h, const float *gu, int T, int F)
 
 		for (int i = 0; i < F; i++)
 		{
-			float		x = g[i];
-			float		th = tanhf(SFT_SQRT_2_OVER_PI * (x + SFT_GELU_CUBIC * x * x * x));
+			float		e,
+						sg = gelu_tanh_gate(g[i], &e);
 
-			ht[i] = 0.5f * x * (1.0f + th) * u[i];
+			ht[i] = g[i] * sg * u[i];
 		}
 	}
 }
 
-/*
- * gelu(x) = x/2 (1 + tanh(a)), a = s (x + c x^3):
- *   gelu'(x) = (1 + tanh(a)) / 2 + x/2 (1 - tanh(a)^2) s (1 + 3 c x^2)
- *   dg = dh u gelu'(g),   du = dh gelu(g)
- */
 void
 geglu_tanh_backward(float *dgu, const float *dh, const float *gu, int T, int F)
 {
@@ -818,12 +835,13 @@ geglu_tanh_backward(float *dgu, const float *dh, const float *gu, int T, int F)
 		for (int i = 0; i < F; i++)
 		{
 			float		x = g[i];
-			float		th = tanhf(SFT_SQRT_2_OVER_PI * (x + SFT_GELU_CUBIC * x * x * x));
-			float		dgelu = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) *
-				SFT_SQRT_2_OVER_PI * (1.0f + 3.0f * SFT_GELU_CUBIC * x * x);
+			float		e,
+						sg = gelu_tanh_gate(x, &e);
+			float		dgelu = sg + 2.0f * x * SFT_SQRT_2_OVER_PI *
+				(1.0f + 3.0f * SFT_GELU_CUBIC * x * x) * (e * sg * sg);
 
 			dg[i] += d[i] * u[i] * dgelu;
-			du[i] += d[i] * 0.5f * x * (1.0f + th);
+			du[i] += d[i] * x * sg;
 		}
 	}
 }

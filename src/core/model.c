@@ -1087,6 +1087,16 @@ sft_trainer_lora_dropout_keep(const SftTrainer *tr, int layer, int module)
 	return tr->layers[layer].lora_keep[module];
 }
 
+void
+sft_trainer_adopt_adam(SftTrainer *tr, float *m, float *v, int64_t step)
+{
+	sft_free(tr->adam_m);
+	sft_free(tr->adam_v);
+	tr->adam_m = m;
+	tr->adam_v = v;
+	tr->step = step;
+}
+
 /* cost of an attention task: rows times visible keys */
 static int
 compare_task_cost(const void *a, const void *b)

@@ -168,6 +168,15 @@ float	   *sft_trainer_grads(SftTrainer *trainer);
  */
 const uint8_t *sft_trainer_lora_dropout_keep(const SftTrainer *trainer, int layer, int module);
 
+/*
+ * Resuming: the trainer takes over moments m and v [trained parameters: the
+ * model's, or the adapter's for LoRA] (from sft_alloc, e.g. the checkpoint
+ * readers') instead of copying them, so a
+ * resumed run never holds two pairs (its memory stays what
+ * sft_trainer_memory_estimate says); its own are freed.
+ */
+void		sft_trainer_adopt_adam(SftTrainer *trainer, float *m, float *v, int64_t step);
+
 /* ---------------------------------------------------------------------------
  * Inference: batch 1, KV cache
  * ------------------------------------------------------------------------- */

@@ -252,7 +252,9 @@ main(int argc, char **argv)
 		gemm = g2 > gemm ? g2 : gemm;
 	}
 
-	/* where the time goes: forward only, forward + backward, AdamW */
+	/* where the time goes: forward only, forward + backward, AdamW
+	 * (SFT_BENCH_BREAKDOWN=0 skips it: the family rounds of train.sh) */
+	if (getenv("SFT_BENCH_BREAKDOWN") == NULL || atoi(getenv("SFT_BENCH_BREAKDOWN")) != 0)
 	{
 		double		tf[3],
 					tb[3],

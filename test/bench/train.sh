@@ -21,6 +21,8 @@ field() {	# RESULT line, key
 # the machine may be shared: show how busy it was around each measurement
 load() { echo "  (load average $(cut -d' ' -f1-3 /proc/loadavg) $1)"; }
 
+# SFT_BENCH_LLAMA=0 skips the SmolLM2-135M part (the families alone)
+if [ "${SFT_BENCH_LLAMA:-1}" != 0 ]; then
 load "before the C core"
 c_out=$(OPENBLAS_NUM_THREADS=$THREADS test/bench/bench_train "$THREADS" "$STEPS" 512) || {
 	echo "$c_out"; echo "bench_train failed"; exit 1; }
@@ -75,33 +77,59 @@ printf '%-30s %10.1f   (every FLOP at the sgemm rate)\n' "sgemm ceiling, tokens/
 printf '%-30s %10.2f   (C core / ceiling)\n' "  reached" "$(awk -v a="$c_tps" -v b="$ceil_tps" 'BEGIN { print a / b }')"
 printf '%-30s %10.1f   (= %.2f x the ceiling)\n' "4 x PyTorch (HF), tokens/s" \
 	"$(awk -v a="$hf_tps" 'BEGIN { print 4 * a }')" "$(awk -v a="$hf_tps" -v b="$ceil_tps" 'BEGIN { print 4 * a / b }')"
+fi
 
 # --- the other families on their real shapes ----------------------------------
 # Full fine-tuning of Qwen2.5-0.5B, Qwen3-0.6B and gemma-3-270m (random
 # weights, test/fixtures/configs/), C core against the PyTorch reference of
-# the same family at its faster setting (1 torch thread, as measured above),
-# side by side.  Each needs 5-12 GB: SFT_BENCH_FAMILIES="" skips them, a list
-# of fixture names narrows them; SFT_BENCH_FAMILY_STEPS (default 3) steps.
+# the same family (HF: logits at every position, as the transformers model
+# computes them) at its faster setting (1 torch thread, as measured above),
+# alternating in rounds: C, then PyTorch, ROUNDS times; the figures are
+# medians over the rounds, the ratio the median of the per-round ratios.
+# The ceiling is each C run's own (its sgemm rate on the family's shapes,
+# measured before and after its steps).  Each needs 5-12 GB: the script waits
+# for MemAvailable >= 14 GB before each run.  SFT_BENCH_FAMILIES="" skips
+# them, a list of fixture names narrows them; SFT_BENCH_FAMILY_STEPS
+# (default 2) timed steps per run, SFT_BENCH_ROUNDS (default 3) rounds.
 FAMILIES=${SFT_BENCH_FAMILIES-gemma-3-270m qwen2.5-0.5b qwen3-0.6b}
-FSTEPS=${SFT_BENCH_FAMILY_STEPS:-3}
-[ -n "$FAMILIES" ] && printf '\n%-16s %9s %9s %9s %8s %8s %8s %7s %7s\n' "family, T=512" "C tok/s" "HF tok/s" \
-	"lean t/s" "vs HF" "ceiling" "reached" "C GB" "HF GB"
+FSTEPS=${SFT_BENCH_FAMILY_STEPS:-2}
+ROUNDS=${SFT_BENCH_ROUNDS:-3}
+wait_memory() {	# GB
+	until [ $(( $(awk '/MemAvailable/ {print $2}' /proc/meminfo) / 1048576 )) -ge "$1" ]; do
+		echo "  (waiting for $1 GB available)" >&2
+		sleep 20
+	done
+}
+median_of() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+declare -A fam_line
 for fam in $FAMILIES; do
 	cfgf=test/fixtures/configs/$fam.json
-	load "before the C core ($fam)" >&2
-	fc=$(OPENBLAS_NUM_THREADS=$THREADS test/bench/bench_train "$THREADS" "$FSTEPS" 512 "$cfgf") || {
-		echo "$fc"; echo "bench_train $fam failed"; exit 1; }
-	fc=$(grep '^RESULT' <<<"$fc")
-	for variant in hf lean; do
-		load "before PyTorch ($fam, $variant)" >&2
+	c_all= t_all= r_all= ceil_all= reach_all= c_gb= t_gb=
+	for round in $(seq 1 "$ROUNDS"); do
+		wait_memory 14
+		echo "  ($fam round $round: C core, load average $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+		fc=$(SFT_BENCH_BREAKDOWN=0 OPENBLAS_NUM_THREADS=$THREADS test/bench/bench_train "$THREADS" "$FSTEPS" 512 "$cfgf") || {
+			echo "$fc"; echo "bench_train $fam failed"; exit 1; }
+		fc=$(grep '^RESULT' <<<"$fc")
+		wait_memory 14
+		echo "  ($fam round $round: PyTorch, load average $(cut -d' ' -f1-3 /proc/loadavg))" >&2
 		ft=$(OPENBLAS_NUM_THREADS=$THREADS "$PYTHON" test/parity/torch/llama_ref.py bench "$THREADS" \
-			"$FSTEPS" 512 $variant 1 "$cfgf") || { echo "$ft"; echo "torch $fam $variant failed"; exit 1; }
-		eval "ft_$variant=\$(grep '^RESULT' <<<\"\$ft\")"
+			"$FSTEPS" 512 hf 1 "$cfgf") || { echo "$ft"; echo "torch $fam failed"; exit 1; }
+		ft=$(grep '^RESULT' <<<"$ft")
+		c=$(field "$fc" tokens_per_s) t=$(field "$ft" tokens_per_s) ceil=$(field "$fc" ceiling_tokens_per_s)
+		echo "  ($fam round $round: C $c tokens/s (ceiling $ceil), PyTorch $t tokens/s, load average $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+		c_all+=" $c" t_all+=" $t" ceil_all+=" $ceil"
+		r_all+=" $(awk -v a="$c" -v b="$t" 'BEGIN { print a / b }')"
+		reach_all+=" $(awk -v a="$c" -v b="$ceil" 'BEGIN { print a / b }')"
+		c_gb=$(field "$fc" peak_rss_gb) t_gb=$(field "$ft" peak_rss_gb)
 	done
-	printf '%-16s %9.1f %9.1f %9.1f %8s %8.1f %8.2f %7.2f %7.2f\n' "$fam" "$(field "$fc" tokens_per_s)" \
-		"$(field "$ft_hf" tokens_per_s)" "$(field "$ft_lean" tokens_per_s)" \
-		"$(ratio "$(field "$fc" tokens_per_s)" "$(field "$ft_hf" tokens_per_s)")" \
-		"$(field "$fc" ceiling_tokens_per_s)" \
-		"$(awk -v a="$(field "$fc" tokens_per_s)" -v b="$(field "$fc" ceiling_tokens_per_s)" 'BEGIN { print a / b }')" \
-		"$(field "$fc" peak_rss_gb)" "$(field "$ft_hf" peak_rss_gb)"
+	fam_line[$fam]=$(printf '%-16s %9.1f %9.1f %8.2fx %8.1f %8.2f %7.2f %7.2f' "$fam" \
+		"$(median_of <<<"$c_all")" "$(median_of <<<"$t_all")" "$(median_of <<<"$r_all")" \
+		"$(median_of <<<"$ceil_all")" "$(median_of <<<"$reach_all")" "$c_gb" "$t_gb")
 done
+if [ -n "$FAMILIES" ]; then
+	printf '\n%-16s %9s %9s %9s %8s %8s %7s %7s\n' "family, T=512" "C tok/s" "HF tok/s" "C / HF" \
+		"ceiling" "reached" "C GB" "HF GB"
+	for fam in $FAMILIES; do echo "${fam_line[$fam]}"; done
+	echo "  (medians of $ROUNDS alternating rounds, $FSTEPS timed steps each; load average at the end $(cut -d' ' -f1-3 /proc/loadavg))"
+fi

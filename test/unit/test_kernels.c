@@ -581,6 +581,47 @@ test_geglu(void)
 	geglu_tanh_backward(dgu, c.R, c.gu, c.T, c.F);
 	TAP_OK(fd_error(c.gu, c.T * 2 * c.F, dgu, geglu_probe, &c, 0) < FD_TOL, "geglu_tanh_backward");
 	free(c.gu), free(c.h), free(c.R), free(dgu);
+
+	/*
+	 * A dense sweep of the gate over [-12, 12] (up = 1, dh = 1) against
+	 * float64: gelu and its derivative, error relative to max(|value|, 1e-3)
+	 * (the kernel computes x sigmoid(2a); 0.5 x (1 + tanhf(a)) in float
+	 * misses by 7.7e-5 and 5.5e-4 near x = -5, where 1 + tanh cancels)
+	 */
+	{
+		int			n = 240001;
+		float	   *gu1 = zeros(2 * (size_t) n),
+				   *h1 = zeros(n),
+				   *d1 = zeros(n),
+				   *dgu1 = zeros(2 * (size_t) n);
+		double		err_f = 0.0,
+					err_b = 0.0;
+
+		for (int i = 0; i < n; i++)
+		{
+			gu1[i] = -12.0f + 24.0f * (float) i / (float) (n - 1);
+			gu1[n + i] = 1.0f;
+			d1[i] = 1.0f;
+		}
+		/* one row of width n: the gate half, then the up half */
+		geglu_tanh_forward(h1, gu1, 1, n);
+		geglu_tanh_backward(dgu1, d1, gu1, 1, n);
+		for (int i = 0; i < n; i++)
+		{
+			double		x = gu1[i],
+						s = sqrt(2.0 / M_PI),
+						a = s * (x + 0.044715 * x * x * x),
+						th = tanh(a),
+						gelu = 0.5 * x * (1.0 + th),
+						dgelu = 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * s * (1.0 + 3.0 * 0.044715 * x * x);
+
+			err_f = fmax(err_f, fabs(h1[i] - gelu) / fmax(fabs(gelu), 1e-3));
+			err_b = fmax(err_b, fabs(dgu1[i] - dgelu) / fmax(fabs(dgelu), 1e-3));
+		}
+		TAP_OK(err_f < 2e-6, "geglu_tanh_forward on [-12, 12]: relative error %.2g vs float64", err_f);
+		TAP_OK(err_b < 1e-4, "geglu_tanh_backward on [-12, 12]: relative error %.2g vs float64", err_b);
+		free(gu1), free(h1), free(d1), free(dgu1);
+	}
 }
 
 typedef struct
